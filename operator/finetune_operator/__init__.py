@@ -1,0 +1,3 @@
+"""FineTuneJob operator: fine-tuning with the Phison aiDAPTIV+ trainer on Kubernetes."""
+
+__version__ = "0.1.0"

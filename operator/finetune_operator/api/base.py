@@ -1,0 +1,73 @@
+"""Shared pieces of the API models: the camelCase base model and CEL rule helpers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+GROUP = "finetune.aidaptiv.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "FineTuneJob"
+PLURAL = "finetunejobs"
+SINGULAR = "finetunejob"
+SHORT_NAMES = ["ftj"]
+
+# Key used in json_schema_extra to carry CEL rules into the generated CRD.
+CEL_KEY = "x-kubernetes-validations"
+
+
+class ApiModel(BaseModel):
+    """Base of every spec model: camelCase on the wire, snake_case in Python.
+
+    The snake_case attribute names are, by design, the aiDAPTIV trainer's own config keys, so the
+    trainer files are a plain dump of the models. Unknown keys are refused (the API server refuses
+    them too, with kubectl's strict field validation), so a typo never silently does nothing.
+    """
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        validate_default=False,
+    )
+
+
+def cel(
+    rule: str,
+    message: str | None = None,
+    *,
+    message_expression: str | None = None,
+    field_path: str | None = None,
+    reason: str | None = None,
+) -> dict[str, Any]:
+    """One entry of `x-kubernetes-validations`."""
+    entry: dict[str, Any] = {"rule": rule}
+    if message is not None:
+        entry["message"] = message
+    if message_expression is not None:
+        entry["messageExpression"] = message_expression
+    if field_path is not None:
+        entry["fieldPath"] = field_path
+    if reason is not None:
+        entry["reason"] = reason
+    return entry
+
+
+def cel_string(text: str) -> str:
+    """A CEL string literal holding `text` exactly (rules are data, never spliced unquoted)."""
+    escaped = text.replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{escaped}'"
+
+
+def cel_literal(value: Any) -> str:
+    """A CEL literal for a model default, used as the `orValue()` of an optional field."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return cel_string(value)
+    raise TypeError(f"no CEL literal for {value!r}")

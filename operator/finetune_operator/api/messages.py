@@ -1,0 +1,59 @@
+"""Validation messages, shared by the CEL rules of the CRD and the model validators.
+
+A user sees the same words whether `kubectl apply` refused the object (CEL) or the operator did
+(a `Stalled` condition), so each message lives here once.
+"""
+
+from __future__ import annotations
+
+NUM_GPUS_VALUES = (1, 2, 4, 8)
+STRATEGIES = ("qa", "pretrain", "rag", "vqa")
+EXP_TYPES = ("train", "inference", "eval")
+TASK_TYPES = ("text-generation", "automatic-speech-recognition", "fill-mask", "image-text-to-text")
+WEIGHT_FILE_FORMATS = ("bin", "pt", "safetensors")
+VGPUMEM_PERCENTAGE = "otterscale.com/vgpumem-percentage"
+VGPUMEM = "otterscale.com/vgpumem"
+MAX_NAME_LENGTH = 63
+RESERVED_MOUNT_PREFIXES = ("/config", "/dev/shm")
+
+USER_PROMPT = "userPrompt must contain the placeholder {question}"
+STRATEGY = "strategy must be one of qa, pretrain, rag, vqa (in any letter case)"
+EXP_TYPE = "expType must be one of train, inference, eval"
+MAX_ITER = "maxIter must be -1 (no limit) or a positive number of iterations"
+SPECIFY_GPUS_FORMAT = 'specifyGpus must be a comma-separated list of GPU indices, such as "0,1,2,3"'
+SPECIFY_GPUS_UNIQUE = "specifyGpus must not name the same GPU twice"
+QUANTITY = "every resource quantity must be a valid Kubernetes quantity, such as 1, 500m or 16Gi"
+EXTENDED_WHOLE = "extended resources (such as phison.com/ai100) must be whole numbers"
+VGPUMEM_PERCENTAGE_RANGE = "otterscale.com/vgpumem-percentage must be a whole number from 0 to 100"
+VGPUMEM_EXCLUSIVE = "otterscale.com/vgpumem and otterscale.com/vgpumem-percentage cannot be used together"
+EXTENDED_NOT_OVERCOMMITTED = (
+    "extended resources (such as phison.com/ai100) cannot be overcommitted: "
+    "each one in requests needs the same quantity in limits"
+)
+TRAIN_DATA_EXCLUSIVE = "set either trainData or trainDataConfig, not both"
+VOLUME_ONE_SOURCE = "a volume needs exactly one source: nfs or persistentVolumeClaim"
+MOUNT_PATH_ABSOLUTE = "mountPath must be an absolute path"
+MOUNT_PATH_RESERVED = "mountPath must not be /config, /dev/shm or below them: the operator mounts those"
+MOUNT_PATHS_UNIQUE = "two volumes cannot share one mountPath"
+NAME_LENGTH = (
+    f"metadata.name must be at most {MAX_NAME_LENGTH} characters: "
+    "it names the Job, and a Job's name becomes a label value of its pods"
+)
+
+
+def immutable(field: str) -> str:
+    return (
+        f"{field} cannot be changed after creation (it shapes the training pod); "
+        "delete and re-create the FineTuneJob to change it"
+    )
+
+
+def batch_multiple(total: int, gpus: int, per_device: int) -> str:
+    return (
+        f"perUpdateTotalBatchSize ({total}) must be a multiple of numGpus × perDeviceTrainBatchSize "
+        f"({gpus} × {per_device} = {gpus * per_device})"
+    )
+
+
+def specify_gpus_count(listed: int, gpus: int) -> str:
+    return f"specifyGpus lists {listed} GPUs but numGpus is {gpus}: they must match"

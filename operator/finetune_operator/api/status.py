@@ -1,0 +1,84 @@
+"""The FineTuneJob status: phase, metav1.Condition-shaped conditions, and training progress.
+
+Progress uses the field names of Kubeflow Trainer's TrainJob `trainerStatus` (KEP-2779), so tools
+that learn one read the other.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints
+
+from finetune_operator.api.base import ApiModel
+
+Phase = Literal["Pending", "Running", "Suspended", "Succeeded", "Failed"]
+PHASES: tuple[Phase, ...] = ("Pending", "Running", "Suspended", "Succeeded", "Failed")
+TERMINAL_PHASES: tuple[Phase, ...] = ("Succeeded", "Failed")
+ConditionType = Literal["Running", "Suspended", "Succeeded", "Failed", "Stalled", "LogUnreadable", "CleanedUp"]
+Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
+
+
+class Condition(ApiModel):
+    """One aspect of the FineTuneJob's state, in the shape of metav1.Condition."""
+
+    type: Annotated[str, StringConstraints(max_length=316)] = Field(
+        description="Running, Suspended, Succeeded, Failed, Stalled, LogUnreadable or CleanedUp."
+    )
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    observed_generation: int | None = Field(
+        None, ge=0, description="The metadata.generation this condition was set for."
+    )
+    last_transition_time: Timestamp = Field(description="When the status last changed.")
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=1024)] = Field(
+        description="CamelCase reason, such as JobCreated, TrainingComplete or BackoffLimitExceeded."
+    )
+    message: Annotated[str, StringConstraints(max_length=32768)] = Field("", description="Human-readable details.")
+
+
+class Metric(ApiModel):
+    """A named training metric (Kubeflow Trainer's trainerStatus.metrics entry)."""
+
+    name: Annotated[str, StringConstraints(max_length=64)] = Field(
+        description="epoch, totalEpochs, iteration, iterationsPerEpoch, step, totalSteps, loss or tokensPerSecond."
+    )
+    value: Annotated[str, StringConstraints(max_length=64)] = Field(description="The value, as a string.")
+
+
+class TrainerStatus(ApiModel):
+    """Training progress read from the trainer's log."""
+
+    progress_percentage: int | None = Field(None, ge=0, le=100, description="Completed steps in percent.")
+    estimated_remaining_seconds: int | None = Field(
+        None, ge=0, description="Estimated seconds to the end, from the log's own timestamps."
+    )
+    estimated_remaining_time: Annotated[str, StringConstraints(max_length=32)] | None = Field(
+        None, description="estimatedRemainingSeconds for humans, such as 1h2m (the ETA column)."
+    )
+    metrics: Annotated[list[Metric], Field(max_length=32)] = Field(
+        default_factory=list,
+        description="Latest metrics by name.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    last_updated_time: Timestamp | None = Field(None, description="When this progress was last read.")
+
+
+class FineTuneJobStatus(ApiModel):
+    """What the operator observed. Written only by the operator, through the status subresource."""
+
+    observed_generation: int | None = Field(None, ge=0, description="The metadata.generation last acted on.")
+    phase: Phase | None = Field(None, description="Pending, Running, Suspended, Succeeded or Failed.")
+    conditions: Annotated[list[Condition], Field(max_length=16)] = Field(
+        default_factory=list,
+        description="Current conditions, one per type.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    start_time: Timestamp | None = Field(None, description="When the training Job was created.")
+    completion_time: Timestamp | None = Field(None, description="When the training reached Succeeded or Failed.")
+    job_name: Annotated[str, StringConstraints(max_length=63)] | None = Field(
+        None, description="Name of the training Job."
+    )
+    cleanup_time: Timestamp | None = Field(
+        None, description="When the TTL removed the Job, its pods and the ConfigMap."
+    )
+    trainer_status: TrainerStatus | None = Field(None, description="Training progress from the trainer's log.")

@@ -1,0 +1,128 @@
+"""`finetune-operator`: run the operator, print the CRD, render or convert FineTuneJobs.
+
+Bad input ends with one line on stderr naming the file, the field and the rule, and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+import yaml
+
+from finetune_operator import __version__
+from finetune_operator.api.convert import values_to_finetunejob
+from finetune_operator.api.crd import crd_yaml
+from finetune_operator.api.resource import InvalidFineTuneJob, load_finetunejob
+from finetune_operator.render.configs import dump_yaml
+from finetune_operator.render.manifests import render
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Input the user must fix; printed as one line, exit status 2."""
+
+
+def _read_text(path: str) -> str:
+    try:
+        if path == "-":
+            return sys.stdin.read()
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except OSError as error:
+        raise UsageError(f"{path}: cannot read: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not UTF-8 text") from None
+
+
+def _load_documents(path: str) -> list[Any]:
+    try:
+        return [doc for doc in yaml.safe_load_all(_read_text(path)) if doc is not None]
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        problem = getattr(error, "problem", None) or "invalid YAML"
+        raise UsageError(f"{path}: not valid YAML{where}: {problem}") from None
+
+
+def _invalid(path: str, error: InvalidFineTuneJob, prefix: str = "") -> UsageError:
+    return UsageError(f"{path}: " + "; ".join(prefix + problem for problem in error.problems))
+
+
+def command_crd(args: argparse.Namespace, out: TextIO) -> None:
+    out.write(crd_yaml())
+
+
+def command_render(args: argparse.Namespace, out: TextIO) -> None:
+    documents = _load_documents(args.filename)
+    if not documents:
+        raise UsageError(f"{args.filename}: no FineTuneJob in the file")
+    manifests: list[dict[str, Any]] = []
+    for index, document in enumerate(documents):
+        where = args.filename if len(documents) == 1 else f"{args.filename} (document {index + 1})"
+        if not isinstance(document, dict) or document.get("kind") != "FineTuneJob":
+            kind = document.get("kind") if isinstance(document, dict) else type(document).__name__
+            raise UsageError(f"{where}: expected kind FineTuneJob, got {kind!r}")
+        try:
+            ftj = load_finetunejob(document)
+        except InvalidFineTuneJob as error:
+            raise _invalid(where, error) from None
+        if args.namespace:
+            ftj.metadata.namespace = args.namespace
+        manifests.extend(render(ftj))
+    out.write("---\n".join(dump_yaml(manifest) for manifest in manifests))
+
+
+def command_convert(args: argparse.Namespace, out: TextIO) -> None:
+    documents = _load_documents(args.values)
+    values = documents[0] if documents else {}
+    if len(documents) > 1:
+        raise UsageError(f"{args.values}: a values file holds one YAML document, this one holds {len(documents)}")
+    try:
+        ftj = values_to_finetunejob(values, name=args.name, namespace=args.namespace)
+    except InvalidFineTuneJob as error:
+        raise _invalid(args.values, error) from None
+    out.write(dump_yaml(ftj))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="finetune-operator",
+        description="Fine-tune LLMs with Phison aiDAPTIV+ on Kubernetes: the FineTuneJob operator and its tools.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    crd = commands.add_parser("crd", help="print the FineTuneJob CustomResourceDefinition")
+    crd.set_defaults(handler=command_crd)
+
+    render_cmd = commands.add_parser("render", help="print the ConfigMap and Job a FineTuneJob becomes")
+    render_cmd.add_argument("-f", "--filename", required=True, help="FineTuneJob YAML file, or - for stdin")
+    render_cmd.add_argument("-n", "--namespace", help="namespace to render into (overrides metadata.namespace)")
+    render_cmd.set_defaults(handler=command_render)
+
+    convert = commands.add_parser(
+        "convert", help="turn a values.yaml of the aidaptivcache-finetune chart into a FineTuneJob"
+    )
+    convert.add_argument("values", help="the chart's values file, or - for stdin")
+    convert.add_argument("--name", help="name of the FineTuneJob (default: the values' job.name)")
+    convert.add_argument("-n", "--namespace", help="namespace of the FineTuneJob")
+    convert.set_defaults(handler=command_convert)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.handler(args, sys.stdout)
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Observation (pure): Job, pod and trainer log into status, conditions and progress."""

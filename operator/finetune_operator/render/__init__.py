@@ -1,0 +1,1 @@
+"""Rendering (pure): a FineTuneJob into the trainer config files, ConfigMap and Job."""

@@ -1,0 +1,119 @@
+"""The training container's entrypoint: a fixed script; everything the user wrote reaches it as data.
+
+The chart pasted prescript, the trainer command and postscript into one `sh -c` string, so the Job's
+exit status was that of postscript's last line, and quoting in user text could break the script.
+Here prescript and postscript are files in the ConfigMap and paths come from the environment.
+"""
+
+from __future__ import annotations
+
+CONTAINER_NAME = "trainer"
+TERMINATION_MESSAGE_PATH = "/dev/termination-log"
+TRAINER_COMMAND = "phisonai2"
+COMPLETE_MARKER = "training complete!"
+
+# Environment of the training container (names are a contract with the script below).
+ENV_OUTPUT_DIR = "FTO_OUTPUT_DIR"
+ENV_LOG_FILE = "FTO_LOG_FILE"
+ENV_ENV_CONFIG = "FTO_ENV_CONFIG"
+ENV_EXP_CONFIG = "FTO_EXP_CONFIG"
+ENV_PRESCRIPT = "FTO_PRESCRIPT"
+ENV_POSTSCRIPT = "FTO_POSTSCRIPT"
+
+# Exit codes the script itself chooses (a failing trainer's own non-zero code is passed on).
+EXIT_INCOMPLETE = 3  # the trainer exited 0 but never logged `training complete!`
+EXIT_NO_OUTPUT_DIR = 4
+
+# POSIX sh: the vendor image's shell is not known. No `set -u`: the chart had none, and scripts
+# written for it may read unset variables. The prescript is sourced, as the chart did, so its
+# exports and mounts reach the trainer; the postscript runs in a subshell so that an `exit` in it
+# cannot hide the trainer's verdict.
+ENTRYPOINT = r"""# Rendered by finetune-operator. User text arrives as files and environment only.
+termination="${FTO_TERMINATION_LOG:-/dev/termination-log}"
+trainer="${FTO_TRAINER:-phisonai2}"
+stage=Prescript
+reported=no
+
+say() { printf '[finetune-operator] %s\n' "$*"; }
+
+report() {  # verdict reason exit-code evidence
+  step=0; loss=""
+  if [ -f "$FTO_LOG_FILE" ]; then
+    step=$(grep -c '\[PHISON END\]' "$FTO_LOG_FILE" 2>/dev/null)
+    loss=$(grep -o '\[Loss\]:[^[:space:]]*' "$FTO_LOG_FILE" 2>/dev/null | tail -n 1 | cut -d: -f2)
+  fi
+  {
+    printf 'verdict: %s\n' "$1"
+    printf 'reason: %s\n' "$2"
+    printf 'exitCode: %s\n' "$3"
+    printf 'step: %s\n' "${step:-0}"
+    printf 'loss: %s\n' "$loss"
+    printf 'evidence: %s\n' "$(printf '%s' "$4" | tr -d '\r' | head -n 1 | cut -c1-1500)"
+  } > "$termination" 2>/dev/null
+  reported=yes
+}
+
+on_exit() {
+  code=$?
+  if [ "$reported" = no ]; then
+    report failed "${stage}Failed" "$code" "the $stage stage exited with status $code"
+  fi
+}
+trap on_exit EXIT
+
+if [ -s "$FTO_PRESCRIPT" ]; then
+  say "running the prescript"
+  . "$FTO_PRESCRIPT"
+  set +e
+fi
+
+stage=Setup
+if ! mkdir -p "$FTO_OUTPUT_DIR" "$(dirname "$FTO_LOG_FILE")"; then
+  report failed OutputDirUnavailable 4 "cannot create the output directory $FTO_OUTPUT_DIR"
+  exit 4
+fi
+if [ -e "$FTO_LOG_FILE" ]; then
+  # A retry must not read the verdict of the attempt before it; keep that log beside.
+  mv "$FTO_LOG_FILE" "$FTO_LOG_FILE.$(date +%Y%m%dT%H%M%S).previous"
+fi
+: > "$FTO_LOG_FILE"
+tail -n +1 -F "$FTO_LOG_FILE" 2>/dev/null &
+tail_pid=$!
+
+stage=Trainer
+say "starting $trainer"
+"$trainer" --env_config "$FTO_ENV_CONFIG" --exp_config "$FTO_EXP_CONFIG"
+code=$?
+sleep 2
+kill "$tail_pid" 2>/dev/null
+wait "$tail_pid" 2>/dev/null
+
+failure=$(grep -E 'exits with return code = [1-9][0-9]*' "$FTO_LOG_FILE" | tail -n 1)
+if [ "$code" -ne 0 ]; then
+  verdict=failed; reason=TrainerExitCode; status=$code
+  evidence=${failure:-"$trainer exited with status $code"}
+elif [ -n "$failure" ]; then
+  verdict=failed; reason=TrainerReportedFailure; status=1; evidence=$failure
+elif grep -q 'training complete!' "$FTO_LOG_FILE"; then
+  verdict=succeeded; reason=TrainingComplete; status=0
+  evidence=$(grep 'training complete!' "$FTO_LOG_FILE" | tail -n 1)
+else
+  verdict=failed; reason=TrainingIncomplete; status=3
+  evidence="$trainer exited 0 but its log has no 'training complete!': $(tail -n 1 "$FTO_LOG_FILE")"
+fi
+say "trainer verdict: $verdict ($reason)"
+
+stage=Postscript
+if [ -s "$FTO_POSTSCRIPT" ]; then
+  say "running the postscript"
+  ( . "$FTO_POSTSCRIPT" )
+  post=$?
+  if [ "$post" -ne 0 ] && [ "$verdict" = succeeded ]; then
+    verdict=failed; reason=PostscriptFailed; status=$post
+    evidence="the postscript exited with status $post"
+  fi
+fi
+
+report "$verdict" "$reason" "$status" "$evidence"
+exit "$status"
+"""
