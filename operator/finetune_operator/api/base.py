@@ -25,6 +25,7 @@ class ApiModel(BaseModel):
     The snake_case attribute names are, by design, the aiDAPTIV trainer's own config keys, so the
     trainer files are a plain dump of the models. Unknown keys are refused (the API server refuses
     them too, with kubectl's strict field validation), so a typo never silently does nothing.
+    Strict types, because the CRD's are: `maxIter: "5"` is refused by both, not coerced by one.
     """
 
     model_config = ConfigDict(
@@ -32,6 +33,7 @@ class ApiModel(BaseModel):
         populate_by_name=True,
         extra="forbid",
         validate_default=False,
+        strict=True,
     )
 
 

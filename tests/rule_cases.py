@@ -1,0 +1,164 @@
+"""Every validation rule with a good and a bad spec: one table for the models and the API server.
+
+The unit tests run each case through the pydantic models; the e2e tests send the same cases to a
+real API server with the generated CRD, so the two enforcements cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RuleCase:
+    id: str
+    good: dict[str, Any]
+    bad: dict[str, Any]
+    message: str  # a fragment both the model and the API server must show
+
+
+def _exp(process: dict[str, Any] | None = None, run: dict[str, Any] | None = None) -> dict[str, Any]:
+    exp: dict[str, Any] = {}
+    if process is not None:
+        exp["processSettings"] = process
+    if run is not None:
+        exp["runSettings"] = run
+    return {"expConfig": exp}
+
+
+def _dataset(**fields: Any) -> dict[str, Any]:
+    return {"trainData": [{"name": "ds", "dataPath": "org/data", **fields}]}
+
+
+def _resources(requests: dict[str, Any], limits: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"resources": {"requests": requests, "limits": requests if limits is None else limits}}
+
+
+def _nfs(**fields: Any) -> dict[str, Any]:
+    volume = {"name": "data", "mountPath": "/mnt/data", "nfs": {"server": "nfs.local", "path": "/x"}, **fields}
+    return {"volumes": [volume]}
+
+
+RULE_CASES: list[RuleCase] = [
+    RuleCase("numGpus", _exp({"numGpus": 4}, {"perUpdateTotalBatchSize": 16}), _exp({"numGpus": 3}), "numGpus"),
+    RuleCase(
+        "batch-multiple",
+        _exp({"numGpus": 2}, {"perDeviceTrainBatchSize": 4, "perUpdateTotalBatchSize": 24}),
+        _exp({"numGpus": 2}, {"perDeviceTrainBatchSize": 4, "perUpdateTotalBatchSize": 20}),
+        "perUpdateTotalBatchSize (20) must be a multiple of numGpus × perDeviceTrainBatchSize (2 × 4 = 8)",
+    ),
+    RuleCase(
+        "batch-multiple-defaults",
+        _exp(run={"perUpdateTotalBatchSize": 8}),
+        _exp(run={"perUpdateTotalBatchSize": 10}),
+        "perUpdateTotalBatchSize (10) must be a multiple of numGpus × perDeviceTrainBatchSize (1 × 4 = 4)",
+    ),
+    RuleCase("userPrompt", _dataset(userPrompt="Q: {question}"), _dataset(userPrompt="Q: {q}"), "{question}"),
+    RuleCase("strategy", _dataset(strategy="QA"), _dataset(strategy="chat"), "strategy must be one of qa"),
+    RuleCase("expType", _dataset(expType="eval"), _dataset(expType="test"), "expType"),
+    RuleCase("precisionMode", _exp(run={"precisionMode": 0}), _exp(run={"precisionMode": 2}), "precisionMode"),
+    RuleCase(
+        "lrScheduler.mode", _exp(run={"lrScheduler": {"mode": -1}}), _exp(run={"lrScheduler": {"mode": 6}}), "mode"
+    ),
+    RuleCase(
+        "weightFileFormat",
+        _exp(run={"weightFileFormat": "safetensors"}),
+        _exp(run={"weightFileFormat": "onnx"}),
+        "weightFileFormat",
+    ),
+    RuleCase("maxIter", _exp(run={"maxIter": -1}), _exp(run={"maxIter": 0}), "maxIter must be -1"),
+    RuleCase(
+        "specifyGpus-format",
+        _exp({"numGpus": 2, "specifyGpus": "0,1"}, {"perUpdateTotalBatchSize": 16}),
+        _exp({"numGpus": 2, "specifyGpus": "0;1"}, {"perUpdateTotalBatchSize": 16}),
+        "specifyGpus must be a comma-separated list",
+    ),
+    RuleCase(
+        "specifyGpus-count",
+        _exp({"numGpus": 4, "specifyGpus": "0,1,2,3"}, {"perUpdateTotalBatchSize": 16}),
+        _exp({"numGpus": 4, "specifyGpus": "0,1"}, {"perUpdateTotalBatchSize": 16}),
+        "specifyGpus lists 2 GPUs but numGpus is 4",
+    ),
+    RuleCase(
+        "specifyGpus-unique",
+        _exp({"numGpus": 2, "specifyGpus": "2,3"}, {"perUpdateTotalBatchSize": 16}),
+        _exp({"numGpus": 2, "specifyGpus": "1,1"}, {"perUpdateTotalBatchSize": 16}),
+        "specifyGpus must not name the same GPU twice",
+    ),
+    RuleCase(
+        "quantity",
+        _resources({"memory": "16Gi", "cpu": "500m"}),
+        _resources({"memory": "16 GB"}),
+        "valid Kubernetes quantity",
+    ),
+    RuleCase(
+        "vgpumem-percentage",
+        _resources({"otterscale.com/vgpumem-percentage": 100}),
+        _resources({"otterscale.com/vgpumem-percentage": 101}),
+        "from 0 to 100",
+    ),
+    RuleCase(
+        "vgpumem-exclusive",
+        _resources({"otterscale.com/vgpumem": 8192}),
+        _resources({"otterscale.com/vgpumem": 8192, "otterscale.com/vgpumem-percentage": 50}),
+        "cannot be used together",
+    ),
+    RuleCase(
+        "extended-whole",
+        _resources({"phison.com/ai100": 2}),
+        _resources({"phison.com/ai100": "1500m"}),
+        "must be whole numbers",
+    ),
+    RuleCase(
+        "extended-not-overcommitted",
+        _resources({"phison.com/ai100": 1, "cpu": 1}, {"phison.com/ai100": 1, "cpu": 2}),
+        _resources({"phison.com/ai100": 1}, {"phison.com/ai100": 2}),
+        "cannot be overcommitted",
+    ),
+    RuleCase(
+        "trainData-exclusive",
+        _dataset(),
+        {**_dataset(), "trainDataConfig": "a:\n  data_path: x\n"},
+        "either trainData or trainDataConfig",
+    ),
+    RuleCase(
+        "volume-source",
+        _nfs(),
+        {"volumes": [{"name": "data", "mountPath": "/mnt/data"}]},
+        "exactly one source",
+    ),
+    RuleCase("mountPath-absolute", _nfs(mountPath="/data"), _nfs(mountPath="data"), "absolute path"),
+    RuleCase("mountPath-reserved", _nfs(mountPath="/configs"), _nfs(mountPath="/config/x"), "/config, /dev/shm"),
+    RuleCase(
+        "mountPath-unique",
+        {"volumes": _nfs()["volumes"] + [{**_nfs()["volumes"][0], "name": "other", "mountPath": "/mnt/other"}]},
+        {"volumes": _nfs()["volumes"] + [{**_nfs()["volumes"][0], "name": "other"}]},
+        "share one mountPath",
+    ),
+    RuleCase(
+        "sharedMemory", {"sharedMemory": {"sizeLimit": "8Gi"}}, {"sharedMemory": {"sizeLimit": "8 gigs"}}, "quantity"
+    ),
+    RuleCase(
+        "loraTargetModules",
+        _exp(run={"lora": {"loraTargetModules": ["q_proj", "v_proj"]}}),
+        _exp(run={"lora": {"loraTargetModules": 7}}),
+        "loraTargetModules",
+    ),
+]
+
+NAME_CASE = RuleCase("name-length", {}, {}, "at most 63 characters")
+LONG_NAME = "a" * 64
+
+
+def finetunejob(spec: dict[str, Any], name: str = "rule-case", namespace: str | None = None) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": name}
+    if namespace:
+        metadata["namespace"] = namespace
+    return {
+        "apiVersion": "finetune.aidaptiv.io/v1alpha1",
+        "kind": "FineTuneJob",
+        "metadata": metadata,
+        "spec": copy.deepcopy(spec),
+    }

@@ -1,0 +1,113 @@
+"""The command line: render and convert, and one clear line with exit status 2 on bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from finetune_operator.api.crd import crd_yaml
+from finetune_operator.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "finetune_operator.cli", *args], input=stdin, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_render_prints_the_manifests() -> None:
+    result = _cli("render", "-f", str(ROOT / "examples" / "basic.yaml"), "-n", "team-a")
+    assert result.returncode == 0, result.stderr
+    kinds = [(d["kind"], d["metadata"]["name"], d["metadata"]["namespace"]) for d in yaml.safe_load_all(result.stdout)]
+    assert kinds == [("ConfigMap", "finetune-llama-job-config", "team-a"), ("Job", "finetune-llama-job", "team-a")]
+
+
+def test_crd_command_prints_the_crd(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["crd"]) == 0
+    assert capsys.readouterr().out == crd_yaml()
+
+
+def test_convert_moves_the_job_block_and_keeps_the_rest() -> None:
+    result = _cli("convert", str(ROOT / "examples" / "chart-values" / "basic-values.yaml"), "-n", "ml")
+    assert result.returncode == 0, result.stderr
+    ftj = yaml.safe_load(result.stdout)
+    assert ftj["metadata"] == {"name": "finetune-llama-job", "namespace": "ml"}
+    assert ftj["spec"]["backoffLimit"] == 1
+    assert ftj["spec"]["ttlSecondsAfterFinished"] == 60
+    assert "job" not in ftj["spec"]
+    assert ftj["spec"]["expConfig"]["runSettings"]["maxIter"] == 100
+    # The output renders as it stands.
+    rendered = _cli("render", "-f", "-", stdin=result.stdout)
+    assert rendered.returncode == 0, rendered.stderr
+
+
+def test_convert_name_option_wins_and_loose_scalars_are_normalized() -> None:
+    values = (
+        "expConfig:\n  processSettings:\n    specifyGpus: 0\nresources:\n  requests: {cpu: 0.5}\n  limits: {cpu: 1}\n"
+    )
+    result = _cli("convert", "-", "--name", "run-1", stdin=values)
+    assert result.returncode == 0, result.stderr
+    ftj = yaml.safe_load(result.stdout)
+    assert ftj["metadata"]["name"] == "run-1"
+    assert ftj["spec"]["expConfig"]["processSettings"]["specifyGpus"] == "0"
+    assert ftj["spec"]["resources"]["requests"]["cpu"] == "0.5"
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "message"),
+    [
+        (
+            ("convert", "-", "--name", "x"),
+            "jobs: {}\n",
+            "error: -: jobs: not a value of the aidaptivcache-finetune chart",
+        ),
+        (
+            ("convert", "-", "--name", "x"),
+            "job:\n  nmae: y\n",
+            "error: -: job.nmae: not a value of the chart's job block",
+        ),
+        (("convert", "-"), "image: {}\n", "error: -: no name: pass --name, or set job.name in the values"),
+        (
+            ("convert", "-", "--name", "x"),
+            "expConfig:\n  processSettings:\n    numGpus: 3\n",
+            "error: -: spec.expConfig.processSettings.numGpus: Input should be 1, 2, 4 or 8",
+        ),
+        (
+            ("convert", "-", "--name", "x"),
+            "expConfig:\n  runSettings:\n    perUpdateTotalBatchSize: 10\n",
+            "error: -: spec.expConfig: perUpdateTotalBatchSize (10) must be a multiple of numGpus × "
+            "perDeviceTrainBatchSize (1 × 4 = 4)",
+        ),
+        (("render", "-f", "-"), "kind: Pod\n", "error: -: expected kind FineTuneJob, got 'Pod'"),
+        (("render", "-f", "-"), "a: [\n", "error: -: not valid YAML (line 2)"),
+        (
+            ("render", "-f", "/nonexistent.yaml"),
+            None,
+            "error: /nonexistent.yaml: cannot read: No such file or directory",
+        ),
+        (
+            ("render", "-f", "-"),
+            "kind: FineTuneJob\nmetadata: {name: x}\nspec:\n  expConfig:\n    runSettings: {maxIter: '5'}\n",
+            "error: -: spec.expConfig.runSettings.maxIter: Input should be a valid integer",
+        ),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args: tuple[str, ...], stdin: str | None, message: str) -> None:
+    result = _cli(*args, stdin=stdin)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith(message), result.stderr
+    assert result.stderr.count("\n") == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_usage_errors_exit_2() -> None:
+    result = _cli("render")
+    assert result.returncode == 2
+    assert "-f/--filename" in result.stderr

@@ -1,0 +1,91 @@
+"""The generated CRD: up to date with the models, structural, and self-explaining."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from finetune_operator.api.crd import crd, crd_yaml
+from finetune_operator.api.spec import MUTABLE_FIELDS, FineTuneJobSpec
+
+CRD_FILE = Path(__file__).resolve().parents[2] / "crds" / "finetune.aidaptiv.io_finetunejobs.yaml"
+
+
+def _schema() -> dict[str, Any]:
+    return crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+
+
+def _walk(node: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    found = [(path, node)]
+    for name, child in node.get("properties", {}).items():
+        found += _walk(child, f"{path}.{name}")
+    if isinstance(node.get("items"), dict):
+        found += _walk(node["items"], f"{path}[]")
+    if isinstance(node.get("additionalProperties"), dict):
+        found += _walk(node["additionalProperties"], f"{path}{{}}")
+    return found
+
+
+def test_committed_crd_is_the_generated_one() -> None:
+    assert CRD_FILE.read_text() == crd_yaml(), (
+        "crds/ is stale: run `finetune-operator crd > " + str(CRD_FILE.relative_to(CRD_FILE.parents[1])) + "`"
+    )
+
+
+def test_schema_is_structural() -> None:
+    for path, node in _walk(_schema()):
+        assert "$ref" not in node, path
+        assert "allOf" not in node and "oneOf" not in node, path
+        assert node.get("additionalProperties") is not False, path
+        assert "default" not in node, path
+        if "anyOf" in node:
+            assert node.get("x-kubernetes-int-or-string") is True, path
+            assert "type" not in node, path
+        typed = (
+            "type" in node or node.get("x-kubernetes-int-or-string") or node.get("x-kubernetes-preserve-unknown-fields")
+        )
+        assert typed, f"{path} has no type"
+
+
+def test_every_field_has_a_description() -> None:
+    missing = [path for path, node in _walk(_schema()) if path and not node.get("description")]
+    missing = [p for p in missing if not p.endswith("{}") and not p.endswith("[]")]
+    assert missing == []
+
+
+def test_nullable_fields_use_nullable_not_any_of_null() -> None:
+    specify = _schema()["properties"]["spec"]["properties"]["expConfig"]["properties"]["processSettings"]
+    node = specify["properties"]["specifyGpus"]
+    assert node["nullable"] is True
+    assert node["type"] == "string"
+
+
+def test_names_status_and_columns() -> None:
+    spec = crd()["spec"]
+    assert spec["names"]["shortNames"] == ["ftj"]
+    assert spec["names"]["kind"] == "FineTuneJob"
+    version = spec["versions"][0]
+    assert version["subresources"] == {"status": {}}
+    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["Phase", "Progress", "Loss", "ETA", "Age"]
+    assert all("conditions" not in c["jsonPath"] for c in version["additionalPrinterColumns"])
+
+
+def test_fields_that_shape_the_pod_are_immutable() -> None:
+    rules = _schema()["properties"]["spec"]["x-kubernetes-validations"]
+    frozen = {r["fieldPath"].lstrip(".") for r in rules if "oldSelf" in r["rule"]}
+    every = {field.alias for field in FineTuneJobSpec.model_fields.values()}
+    assert frozen == every - set(MUTABLE_FIELDS)
+    assert {"expConfig", "envConfig", "resources", "image", "prescript", "volumes"} <= frozen
+    assert "suspend" not in frozen
+
+
+def test_cel_rules_have_messages() -> None:
+    for path, node in _walk(_schema()):
+        for rule in node.get("x-kubernetes-validations", []):
+            assert rule.get("message") or rule.get("messageExpression"), f"{path}: {rule['rule']}"
+
+
+def test_crd_file_is_valid_yaml_with_one_document() -> None:
+    assert len(list(yaml.safe_load_all(CRD_FILE.read_text()))) == 1

@@ -1,0 +1,142 @@
+"""The container entrypoint, run for real by /bin/sh with a stand-in trainer."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from finetune_operator.render.entrypoint import ENTRYPOINT
+
+COMPLETE_LOG = """[2026-09-07 10:53:26.291295] [PHISON START] Epoch: 0, Iteration: 0
+[2026-09-07 10:54:02.745475] [Loss]:11.5
+[2026-09-07 10:54:10.691716] [PHISON END] Iteration: 0
+[2026-09-07 10:54:10.695523] [PHISON START] Epoch: 0, Iteration: 1
+[2026-09-07 10:54:13.053860] [Loss]:9.25
+[2026-09-07 10:54:22.348872] [PHISON END] Iteration: 1
+[2026-09-07 10:57:04.742171] [INFO] training complete!
+"""
+FAILED_LOG = (
+    "data_path count:2, --- count:0\nKilling subprocess 267\n['python3', 'train.py'] exits with return code = 1\n"
+)
+
+
+def _run(
+    tmp_path: Path, log: str, trainer_exit: int = 0, prescript: str = "", postscript: str = "", run: str = "run"
+) -> tuple[subprocess.CompletedProcess[str], dict[str, str], Path]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(parents=True)
+    (tmp_path / "log-content").write_text(log)
+    trainer = bin_dir / "phisonai2"
+    # The stand-in writes its log where env_config says, as the real trainer does, and echoes its args.
+    trainer.write_text(
+        f'#!/bin/sh\necho "args: $*"\ncat "{tmp_path}/log-content" >> "$FTO_LOG_FILE"\nexit {trainer_exit}\n'
+    )
+    trainer.chmod(0o755)
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    (scripts / "prescript.sh").write_text(prescript)
+    (scripts / "postscript.sh").write_text(postscript)
+    output = tmp_path / "out" / run
+    env = {
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "FTO_OUTPUT_DIR": str(output),
+        "FTO_LOG_FILE": str(output / "output.log"),
+        "FTO_ENV_CONFIG": "/config/env/env_config.yaml",
+        "FTO_EXP_CONFIG": "/config/exp/exp_config.yaml",
+        "FTO_PRESCRIPT": str(scripts / "prescript.sh"),
+        "FTO_POSTSCRIPT": str(scripts / "postscript.sh"),
+        "FTO_TERMINATION_LOG": str(tmp_path / "termination-log"),
+    }
+    result = subprocess.run(
+        ["/bin/sh", "-c", ENTRYPOINT], env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    summary = {}
+    termination = tmp_path / "termination-log"
+    if termination.exists():
+        for line in termination.read_text().splitlines():
+            key, _, value = line.partition(": ")
+            summary[key] = value
+    return result, summary, output
+
+
+def test_success_needs_exit_zero_and_training_complete(tmp_path: Path) -> None:
+    result, summary, output = _run(tmp_path, COMPLETE_LOG)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert summary == {
+        "verdict": "succeeded",
+        "reason": "TrainingComplete",
+        "exitCode": "0",
+        "step": "2",
+        "loss": "9.25",
+        "evidence": "[2026-09-07 10:57:04.742171] [INFO] training complete!",
+    }
+    assert output.is_dir()
+    # The log file is streamed to stdout, so `kubectl logs` shows it.
+    assert "[Loss]:11.5" in result.stdout and "training complete!" in result.stdout
+    assert "args: --env_config /config/env/env_config.yaml --exp_config /config/exp/exp_config.yaml" in result.stdout
+
+
+def test_exit_zero_without_training_complete_is_a_failure(tmp_path: Path) -> None:
+    result, summary, _ = _run(tmp_path, "[INFO] loading\nsomething odd\n")
+    assert result.returncode == 3
+    assert summary["verdict"] == "failed"
+    assert summary["reason"] == "TrainingIncomplete"
+    assert summary["evidence"].endswith("something odd")
+
+
+def test_logged_return_code_fails_even_when_the_trainer_exits_zero(tmp_path: Path) -> None:
+    result, summary, _ = _run(tmp_path, FAILED_LOG)
+    assert result.returncode == 1
+    assert summary["reason"] == "TrainerReportedFailure"
+    assert summary["evidence"] == "['python3', 'train.py'] exits with return code = 1"
+
+
+def test_trainer_exit_code_is_passed_on(tmp_path: Path) -> None:
+    result, summary, _ = _run(tmp_path, COMPLETE_LOG, trainer_exit=7)
+    assert result.returncode == 7
+    assert summary["reason"] == "TrainerExitCode"
+
+
+def test_postscript_exit_cannot_hide_a_failed_training(tmp_path: Path) -> None:
+    result, summary, _ = _run(tmp_path, FAILED_LOG, postscript="echo post ran\nexit 0\n")
+    assert result.returncode == 1
+    assert "post ran" in result.stdout
+    assert summary["reason"] == "TrainerReportedFailure"
+
+
+def test_failing_postscript_fails_a_good_training(tmp_path: Path) -> None:
+    result, summary, _ = _run(tmp_path, COMPLETE_LOG, postscript="false\n")
+    assert result.returncode == 1
+    assert summary["reason"] == "PostscriptFailed"
+
+
+def test_prescript_shares_the_shell_and_its_exit_stops_the_run(tmp_path: Path) -> None:
+    result, summary, _ = _run(
+        tmp_path, COMPLETE_LOG, prescript="export FROM_PRE=yes\n", postscript='echo "pre=$FROM_PRE"\n'
+    )
+    assert result.returncode == 0
+    assert "pre=yes" in result.stdout
+    result, summary, output = _run(tmp_path / "second", COMPLETE_LOG, prescript="echo mount failed\nexit 5\n")
+    assert result.returncode == 5
+    assert summary["reason"] == "PrescriptFailed"
+    assert not output.exists()
+
+
+def test_a_retry_does_not_read_the_previous_attempts_verdict(tmp_path: Path) -> None:
+    output = tmp_path / "out" / "run"
+    output.mkdir(parents=True)
+    (output / "output.log").write_text(COMPLETE_LOG)
+    _result, summary, _ = _run(tmp_path, "crashed early\n")
+    assert summary["reason"] == "TrainingIncomplete"
+    assert len(list(output.glob("output.log.*.previous"))) == 1
+
+
+@pytest.mark.parametrize("text", ["$(touch pwned)", "`touch pwned`", "'; touch pwned; '", '"; touch pwned; "'])
+def test_hostile_output_dir_is_data(tmp_path: Path, text: str) -> None:
+    result, _summary, output = _run(tmp_path, COMPLETE_LOG, run=text)
+    assert result.returncode == 0, result.stderr
+    assert output.name == text and (output / "output.log").read_text() == COMPLETE_LOG
+    assert not (tmp_path / "pwned").exists()

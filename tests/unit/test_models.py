@@ -1,0 +1,170 @@
+"""The spec models: chart defaults, every rule accepted and refused with its message."""
+
+from __future__ import annotations
+
+import pytest
+
+from finetune_operator.api.resource import InvalidFineTuneJob, load_finetunejob
+from finetune_operator.api.spec import FineTuneJobSpec, parse_train_data_config
+from tests.rule_cases import LONG_NAME, NAME_CASE, RULE_CASES, RuleCase, finetunejob
+
+# The chart's values.yaml (0.1.4) defaults, as AIDAPTIV.md lists them, in the trainer's own keys.
+CHART_EXP_CONFIG = {
+    "process_settings": {
+        "num_gpus": 1,
+        "specify_gpus": None,
+        "master_port": 8299,
+        "multi_node_settings": {"enable": False, "master_addr": "127.0.0.1"},
+    },
+    "run_settings": {
+        "task_type": "text-generation",
+        "task_mode": "train",
+        "per_device_train_batch_size": 4,
+        "per_update_total_batch_size": 16,
+        "num_train_epochs": 1,
+        "max_iter": 12,
+        "max_seq_len": 2048,
+        "triton": True,
+        "weight_file_format": None,
+        "from_config": False,
+        "precision_mode": 1,
+        "enable_save_optimizer_state": False,
+        "model_saver": {
+            "max_num_of_saved_model_on_epoch_end": -1,
+            "enable_save_model_on_iteration": False,
+            "max_num_of_saved_model_on_iteration": 2,
+            "num_of_iteration_to_save_model": 2,
+        },
+        "lr_scheduler": {"mode": 1, "learning_rate": 7e-6},
+        "optimizer": {"beta1": 0.9, "beta2": 0.95, "eps": 1e-8, "weight_decay": 0.01},
+        "early_stop": {"enable": False, "min_delta": 0.01, "patience": 2, "verbose": False},
+        "lora": {
+            "enable_lora": False,
+            "lora_rank": 8,
+            "lora_alpha": 16,
+            "lora_task_type": "CAUSAL_LM",
+            "lora_target_modules": None,
+        },
+    },
+}
+CHART_ENV_CONFIG = {
+    "path_settings": {
+        "lora": {"lora_weight": "", "lora_optimizer": "", "lora_output_dir": ""},
+        "model_name_or_path": "/mnt/data/models/TinyLlama-1.1B-Chat-v1.0",
+        "multi_node_env_path": None,
+        "optimizer_path": "",
+        "train_data_path": ["/config/train_data/QA_dataset_config.yaml"],
+        "val_data_path": None,
+        "nvme_path": "/mnt/nvme0",
+        "output_dir": "/mnt/data/output",
+        "log_name": "output.log",
+    }
+}
+
+
+def test_empty_spec_has_the_chart_defaults() -> None:
+    spec = FineTuneJobSpec()
+    assert spec.exp_config.model_dump() == CHART_EXP_CONFIG
+    assert spec.env_config.model_dump() == CHART_ENV_CONFIG
+    assert spec.backoff_limit == 1
+    assert spec.restart_policy == "Never"
+    assert spec.ttl_seconds_after_finished == 60
+    assert spec.scheduler_name == "hami-scheduler"
+    assert spec.image.reference == "docker.io/library/aidaptiv:vNXUN_2_05BA0"
+    assert spec.image.pull_policy == "IfNotPresent"
+    assert spec.suspend is False
+    assert spec.active_deadline_seconds is None
+    gpu = {"otterscale.com/vgpu": 1, "otterscale.com/vgpumem-percentage": 60, "phison.com/ai100": 1}
+    assert spec.resources.requests == gpu
+    assert spec.resources.limits == gpu
+
+
+def test_security_context_is_not_privileged_by_default_but_privileged_on_request() -> None:
+    assert FineTuneJobSpec().security_context == {}
+    asked = FineTuneJobSpec.model_validate({"securityContext": {"privileged": True}})
+    assert asked.security_context == {"privileged": True}
+
+
+def test_shared_memory_is_on_by_default() -> None:
+    assert FineTuneJobSpec().shared_memory.enabled is True
+    assert FineTuneJobSpec().shared_memory.size_limit is None
+
+
+def test_default_train_data_is_the_charts_dataset() -> None:
+    assert FineTuneJobSpec().datasets() == [
+        {
+            "instruction-dataset": {
+                "data_path": "HuggingFaceH4/instruction-dataset",
+                "strategy": "QA",
+                "system_prompt": "A chat between a curious user and an artificial intelligence assistant.",
+                "user_prompt": "{question}",
+                "question_key": "prompt",
+                "answer_key": "completion",
+                "exp_type": "train",
+                "label_key": "completion",
+            }
+        }
+    ]
+
+
+def _problems(spec: dict, name: str = "rule-case") -> str:
+    with pytest.raises(InvalidFineTuneJob) as caught:
+        load_finetunejob(finetunejob(spec, name=name))
+    return str(caught.value)
+
+
+@pytest.mark.parametrize("case", RULE_CASES, ids=lambda c: c.id)
+def test_rule_accepts_good_and_refuses_bad_with_its_message(case: RuleCase) -> None:
+    load_finetunejob(finetunejob(case.good))
+    assert case.message in _problems(case.bad)
+
+
+def test_name_longer_than_a_label_value_is_refused() -> None:
+    load_finetunejob(finetunejob({}, name="a" * 63))
+    assert NAME_CASE.message in _problems({}, name=LONG_NAME)
+
+
+def test_messages_name_the_field() -> None:
+    problems = _problems({"expConfig": {"processSettings": {"numGpus": 3}}})
+    assert problems.startswith("spec.expConfig.processSettings.numGpus: ")
+    problems = _problems({"trainData": [{"name": "ds", "dataPath": "x", "userPrompt": "no placeholder"}]})
+    assert problems == "spec.trainData[0].userPrompt: userPrompt must contain the placeholder {question}"
+
+
+def test_unknown_field_is_refused_with_its_path() -> None:
+    problems = _problems({"expConfig": {"runSettings": {"perDeviceBatchSize": 4}}})
+    assert problems == "spec.expConfig.runSettings.perDeviceBatchSize: unknown field (check its spelling and place)"
+
+
+def test_strategy_keeps_the_users_letter_case() -> None:
+    ftj = load_finetunejob(finetunejob({"trainData": [{"name": "ds", "dataPath": "x", "strategy": "Rag"}]}))
+    assert ftj.spec.datasets() == [
+        {"ds": {"data_path": "x", "strategy": "Rag", "user_prompt": "{question}", "exp_type": "train"}}
+    ]
+
+
+def test_specify_gpus_must_be_text_not_a_number() -> None:
+    assert "specifyGpus" in _problems({"expConfig": {"processSettings": {"specifyGpus": 0}}})
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a: [", "trainDataConfig is not valid YAML"),
+        ("- just\n- a list\n", "must map each dataset name"),
+        ("ds:\n  strategy: qa\n", "trainDataConfig dataset 'ds' has no data_path"),
+        ("ds:\n  data_path: x\n  user_prompt: hi\n", "user_prompt must contain the placeholder {question}"),
+        ("ds:\n  data_path: x\n  strategy: chat\n", "strategy must be one of qa"),
+        ("ds:\n  data_path: x\n---\nds:\n  data_path: y\n", "names dataset 'ds' twice"),
+        ("# only a comment\n", "holds no dataset"),
+    ],
+)
+def test_raw_train_data_config_problems(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=None) as caught:
+        parse_train_data_config(text)
+    assert message in str(caught.value)
+
+
+def test_raw_train_data_config_with_two_datasets_in_one_document_is_split() -> None:
+    text = "a:\n  data_path: x  # data_path in a comment\nb:\n  data_path: y\n"
+    assert parse_train_data_config(text) == [{"a": {"data_path": "x"}}, {"b": {"data_path": "y"}}]

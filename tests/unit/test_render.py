@@ -1,0 +1,329 @@
+"""Rendering: the trainer's files equal the chart's, the Job runs what the user asked, user text is data."""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from finetune_operator.api.convert import values_to_finetunejob
+from finetune_operator.api.resource import FineTuneJob, load_finetunejob
+from finetune_operator.render import configs
+from finetune_operator.render.entrypoint import ENTRYPOINT
+from finetune_operator.render.manifests import render
+from tests.rule_cases import finetunejob
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+CHART_README = ROOT.parent / "shared" / "original-chart" / "README.md"
+
+# What chart 0.1.4 renders for its README's "Basic Fine-tuning Job" values, parsed: the values tree
+# in snake_case, chart defaults for what the values leave out, and 7e-06 as the float it means.
+CHART_BASIC_EXP_CONFIG = {
+    "process_settings": {
+        "num_gpus": 1,
+        "specify_gpus": None,
+        "master_port": 8299,
+        "multi_node_settings": {"enable": False, "master_addr": "127.0.0.1"},
+    },
+    "run_settings": {
+        "task_type": "text-generation",
+        "task_mode": "train",
+        "per_device_train_batch_size": 4,
+        "per_update_total_batch_size": 16,
+        "num_train_epochs": 1,
+        "max_iter": 100,
+        "max_seq_len": 2048,
+        "triton": True,
+        "weight_file_format": None,
+        "from_config": False,
+        "precision_mode": 1,
+        "enable_save_optimizer_state": False,
+        "model_saver": {
+            "max_num_of_saved_model_on_epoch_end": -1,
+            "enable_save_model_on_iteration": False,
+            "max_num_of_saved_model_on_iteration": 2,
+            "num_of_iteration_to_save_model": 2,
+        },
+        "lr_scheduler": {"mode": 1, "learning_rate": 0.000007},
+        "optimizer": {"beta1": 0.9, "beta2": 0.95, "eps": 0.00000001, "weight_decay": 0.01},
+        "early_stop": {"enable": False, "min_delta": 0.01, "patience": 2, "verbose": False},
+        "lora": {
+            "enable_lora": False,
+            "lora_rank": 8,
+            "lora_alpha": 16,
+            "lora_task_type": "CAUSAL_LM",
+            "lora_target_modules": None,
+        },
+    },
+}
+CHART_BASIC_ENV_CONFIG = {
+    "path_settings": {
+        "lora": {"lora_weight": "", "lora_optimizer": "", "lora_output_dir": ""},
+        "model_name_or_path": "/mnt/data/models/TinyLlama-1.1B-Chat-v1.0",
+        "multi_node_env_path": None,
+        "optimizer_path": "",
+        "train_data_path": ["/config/train_data/QA_dataset_config.yaml"],
+        "val_data_path": None,
+        "nvme_path": "/mnt/nvme0",
+        "output_dir": "/mnt/data/output",
+        "log_name": "finetune_output.log",
+    }
+}
+CHART_BASIC_DATASETS = {
+    "instruction-dataset": {
+        "data_path": "HuggingFaceH4/instruction-dataset",
+        "strategy": "QA",
+        "system_prompt": "A chat between a curious user and an artificial intelligence assistant.",
+        "user_prompt": "{question}",
+        "question_key": "prompt",
+        "answer_key": "completion",
+        "exp_type": "train",
+        "label_key": "completion",
+    }
+}
+CHART_BASIC_RESOURCES = {
+    "requests": {"otterscale.com/vgpu": 1, "otterscale.com/vgpumem-percentage": 60, "phison.com/ai100": 1},
+    "limits": {"otterscale.com/vgpu": 1, "otterscale.com/vgpumem-percentage": 60, "phison.com/ai100": 1},
+}
+CHART_MOUNTS = {
+    "/config/exp": "exp_config.yaml",
+    "/config/env": "env_config.yaml",
+    "/config/train_data": "QA_dataset_config.yaml",
+}
+
+
+def _rendered(ftj: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    config_map, job = render(load_finetunejob(ftj))
+    return config_map, job
+
+
+def _container(job: dict[str, Any]) -> dict[str, Any]:
+    return job["spec"]["template"]["spec"]["containers"][0]
+
+
+def _mounted_files(config_map: dict[str, Any], job: dict[str, Any]) -> dict[str, str]:
+    """mount path of each file -> the key it comes from, following volumes to the ConfigMap."""
+    volumes = {v["name"]: v for v in job["spec"]["template"]["spec"]["volumes"]}
+    files = {}
+    for mount in _container(job)["volumeMounts"]:
+        source = volumes[mount["name"]].get("configMap")
+        if source:
+            assert source["name"] == config_map["metadata"]["name"]
+            for item in source["items"]:
+                files[f"{mount['mountPath']}/{item['path']}"] = item["key"]
+    return files
+
+
+def _assert_chart_basic(config_map: dict[str, Any], job: dict[str, Any]) -> None:
+    data = config_map["data"]
+    assert yaml.safe_load(data["exp_config.yaml"]) == CHART_BASIC_EXP_CONFIG
+    assert yaml.safe_load(data["env_config.yaml"]) == CHART_BASIC_ENV_CONFIG
+    assert yaml.safe_load(data["QA_dataset_config.yaml"]) == CHART_BASIC_DATASETS
+    container = _container(job)
+    assert container["resources"] == CHART_BASIC_RESOURCES
+    assert container["image"] == "docker.io/library/aidaptiv:vNXUN_2_05BA0"
+    assert container["imagePullPolicy"] == "IfNotPresent"
+    pod = job["spec"]["template"]["spec"]
+    assert pod["schedulerName"] == "hami-scheduler"
+    assert pod["restartPolicy"] == "Never"
+    assert job["spec"]["backoffLimit"] == 1
+    assert job["metadata"]["name"] == "finetune-llama-job"
+    files = _mounted_files(config_map, job)
+    for directory, key in CHART_MOUNTS.items():
+        assert files[f"{directory}/{key}"] == key
+
+
+def test_converted_chart_values_render_what_the_chart_rendered() -> None:
+    values = yaml.safe_load((ROOT / "examples" / "chart-values" / "basic-values.yaml").read_text())
+    config_map, job = _rendered(values_to_finetunejob(values))
+    _assert_chart_basic(config_map, job)
+    # The user asked for privileged (the chart's NFS prescript needs it) and gets it.
+    assert _container(job)["securityContext"] == {"privileged": True}
+
+
+def _readme_basic_values() -> dict[str, Any]:
+    text = CHART_README.read_text()
+    section = text.split("### Basic Fine-tuning Job", 1)[1]
+    block = re.search(r"```yaml\n(.*?)```", section, re.S)
+    assert block is not None
+    return yaml.safe_load(block.group(1))
+
+
+@pytest.mark.skipif(not CHART_README.exists(), reason="../shared/original-chart/README.md is not here")
+def test_chart_readme_basic_example_converts_and_renders_like_the_chart() -> None:
+    config_map, job = _rendered(values_to_finetunejob(_readme_basic_values()))
+    _assert_chart_basic(config_map, job)
+
+
+def test_basic_example_is_the_chart_example_without_privilege() -> None:
+    config_map, job = _rendered(yaml.safe_load((ROOT / "examples" / "basic.yaml").read_text()))
+    _assert_chart_basic(config_map, job)
+    assert "securityContext" not in _container(job)
+    volumes = {v["name"]: v for v in job["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["data-data"]["nfs"] == {
+        "server": "10.102.197.0",
+        "path": "/volumes/_nogroup/my-nfs-path",
+        "readOnly": False,
+    }
+    assert volumes["dshm"] == {"name": "dshm", "emptyDir": {"medium": "Memory"}}
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_every_example_renders(path: Path) -> None:
+    config_map, job = _rendered(yaml.safe_load(path.read_text()))
+    assert config_map["kind"] == "ConfigMap" and job["kind"] == "Job"
+    assert yaml.safe_load(config_map["data"]["exp_config.yaml"])["process_settings"]["num_gpus"] in (1, 2, 4, 8)
+
+
+def test_small_float_reads_back_as_a_float_in_yaml_1_1() -> None:
+    text = configs.exp_config(load_finetunejob(finetunejob({})).spec)
+    assert "learning_rate: 7.0e-06" in text
+    rate = yaml.safe_load(text)["run_settings"]["lr_scheduler"]["learning_rate"]
+    assert isinstance(rate, float) and rate == 7e-6
+    assert isinstance(yaml.safe_load(text)["run_settings"]["optimizer"]["eps"], float)
+
+
+def test_specify_gpus_stays_a_string_and_target_modules_a_list() -> None:
+    spec = {
+        "expConfig": {
+            "processSettings": {"numGpus": 1, "specifyGpus": "0"},
+            "runSettings": {"lora": {"loraTargetModules": ["q_proj", "v_proj"]}},
+        }
+    }
+    config_map, _ = _rendered(finetunejob(spec))
+    exp = yaml.safe_load(config_map["data"]["exp_config.yaml"])
+    assert exp["process_settings"]["specify_gpus"] == "0"
+    assert exp["run_settings"]["lora"]["lora_target_modules"] == ["q_proj", "v_proj"]
+    assert "#" not in config_map["data"]["exp_config.yaml"]
+
+
+def test_several_datasets_are_separate_documents() -> None:
+    config_map, _ = _rendered(yaml.safe_load((ROOT / "examples" / "structured-train-data.yaml").read_text()))
+    text = config_map["data"]["QA_dataset_config.yaml"]
+    documents = list(yaml.safe_load_all(text))
+    assert [next(iter(d)) for d in documents] == ["instruction-dataset", "company-faq"]
+    assert text.count("\n---\n") == 1
+    assert documents[1]["company-faq"]["user_prompt"] == "Answer as our support team would: {question}"
+    assert documents[0]["instruction-dataset"]["strategy"] == "QA"
+
+
+def test_raw_train_data_config_is_rewritten_without_comments_one_document_each() -> None:
+    raw = "# data_path: in a comment\na:\n  data_path: x\nb:\n  data_path: y  # another\n"
+    config_map, _ = _rendered(finetunejob({"trainDataConfig": raw}))
+    text = config_map["data"]["QA_dataset_config.yaml"]
+    assert "#" not in text
+    assert text.count("data_path") == 2 and text.count("---") == 1
+
+
+def test_relative_log_name_is_under_output_dir_and_absolute_stays() -> None:
+    def log_file(name: str) -> str:
+        _, job = _rendered(finetunejob({"envConfig": {"pathSettings": {"outputDir": "/out", "logName": name}}}))
+        return next(e["value"] for e in _container(job)["env"] if e["name"] == "FTO_LOG_FILE")
+
+    assert log_file("train.log") == "/out/train.log"
+    assert log_file("logs/train.log") == "/out/logs/train.log"
+    assert log_file("/var/log/train.log") == "/var/log/train.log"
+
+
+def test_job_fields_follow_the_spec() -> None:
+    spec = {
+        "suspend": True,
+        "activeDeadlineSeconds": 3600,
+        "backoffLimit": 3,
+        "restartPolicy": "OnFailure",
+        "schedulerName": "",
+        "imagePullSecrets": [{"name": "registry"}],
+        "nodeSelector": {"phison.com/ai100-present": "true"},
+        "tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        "affinity": {"nodeAffinity": {}},
+        "sharedMemory": {"sizeLimit": "8Gi"},
+    }
+    ftj = finetunejob(spec, namespace="team-a")
+    ftj["metadata"]["uid"] = "1234"
+    ftj["metadata"]["labels"] = {"kueue.x-k8s.io/queue-name": "gpu-queue", "unrelated": "x"}
+    config_map, job = _rendered(ftj)
+    assert job["spec"]["suspend"] is True
+    assert job["spec"]["activeDeadlineSeconds"] == 3600
+    assert job["spec"]["backoffLimit"] == 3
+    assert "ttlSecondsAfterFinished" not in job["spec"]
+    pod = job["spec"]["template"]["spec"]
+    assert "schedulerName" not in pod
+    assert pod["restartPolicy"] == "OnFailure"
+    assert pod["imagePullSecrets"] == [{"name": "registry"}]
+    assert pod["nodeSelector"] == {"phison.com/ai100-present": "true"}
+    assert pod["tolerations"] == spec["tolerations"]
+    assert pod["affinity"] == {"nodeAffinity": {}}
+    assert pod["automountServiceAccountToken"] is False
+    assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "8Gi"}} in pod["volumes"]
+    for child in (config_map, job):
+        assert child["metadata"]["namespace"] == "team-a"
+        assert child["metadata"]["ownerReferences"] == [
+            {
+                "apiVersion": "finetune.aidaptiv.io/v1alpha1",
+                "kind": "FineTuneJob",
+                "name": "rule-case",
+                "uid": "1234",
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu-queue"
+    assert "unrelated" not in job["metadata"]["labels"]
+    assert job["spec"]["template"]["metadata"]["labels"]["finetune.aidaptiv.io/name"] == "rule-case"
+
+
+def test_names_are_deterministic() -> None:
+    first = render(load_finetunejob(finetunejob({}, name="my-run")))
+    second = render(load_finetunejob(finetunejob({}, name="my-run")))
+    assert first == second
+    assert [m["metadata"]["name"] for m in first] == ["my-run-config", "my-run"]
+
+
+HOSTILE = '\'; rm -rf / #\n$(touch /tmp/pwned) `id` "quoted" ${HOME}\n---\nkey: value\n- [a, {b: c}]\n\\ end: |'
+
+
+def test_user_text_arrives_verbatim_and_changes_nothing_else() -> None:
+    spec = {
+        "prescript": HOSTILE,
+        "postscript": HOSTILE,
+        "trainData": [
+            {"name": "ds", "dataPath": HOSTILE, "systemPrompt": HOSTILE, "userPrompt": HOSTILE + "{question}"}
+        ],
+        "envConfig": {"pathSettings": {"outputDir": "/out/$(id)", "logName": 'it\'s "a" log'}},
+    }
+    plain = copy.deepcopy(spec)
+    plain.update(prescript="", postscript="")
+    plain["trainData"][0].update(dataPath="x", systemPrompt="s", userPrompt="{question}")
+    plain["envConfig"]["pathSettings"].update(outputDir="/out/x", logName="log")
+    config_map, job = _rendered(finetunejob(spec))
+    plain_map, plain_job = _rendered(finetunejob(plain))
+
+    # The text reaches the files verbatim, through a YAML round trip.
+    assert config_map["data"]["prescript.sh"] == HOSTILE
+    assert config_map["data"]["postscript.sh"] == HOSTILE
+    (dataset,) = yaml.safe_load_all(config_map["data"]["QA_dataset_config.yaml"])
+    assert dataset["ds"]["data_path"] == HOSTILE
+    assert dataset["ds"]["system_prompt"] == HOSTILE
+    env = {e["name"]: e["value"] for e in _container(job)["env"]}
+    assert env["FTO_OUTPUT_DIR"] == "/out/$(id)"
+    assert env["FTO_LOG_FILE"] == '/out/$(id)/it\'s "a" log'
+    # The script, the command, and the shape of the Job do not change with it.
+    assert _container(job)["args"] == [ENTRYPOINT] == _container(plain_job)["args"]
+    assert _container(job)["command"] == ["/bin/sh", "-c"]
+    assert set(config_map["data"]) == set(plain_map["data"])
+    job_text = yaml.safe_dump(job)
+    assert yaml.safe_load(job_text) == job
+    assert len(list(yaml.safe_load_all(job_text))) == 1
+
+
+def test_render_input_is_not_mutated() -> None:
+    ftj = finetunejob({"resources": {"requests": {"cpu": 1}, "limits": {"cpu": 1}}})
+    before = copy.deepcopy(ftj)
+    model: FineTuneJob = load_finetunejob(ftj)
+    render(model)
+    assert ftj == before
