@@ -88,6 +88,20 @@ def command_convert(args: argparse.Namespace, out: TextIO) -> None:
     out.write(dump_yaml(ftj))
 
 
+def command_run(args: argparse.Namespace, out: TextIO) -> None:
+    # Imported here: the other commands need neither kopf nor a cluster.
+    from finetune_operator.controller.run import run
+
+    run(
+        namespaces=args.namespace or [],
+        dev=args.dev,
+        install=args.install_crd,
+        liveness=args.liveness,
+        peering=args.peering,
+        priority=args.priority,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="finetune-operator",
@@ -95,6 +109,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run_cmd = commands.add_parser("run", help="run the operator (current kubeconfig, or in-cluster)")
+    run_cmd.add_argument(
+        "-n", "--namespace", action="append", help="watch only this namespace (repeatable; default: all)"
+    )
+    run_cmd.add_argument("--dev", action="store_true", help="verbose, human-readable logs for a terminal")
+    run_cmd.add_argument("--install-crd", action="store_true", help="create or update the CRD before starting")
+    run_cmd.add_argument(
+        "--liveness", metavar="URL", help="serve kopf's health endpoint, e.g. http://0.0.0.0:8080/healthz"
+    )
+    run_cmd.add_argument("--peering", metavar="NAME", help="run with kopf peering (HA) under this peering name")
+    run_cmd.add_argument("--priority", type=int, default=0, help="peering priority (the highest one is active)")
+    run_cmd.set_defaults(handler=command_run)
 
     crd = commands.add_parser("crd", help="print the FineTuneJob CustomResourceDefinition")
     crd.set_defaults(handler=command_crd)

@@ -15,6 +15,9 @@ from finetune_operator.render import configs
 from finetune_operator.render import entrypoint as ep
 
 LABEL_NAME = "finetune.aidaptiv.io/name"
+# The suspend value the operator last asked of the Job: a queue controller (Kueue) may flip the
+# Job's own flag, and the operator passes on only changes of the user's spec.suspend.
+ANNOTATION_REQUESTED_SUSPEND = "finetune.aidaptiv.io/requested-suspend"
 COPIED_LABELS = ("kueue.x-k8s.io/queue-name", "kueue.x-k8s.io/priority-class")
 CONFIG_VOLUMES = (
     ("exp-config", configs.EXP_CONFIG_DIR, (configs.EXP_CONFIG_FILE,)),
@@ -205,12 +208,13 @@ def job(ftj: FineTuneJob) -> dict[str, Any]:
     }
     if spec.active_deadline_seconds is not None:
         job_spec["activeDeadlineSeconds"] = spec.active_deadline_seconds
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": _metadata(ftj, job_name(ftj)),
-        "spec": job_spec,
-    }
+    metadata = _metadata(ftj, job_name(ftj))
+    metadata["annotations"] = {ANNOTATION_REQUESTED_SUSPEND: suspend_text(spec.suspend)}
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": job_spec}
+
+
+def suspend_text(suspend: bool) -> str:
+    return "true" if suspend else "false"
 
 
 def render(ftj: FineTuneJob) -> list[dict[str, Any]]:

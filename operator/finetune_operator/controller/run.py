@@ -1,0 +1,60 @@
+"""Starting the operator: logging, the CRD when asked, and kopf's loop (which stops cleanly on SIGTERM)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import kopf
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+from finetune_operator.api.crd import CRD_NAME, crd
+from finetune_operator.controller import handlers
+
+
+def install_crd() -> str:
+    """Create or update the FineTuneJob CRD; says which it did."""
+    configuration = kubernetes.client.Configuration()
+    try:
+        kubernetes.config.load_incluster_config(client_configuration=configuration)
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config(client_configuration=configuration)
+    api = kubernetes.client.ApiextensionsV1Api(kubernetes.client.ApiClient(configuration))
+    wanted: dict[str, Any] = crd()
+    try:
+        existing = api.read_custom_resource_definition(CRD_NAME)
+    except ApiException as error:
+        if error.status != 404:
+            raise
+        api.create_custom_resource_definition(wanted)
+        return "created"
+    wanted["metadata"]["resourceVersion"] = existing.metadata.resource_version
+    api.replace_custom_resource_definition(CRD_NAME, wanted)
+    return "updated"
+
+
+def run(
+    namespaces: Sequence[str],
+    dev: bool = False,
+    install: bool = False,
+    liveness: str | None = None,
+    peering: str | None = None,
+    priority: int = 0,
+) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if dev else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s" if dev else "%(levelname)s %(name)s %(message)s",
+    )
+    if install:
+        logging.getLogger("finetune_operator").info("CRD %s %s", CRD_NAME, install_crd())
+    assert handlers.reconcile is not None  # importing the module registers the handlers with kopf
+    kopf.run(
+        standalone=peering is None,
+        peering_name=peering,
+        priority=priority,
+        namespaces=list(namespaces),
+        clusterwide=not namespaces,
+        liveness_endpoint=liveness,
+    )

@@ -1,0 +1,189 @@
+"""Status from what is observed now: the FineTuneJob, its Job (or none), and the clock.
+
+Level-based: the same observations always give the same status, whatever events came before, so a
+restart or a missed event is harmless. Terminal phases are sticky.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from finetune_operator.api.status import TERMINAL_PHASES, Condition, FineTuneJobStatus, Phase
+
+CONDITION_TYPES = ("Running", "Suspended", "Succeeded", "Failed", "Stalled")
+
+
+def timestamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_timestamp(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The phase the observations call for, and why."""
+
+    phase: Phase
+    reason: str
+    message: str
+    stalled: bool = False
+    completion_time: str | None = None
+    start_time: str | None = None
+
+
+@dataclass
+class Observation:
+    """Everything the status is derived from."""
+
+    generation: int
+    status: FineTuneJobStatus
+    job: dict[str, Any] | None
+    job_name: str
+    now: datetime
+    invalid: list[str] | None = None
+    extra_conditions: list[Condition] = field(default_factory=list)
+
+
+def _job_condition(job: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    for condition in (job.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == kind and condition.get("status") == "True":
+            return condition
+    return None
+
+
+def job_verdict(job: dict[str, Any]) -> Verdict:
+    """The phase a Job calls for, from its conditions, suspend flag and pod counts."""
+    status = job.get("status") or {}
+    start = status.get("startTime")
+    complete = _job_condition(job, "Complete")
+    if complete is not None:
+        return Verdict(
+            "Succeeded",
+            "TrainingComplete",
+            "the trainer logged 'training complete!' and exited 0",
+            completion_time=status.get("completionTime") or complete.get("lastTransitionTime"),
+            start_time=start,
+        )
+    failed = _job_condition(job, "Failed")
+    if failed is not None:
+        reason = failed.get("reason") or "JobFailed"
+        message = failed.get("message") or "the training Job failed"
+        return Verdict("Failed", reason, message, completion_time=failed.get("lastTransitionTime"), start_time=start)
+    if (job.get("spec") or {}).get("suspend"):
+        queue = ((job.get("metadata") or {}).get("labels") or {}).get("kueue.x-k8s.io/queue-name")
+        message = f"waiting for admission by queue {queue}" if queue else "spec.suspend is true"
+        return Verdict("Suspended", "JobSuspended", message, start_time=start)
+    if (status.get("ready") or 0) > 0:
+        return Verdict("Running", "PodsRunning", "the training pod is running", start_time=start)
+    if (status.get("active") or 0) > 0:
+        return Verdict(
+            "Pending", "PodsPending", "the training pod is waiting to be scheduled or started", start_time=start
+        )
+    return Verdict("Pending", "JobCreated", f"created Job {job.get('metadata', {}).get('name', '')}", start_time=start)
+
+
+def verdict(observation: Observation) -> Verdict:
+    current = observation.status
+    if current.phase in TERMINAL_PHASES:
+        return _kept(current)
+    if observation.invalid is not None:
+        return Verdict(
+            "Failed",
+            "InvalidSpec",
+            "; ".join(observation.invalid),
+            stalled=True,
+            completion_time=timestamp(observation.now),
+        )
+    if observation.job is None:
+        return Verdict("Pending", "JobCreated", f"creating Job {observation.job_name}")
+    result = job_verdict(observation.job)
+    if result.phase == "Failed":
+        return Verdict(result.phase, result.reason, result.message, True, result.completion_time, result.start_time)
+    return result
+
+
+def _kept(current: FineTuneJobStatus) -> Verdict:
+    """A terminal status stays as it was recorded."""
+    assert current.phase is not None
+    own = next((c for c in current.conditions if c.type == current.phase and c.status == "True"), None)
+    stalled = any(c.type == "Stalled" and c.status == "True" for c in current.conditions)
+    return Verdict(
+        current.phase,
+        own.reason if own else current.phase,
+        own.message if own else "",
+        stalled=stalled,
+        completion_time=current.completion_time,
+        start_time=current.start_time,
+    )
+
+
+def _condition(
+    kind: str, on: bool, reason: str, message: str, observation: Observation, previous: dict[str, Condition]
+) -> Condition:
+    status = "True" if on else "False"
+    before = previous.get(kind)
+    changed = before is None or before.status != status
+    return Condition(
+        type=kind,
+        status=status,
+        observed_generation=observation.generation,
+        last_transition_time=timestamp(observation.now) if changed else before.last_transition_time,
+        reason=reason,
+        message=message,
+    )
+
+
+def derive_status(observation: Observation) -> FineTuneJobStatus:
+    """The whole status for these observations (only the fields the operator owns change)."""
+    result = verdict(observation)
+    current = observation.status
+    previous = {c.type: c for c in current.conditions}
+    phase = result.phase
+    conditions = []
+    for kind in CONDITION_TYPES:
+        if kind == "Stalled":
+            on = result.stalled
+            reason = result.reason if on else "AsExpected"
+            message = result.message if on else ""
+        else:
+            on = phase == kind
+            reason = result.reason if on else _off_reason(kind, phase)
+            message = result.message if on else ""
+        conditions.append(_condition(kind, on, reason, message, observation, previous))
+    # Conditions owned by other parts of the operator (CleanedUp, LogUnreadable) pass through.
+    others = {c.type: c for c in current.conditions if c.type not in CONDITION_TYPES}
+    others.update({c.type: c for c in observation.extra_conditions})
+    conditions += others.values()
+    return current.model_copy(
+        update={
+            "observed_generation": observation.generation,
+            "phase": phase,
+            "conditions": conditions,
+            "job_name": observation.job_name if (observation.job is not None or current.job_name) else None,
+            "start_time": result.start_time or current.start_time,
+            "completion_time": result.completion_time if phase in TERMINAL_PHASES else None,
+        }
+    )
+
+
+def _off_reason(kind: str, phase: Phase) -> str:
+    if kind == "Running" and phase in TERMINAL_PHASES:
+        return "Finished"
+    return f"Not{kind}"
+
+
+def ttl_deadline(status: FineTuneJobStatus, ttl_seconds: int | None) -> datetime | None:
+    """When the TTL cleanup is due: from the recorded completion, so it survives restarts."""
+    if ttl_seconds is None or status.phase not in TERMINAL_PHASES or status.completion_time is None:
+        return None
+    if status.cleanup_time is not None:
+        return None
+    return parse_timestamp(status.completion_time) + timedelta(seconds=ttl_seconds)
+
+
+def phase_changed(before: FineTuneJobStatus, after: FineTuneJobStatus) -> bool:
+    return before.phase != after.phase

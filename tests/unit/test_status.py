@@ -1,0 +1,175 @@
+"""Status derivation: the phase, conditions and times a FineTuneJob's observations call for."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from finetune_operator.api.status import FineTuneJobStatus
+from finetune_operator.observe.status import Observation, derive_status, job_verdict, ttl_deadline
+
+NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
+LATER = NOW + timedelta(minutes=5)
+
+
+def _job(
+    *,
+    suspend: bool = False,
+    active: int = 0,
+    ready: int = 0,
+    conditions: list[dict[str, Any]] | None = None,
+    labels: dict[str, str] | None = None,
+    **status: Any,
+) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "run", "labels": labels or {}},
+        "spec": {"suspend": suspend},
+        "status": {"active": active, "ready": ready, "conditions": conditions or [], **status},
+    }
+
+
+def _observe(job: dict[str, Any] | None, status: FineTuneJobStatus | None = None, **kwargs: Any) -> FineTuneJobStatus:
+    return derive_status(
+        Observation(
+            generation=kwargs.pop("generation", 1),
+            status=status or FineTuneJobStatus(),
+            job=job,
+            job_name="run",
+            now=kwargs.pop("now", NOW),
+            **kwargs,
+        )
+    )
+
+
+def _conditions(status: FineTuneJobStatus) -> dict[str, tuple[str, str]]:
+    return {c.type: (c.status, c.reason) for c in status.conditions}
+
+
+@pytest.mark.parametrize(
+    ("job", "phase", "reason"),
+    [
+        (_job(), "Pending", "JobCreated"),
+        (_job(active=1), "Pending", "PodsPending"),
+        (_job(active=1, ready=1), "Running", "PodsRunning"),
+        (_job(suspend=True), "Suspended", "JobSuspended"),
+        (
+            _job(conditions=[{"type": "Complete", "status": "True", "lastTransitionTime": "2026-11-28T12:10:00Z"}]),
+            "Succeeded",
+            "TrainingComplete",
+        ),
+        (
+            _job(conditions=[{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "x"}]),
+            "Failed",
+            "BackoffLimitExceeded",
+        ),
+        (
+            _job(conditions=[{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]),
+            "Failed",
+            "DeadlineExceeded",
+        ),
+        (
+            _job(conditions=[{"type": "Failed", "status": "False", "reason": "Nope"}], active=1, ready=1),
+            "Running",
+            "PodsRunning",
+        ),
+    ],
+)
+def test_job_verdict(job: dict[str, Any], phase: str, reason: str) -> None:
+    result = job_verdict(job)
+    assert (result.phase, result.reason) == (phase, reason)
+
+
+def test_kueue_suspension_says_it_waits_for_the_queue() -> None:
+    result = job_verdict(_job(suspend=True, labels={"kueue.x-k8s.io/queue-name": "gpus"}))
+    assert result.message == "waiting for admission by queue gpus"
+
+
+def test_running_status_has_one_true_condition_and_the_job_name() -> None:
+    status = _observe(_job(active=1, ready=1, startTime="2026-11-28T11:59:00Z"), generation=3)
+    assert status.phase == "Running"
+    assert status.observed_generation == 3
+    assert status.job_name == "run"
+    assert status.start_time == "2026-11-28T11:59:00Z"
+    assert status.completion_time is None
+    assert _conditions(status) == {
+        "Running": ("True", "PodsRunning"),
+        "Suspended": ("False", "NotSuspended"),
+        "Succeeded": ("False", "NotSucceeded"),
+        "Failed": ("False", "NotFailed"),
+        "Stalled": ("False", "AsExpected"),
+    }
+    assert all(
+        c.observed_generation == 3 and c.last_transition_time == "2026-11-28T12:00:00Z" for c in status.conditions
+    )
+
+
+def test_transition_time_moves_only_when_the_status_flips() -> None:
+    pending = _observe(_job(active=1))
+    running = _observe(_job(active=1, ready=1), status=pending, now=LATER)
+    times = {c.type: c.last_transition_time for c in running.conditions}
+    assert times["Running"] == "2026-11-28T12:05:00Z"
+    assert times["Failed"] == "2026-11-28T12:00:00Z"
+    again = _observe(_job(active=1, ready=1), status=running, now=LATER + timedelta(minutes=1))
+    assert again == running
+
+
+def test_failure_is_stalled_and_records_completion() -> None:
+    failed = _job(
+        conditions=[
+            {
+                "type": "Failed",
+                "status": "True",
+                "reason": "BackoffLimitExceeded",
+                "message": "Job has reached the specified backoff limit",
+                "lastTransitionTime": "2026-11-28T12:03:00Z",
+            }
+        ]
+    )
+    status = _observe(failed)
+    assert status.phase == "Failed"
+    assert status.completion_time == "2026-11-28T12:03:00Z"
+    assert _conditions(status)["Stalled"] == ("True", "BackoffLimitExceeded")
+    assert _conditions(status)["Running"] == ("False", "Finished")
+
+
+def test_terminal_phase_is_sticky_even_when_the_job_vanishes_or_changes() -> None:
+    complete = _job(conditions=[{"type": "Complete", "status": "True"}], completionTime="2026-11-28T12:04:00Z")
+    done = _observe(complete)
+    assert done.phase == "Succeeded" and done.completion_time == "2026-11-28T12:04:00Z"
+    assert _observe(None, status=done, now=LATER) == done
+    assert _observe(_job(active=1, ready=1), status=done, now=LATER) == done
+
+
+def test_invalid_spec_is_failed_and_stalled_with_the_problems() -> None:
+    status = _observe(None, invalid=["spec.expConfig.processSettings.numGpus: Input should be 1, 2, 4 or 8"])
+    assert status.phase == "Failed"
+    assert _conditions(status)["Stalled"] == ("True", "InvalidSpec")
+    stalled = next(c for c in status.conditions if c.type == "Stalled")
+    assert stalled.message == "spec.expConfig.processSettings.numGpus: Input should be 1, 2, 4 or 8"
+    assert status.job_name is None
+
+
+def test_other_conditions_pass_through() -> None:
+    done = _observe(_job(conditions=[{"type": "Complete", "status": "True"}], completionTime="2026-11-28T12:04:00Z"))
+    cleaned = done.model_copy(
+        update={
+            "cleanup_time": "2026-11-28T12:05:04Z",
+            "conditions": [
+                *done.conditions,
+                done.conditions[0].model_copy(update={"type": "CleanedUp", "status": "True", "reason": "TTLExpired"}),
+            ],
+        }
+    )
+    again = _observe(None, status=cleaned, now=LATER)
+    assert _conditions(again)["CleanedUp"] == ("True", "TTLExpired")
+    assert again.cleanup_time == "2026-11-28T12:05:04Z"
+
+
+def test_ttl_deadline_comes_from_the_recorded_completion() -> None:
+    done = _observe(_job(conditions=[{"type": "Complete", "status": "True"}], completionTime="2026-11-28T12:04:00Z"))
+    assert ttl_deadline(done, 60) == datetime(2026, 11, 28, 12, 5, 0, tzinfo=UTC)
+    assert ttl_deadline(done, None) is None
+    assert ttl_deadline(_observe(_job(active=1, ready=1)), 60) is None
+    assert ttl_deadline(done.model_copy(update={"cleanup_time": "2026-11-28T12:05:00Z"}), 60) is None
