@@ -1,0 +1,398 @@
+#!/usr/bin/env python3
+"""Build the local e2e toolchain from the Go module proxy.
+
+Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok,
+kwokctl and helm with the Go toolchain on the machine, from the wrapper modules under
+``e2e/toolchain/<name>/`` (their go.mod/go.sum pin every version). The binaries land in
+a cache directory outside the repository, one per set of versions::
+
+    ${FTO_TOOLCHAIN_DIR:-~/.cache/finetune-operator/toolchain}/<k8s>-<etcd>-<kwok>-<helm>/bin
+
+Each binary carries a stamp (hash of the Go version, the wrapper's go.mod/go.sum, the
+package and the ldflags), so a second run with everything cached only checks stamps.
+
+Usage::
+
+    e2e/build_toolchain.py [build]          # build what is missing, print the bin dir
+    e2e/build_toolchain.py bin-dir           # print the bin dir (no build)
+    e2e/build_toolchain.py pin-kubernetes v1.36.3   # regenerate the Kubernetes wrapper
+
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+E2E_DIR = Path(__file__).resolve().parent
+WRAPPERS_DIR = E2E_DIR / "toolchain"
+
+#: Module whose version names each wrapper (the wrapper's only direct requirement).
+WRAPPER_MODULES: dict[str, str] = {
+    "kubernetes": "k8s.io/kubernetes",
+    "etcd": "go.etcd.io/etcd/server/v3",
+    "kwok": "sigs.k8s.io/kwok",
+    "helm": "helm.sh/helm/v3",
+}
+
+#: kwok CRDs copied next to the binaries (kwok reads Stages, Logs and ClusterLogs from the API).
+KWOK_CRDS: tuple[str, ...] = (
+    "kwok.x-k8s.io_stages.yaml",
+    "kwok.x-k8s.io_logs.yaml",
+    "kwok.x-k8s.io_clusterlogs.yaml",
+)
+
+#: Binaries a cluster needs; ``ensure_toolchain`` checks for all of them.
+BINARIES: tuple[str, ...] = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubectl",
+    "kwok",
+    "kwokctl",
+    "helm",
+)
+
+
+class BuildError(RuntimeError):
+    """A toolchain step failed; the message names the step and the reason."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """One binary built from one wrapper module."""
+
+    binary: str
+    wrapper: str
+    package: str
+    ldflags: tuple[str, ...] = field(default_factory=tuple)
+
+
+def log(message: str) -> None:
+    print(f"[toolchain] {message}", file=sys.stderr, flush=True)
+
+
+def read_require(wrapper: str, module: str) -> str:
+    """Return the version of ``module`` required by the wrapper's go.mod."""
+    gomod = WRAPPERS_DIR / wrapper / "go.mod"
+    pattern = re.compile(rf"^\s*(?:require\s+)?{re.escape(module)}\s+(v\S+)")
+    for line in gomod.read_text().splitlines():
+        if "=>" in line:
+            continue
+        match = pattern.match(line)
+        if match:
+            return match.group(1)
+    raise BuildError(f"{gomod}: no requirement on {module}")
+
+
+def versions() -> dict[str, str]:
+    """Pinned version of each wrapper, e.g. ``{"kubernetes": "v1.36.3", ...}``."""
+    return {name: read_require(name, module) for name, module in WRAPPER_MODULES.items()}
+
+
+def cache_root() -> Path:
+    override = os.environ.get("FTO_TOOLCHAIN_DIR")
+    if override:
+        return Path(override).expanduser().resolve()
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "finetune-operator" / "toolchain"
+
+
+def version_key(pinned: dict[str, str] | None = None) -> str:
+    pinned = pinned or versions()
+    return "-".join(pinned[name] for name in WRAPPER_MODULES)
+
+
+def toolchain_dir() -> Path:
+    """Directory of this set of versions (holds ``bin/`` and ``share/``)."""
+    return cache_root() / version_key()
+
+
+def bin_dir() -> Path:
+    return toolchain_dir() / "bin"
+
+
+def share_dir() -> Path:
+    return toolchain_dir() / "share"
+
+
+def _k8s_version_ldflags(version: str) -> tuple[str, ...]:
+    major, minor = version.lstrip("v").split(".")[:2]
+    flags: list[str] = []
+    for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
+        flags += [
+            f"-X {pkg}.gitVersion={version}",
+            f"-X {pkg}.gitMajor={major}",
+            f"-X {pkg}.gitMinor={minor}",
+            f"-X {pkg}.gitTreeState=clean",
+            f"-X {pkg}.buildDate=1970-01-01T00:00:00Z",
+        ]
+    return tuple(flags)
+
+
+def targets() -> list[Target]:
+    pinned = versions()
+    k8s = pinned["kubernetes"]
+    k8s_flags = _k8s_version_ldflags(k8s)
+    helm_client_go = read_require("helm", "k8s.io/client-go")  # v0.MINOR.PATCH
+    helm_k8s_minor = helm_client_go.lstrip("v").split(".")[1]
+    helm_flags = (
+        f"-X helm.sh/helm/v3/internal/version.version={pinned['helm']}",
+        "-X helm.sh/helm/v3/internal/version.gitTreeState=clean",
+        "-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1",
+        f"-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor={helm_k8s_minor}",
+        "-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1",
+        f"-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor={helm_k8s_minor}",
+    )
+    kwok_flags = (
+        f"-X sigs.k8s.io/kwok/pkg/consts.Version={pinned['kwok'].lstrip('v')}",
+        f"-X sigs.k8s.io/kwok/pkg/consts.KubeVersion={k8s.lstrip('v')}",
+    )
+    etcd_flags = (f"-X go.etcd.io/etcd/api/v3/version.GitSHA={pinned['etcd']}",)
+    return [
+        Target("etcd", "etcd", "go.etcd.io/etcd/server/v3", etcd_flags),
+        Target("kwok", "kwok", "sigs.k8s.io/kwok/cmd/kwok", kwok_flags),
+        Target("kwokctl", "kwok", "sigs.k8s.io/kwok/cmd/kwokctl", kwok_flags),
+        Target("helm", "helm", "helm.sh/helm/v3/cmd/helm", helm_flags),
+        Target("kube-apiserver", "kubernetes", "k8s.io/kubernetes/cmd/kube-apiserver", k8s_flags),
+        Target("kube-controller-manager", "kubernetes", "k8s.io/kubernetes/cmd/kube-controller-manager", k8s_flags),
+        Target("kube-scheduler", "kubernetes", "k8s.io/kubernetes/cmd/kube-scheduler", k8s_flags),
+        Target("kubectl", "kubernetes", "k8s.io/kubernetes/cmd/kubectl", k8s_flags),
+    ]
+
+
+def _go() -> str:
+    go = shutil.which("go")
+    if go is None:
+        for candidate in ("/usr/local/go/bin/go", str(Path.home() / "go" / "bin" / "go")):
+            if os.access(candidate, os.X_OK):
+                return candidate
+        raise BuildError("the Go toolchain (go) is not on PATH; install Go 1.26 or newer")
+    return go
+
+
+def _go_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["CGO_ENABLED"] = "0"
+    env["GOFLAGS"] = (env.get("GOFLAGS", "") + " -buildvcs=false -mod=readonly").strip()
+    env.setdefault("GOTOOLCHAIN", "auto")
+    return env
+
+
+def _go_version(go: str) -> str:
+    out = subprocess.run([go, "env", "GOVERSION"], check=True, capture_output=True, text=True, env=_go_env())
+    return out.stdout.strip()
+
+
+def _stamp(target: Target, go_version: str) -> str:
+    digest = hashlib.sha256()
+    wrapper = WRAPPERS_DIR / target.wrapper
+    for part in (
+        go_version,
+        target.package,
+        " ".join(target.ldflags),
+        (wrapper / "go.mod").read_text(),
+        (wrapper / "go.sum").read_text(),
+    ):
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def _lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"waiting for another build holding {path}")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _run_step(step: str, argv: Sequence[str], cwd: Path, logfile: Path) -> None:
+    """Run a build command, reporting progress every minute; raise BuildError on failure."""
+    logfile.parent.mkdir(parents=True, exist_ok=True)
+    with logfile.open("w") as out:
+        out.write("$ " + " ".join(argv) + "\n")
+        out.flush()
+        proc = subprocess.Popen(argv, cwd=cwd, env=_go_env(), stdout=out, stderr=subprocess.STDOUT)
+        start = time.monotonic()
+        next_report = 60.0
+        while True:
+            try:
+                rc = proc.wait(timeout=5)
+                break
+            except subprocess.TimeoutExpired:
+                elapsed = time.monotonic() - start
+                if elapsed >= next_report:
+                    log(f"  {step}: still building ({elapsed / 60:.0f} min so far)")
+                    next_report += 60.0
+    if rc != 0:
+        tail = "\n".join(logfile.read_text().splitlines()[-40:])
+        raise BuildError(f"step {step!r} failed (exit {rc}); last lines of {logfile}:\n{tail}")
+
+
+def _build_target(target: Target, go: str, go_version: str, bins: Path, logs: Path) -> str:
+    """Build one binary unless its stamp matches; return "cached" or "built"."""
+    stamps = bins / ".stamps"
+    stamp_file = stamps / f"{target.binary}.sha256"
+    wanted = _stamp(target, go_version)
+    exe = bins / target.binary
+    if exe.exists() and stamp_file.exists() and stamp_file.read_text().strip() == wanted:
+        return "cached"
+    tmp = bins / f".{target.binary}.tmp"
+    ldflags = " ".join(("-s", "-w", *target.ldflags))
+    argv = [go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(tmp), target.package]
+    _run_step(target.binary, argv, WRAPPERS_DIR / target.wrapper, logs / f"{target.binary}.log")
+    os.replace(tmp, exe)
+    stamps.mkdir(parents=True, exist_ok=True)
+    stamp_file.write_text(wanted + "\n")
+    return "built"
+
+
+def _copy_kwok_crds(go: str, logs: Path) -> str:
+    dest = share_dir() / "kwok-crds"
+    if all((dest / name).exists() for name in KWOK_CRDS):
+        return "cached"
+    logfile = logs / "kwok-crds.log"
+    _run_step("kwok-crds", [go, "mod", "download", "sigs.k8s.io/kwok"], WRAPPERS_DIR / "kwok", logfile)
+    out = subprocess.run(
+        [go, "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/kwok"],
+        cwd=WRAPPERS_DIR / "kwok",
+        env=_go_env(),
+        capture_output=True,
+        text=True,
+    )
+    if out.returncode != 0 or not out.stdout.strip():
+        raise BuildError(f"step 'kwok-crds' failed: go list -m sigs.k8s.io/kwok: {out.stderr.strip()}")
+    src = Path(out.stdout.strip()) / "kustomize" / "crd" / "bases"
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in KWOK_CRDS:
+        if not (src / name).exists():
+            raise BuildError(f"step 'kwok-crds' failed: {src / name} not found in the kwok module")
+        shutil.copyfile(src / name, dest / name)
+    return "copied"
+
+
+def is_built() -> bool:
+    """True when every binary and the kwok CRDs exist (stamps are not checked)."""
+    bins = bin_dir()
+    return all((bins / name).exists() for name in BINARIES) and all(
+        (share_dir() / "kwok-crds" / name).exists() for name in KWOK_CRDS
+    )
+
+
+def build(only: Sequence[str] = ()) -> Path:
+    """Build every missing or stale binary; return the bin dir. Raises BuildError."""
+    pinned = versions()
+    go = _go()
+    go_version = _go_version(go)
+    root = toolchain_dir()
+    bins = root / "bin"
+    logs = root / "logs"
+    bins.mkdir(parents=True, exist_ok=True)
+    log(f"versions: {', '.join(f'{k} {v}' for k, v in pinned.items())}; {go_version}")
+    log(f"bin dir: {bins}")
+    total_start = time.monotonic()
+    with _lock(root / ".build.lock"):
+        for target in targets():
+            if only and target.binary not in only:
+                continue
+            start = time.monotonic()
+            log(f"{target.binary}: checking ({target.package})")
+            try:
+                result = _build_target(target, go, go_version, bins, logs)
+            except BuildError:
+                raise
+            except Exception as exc:  # a surprise (disk full, permissions): name the step
+                raise BuildError(f"step {target.binary!r} failed: {exc}") from exc
+            log(f"{target.binary}: {result} in {time.monotonic() - start:.1f}s")
+        if not only:
+            start = time.monotonic()
+            result = _copy_kwok_crds(go, logs)
+            log(f"kwok-crds: {result} in {time.monotonic() - start:.1f}s")
+    log(f"toolchain ready in {time.monotonic() - total_start:.1f}s")
+    return bins
+
+
+def pin_kubernetes(version: str) -> None:
+    """Rewrite e2e/toolchain/kubernetes/go.mod for ``version`` and run ``go mod tidy``.
+
+    k8s.io/kubernetes replaces its staging modules with local directories, which only
+    works in the main module, so the wrapper replaces each staging module with the
+    matching published v0.X.Y version. The list is taken from the release's own go.mod.
+    """
+    go = _go()
+    proxy = (os.environ.get("GOPROXY") or "https://proxy.golang.org").split(",")[0].split("|")[0]
+    if proxy in ("direct", "off"):
+        raise BuildError("pin-kubernetes needs a module proxy in GOPROXY")
+    with urllib.request.urlopen(f"{proxy}/k8s.io/kubernetes/@v/{version}.mod", timeout=60) as resp:
+        upstream = resp.read().decode()
+    staging = sorted(set(re.findall(r"^\s*(k8s\.io/\S+)\s+=>\s+\./staging/", upstream, re.MULTILINE)))
+    if not staging:
+        raise BuildError(f"no staging replaces found in k8s.io/kubernetes@{version} go.mod")
+    go_line = re.search(r"^go (\S+)", upstream, re.MULTILINE)
+    staging_version = "v0." + version.lstrip("v").split(".", 1)[1]
+    lines = [
+        "// Wrapper module pinning the Kubernetes release built for the local e2e control plane.",
+        "// Regenerate with: e2e/build_toolchain.py pin-kubernetes vX.Y.Z",
+        "module finetune-operator.local/e2e/toolchain/kubernetes",
+        "",
+        f"go {go_line.group(1) if go_line else '1.26.0'}",
+        "",
+        f"require k8s.io/kubernetes {version}",
+        "",
+        "replace (",
+        *(f"\t{mod} => {mod} {staging_version}" for mod in staging),
+        ")",
+        "",
+    ]
+    wrapper = WRAPPERS_DIR / "kubernetes"
+    (wrapper / "go.mod").write_text("\n".join(lines))
+    (wrapper / "go.sum").write_text("")
+    subprocess.run([go, "mod", "tidy"], cwd=wrapper, env={**_go_env(), "GOFLAGS": "-mod=mod"}, check=True)
+    log(f"pinned Kubernetes {version} ({len(staging)} staging modules at {staging_version})")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    command = args.pop(0) if args else "build"
+    try:
+        if command == "build":
+            print(build(only=args))
+        elif command == "bin-dir":
+            print(bin_dir())
+        elif command == "versions":
+            print(json.dumps(versions(), indent=2))
+        elif command == "pin-kubernetes" and len(args) == 1:
+            pin_kubernetes(args[0])
+        else:
+            print(__doc__, file=sys.stderr)
+            return 2
+    except BuildError as exc:
+        log(f"FAILED: {exc}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

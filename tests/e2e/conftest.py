@@ -1,0 +1,77 @@
+"""Fixtures of the e2e tests: a real Kubernetes control plane.
+
+* ``cluster`` (session): brings up the local cluster of ``e2e/cluster`` once per session
+  (building the toolchain first if it is missing) and tears it down at the end; or, when
+  ``E2E_KUBECONFIG`` is set, uses that existing cluster (e.g. kind) and leaves it alone.
+  It is an ``e2e.localcluster.Cluster``: ``.kubeconfig``, ``.kubectl(*args)``,
+  ``.apply(manifest)``, ``.get_json(...)``, ``.wait_job_finished(...)``, the kwok helpers
+  ``.fake_logs(...)``, ``.hold_namespace(...)``, ``.fail_namespace(...)``, ... (``.local``
+  tells whether kwok helpers work).
+* ``local_cluster``: the same, but skips the test on an external cluster.
+* ``namespace`` (per test): a fresh namespace, deleted after the test.
+
+Every test under tests/e2e is marked ``e2e``, so ``pytest -m "not e2e"`` needs no cluster.
+Environment: ``E2E_KUBECONFIG`` (use an existing cluster), ``E2E_CLUSTER_NAME`` (name of the
+local cluster, default "pytest"), ``E2E_KEEP_CLUSTER=1`` (leave the local cluster running).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from e2e import localcluster as lc  # noqa: E402
+
+E2E_DIR = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if E2E_DIR in Path(str(item.path)).resolve().parents:
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[lc.Cluster]:
+    external = os.environ.get("E2E_KUBECONFIG")
+    if external:
+        handle = lc.external_cluster(external)
+        handle.kubectl("get", "--raw", "/readyz")
+        yield handle
+        return
+    local = lc.LocalCluster(lc.ClusterConfig(name=os.environ.get("E2E_CLUSTER_NAME", "pytest")))
+    try:
+        handle = local.up()
+    except (lc.ClusterError, TimeoutError) as exc:
+        pytest.fail(f"could not bring the local cluster up: {exc}", pytrace=False)
+    try:
+        yield handle
+    finally:
+        if os.environ.get("E2E_KEEP_CLUSTER") == "1":
+            lc.log(f"E2E_KEEP_CLUSTER=1: leaving cluster {local.config.name!r} up ({local.kubeconfig})")
+        else:
+            local.down()
+
+
+@pytest.fixture
+def local_cluster(cluster: lc.Cluster) -> lc.Cluster:
+    if not cluster.local:
+        pytest.skip("needs the local kwok cluster (fake GPU nodes, fake logs); E2E_KUBECONFIG is set")
+    return cluster
+
+
+@pytest.fixture
+def namespace(cluster: lc.Cluster) -> Iterator[str]:
+    name = cluster.create_namespace()
+    try:
+        yield name
+    finally:
+        cluster.delete_namespace(name)

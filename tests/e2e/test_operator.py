@@ -1,0 +1,295 @@
+"""The operator against the real control plane: reconcile, follow, suspend, TTL, restarts, no drift."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from e2e import localcluster as lc
+from tests.e2e.operator_process import OperatorProcess
+from tests.rule_cases import LONG_NAME, NAME_CASE, RULE_CASES, RuleCase, finetunejob
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD_FILE = ROOT / "crds" / "finetune.aidaptiv.io_finetunejobs.yaml"
+# Small pods that schedule anywhere at once, for tests that are about the operator, not the GPUs.
+LIGHT = {
+    "schedulerName": "",
+    "resources": {"requests": {"cpu": "10m"}, "limits": {"cpu": "10m"}},
+    "ttlSecondsAfterFinished": None,
+}
+
+
+@pytest.fixture(scope="session")
+def crd(cluster: lc.Cluster) -> None:
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE))
+    cluster.kubectl("wait", "--for=condition=Established", "crd/finetunejobs.finetune.aidaptiv.io", "--timeout=60s")
+
+
+@pytest.fixture(scope="session")
+def operator(cluster: lc.Cluster, crd: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+    process = OperatorProcess(cluster.kubeconfig, tmp_path_factory.mktemp("operator"))
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def running(operator: OperatorProcess) -> OperatorProcess:
+    """The operator, started again if a test before this one killed it."""
+    if operator.process is None or operator.process.poll() is not None:
+        operator.start()
+    return operator
+
+
+def _ftj(cluster: lc.Cluster, namespace: str, name: str) -> dict[str, Any] | None:
+    return cluster.get_json("finetunejob", name, "-n", namespace)
+
+
+def _phase(cluster: lc.Cluster, namespace: str, name: str) -> str | None:
+    return ((_ftj(cluster, namespace, name) or {}).get("status") or {}).get("phase")
+
+
+def _condition(ftj: dict[str, Any], kind: str) -> dict[str, Any]:
+    return next(c for c in ftj["status"]["conditions"] if c["type"] == kind)
+
+
+def _wait_phase(
+    cluster: lc.Cluster, namespace: str, name: str, phase: str, operator: OperatorProcess, timeout: float = 120
+) -> dict[str, Any]:
+    def reached() -> dict[str, Any] | None:
+        ftj = _ftj(cluster, namespace, name)
+        return ftj if ftj and (ftj.get("status") or {}).get("phase") == phase else None
+
+    return cluster.wait_for(
+        reached,
+        what=f"FineTuneJob {namespace}/{name} to reach {phase}",
+        timeout=timeout,
+        state=lambda: cluster.describe("ftj", name, "-n", namespace) + "\n--- operator log ---\n" + operator.log(),
+    )
+
+
+def _reasons(cluster: lc.Cluster, namespace: str, name: str) -> list[str]:
+    events = [
+        e
+        for e in cluster.events(namespace)
+        if e["involvedObject"].get("kind") == "FineTuneJob" and e["involvedObject"].get("name") == name
+    ]
+    events.sort(key=lambda e: e.get("firstTimestamp") or e.get("eventTime") or "")
+    return [e["reason"] for e in events]
+
+
+def test_basic_example_runs_to_succeeded(cluster: lc.Cluster, namespace: str, running: OperatorProcess) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", str(ROOT / "examples" / "basic.yaml"))
+    name = "finetune-llama-job"
+    ftj = _wait_phase(cluster, namespace, name, "Succeeded", running)
+    uid = ftj["metadata"]["uid"]
+    for kind, child in (("configmap", f"{name}-config"), ("job", name)):
+        obj = cluster.get_json(kind, child, "-n", namespace)
+        assert obj is not None, f"{kind} {child} is missing"
+        (ref,) = obj["metadata"]["ownerReferences"]
+        assert (ref["kind"], ref["name"], ref["uid"], ref["controller"]) == ("FineTuneJob", name, uid, True)
+    assert ftj["status"]["jobName"] == name
+    assert ftj["status"]["observedGeneration"] == ftj["metadata"]["generation"]
+    assert ftj["status"]["completionTime"] and ftj["status"]["startTime"]
+    assert _condition(ftj, "Succeeded")["reason"] == "TrainingComplete"
+    assert _condition(ftj, "Stalled")["status"] == "False"
+    table = cluster.kubectl("get", "finetunejobs", "-n", namespace).stdout
+    assert table.split("\n")[0].split() == ["NAME", "PHASE", "PROGRESS", "LOSS", "ETA", "AGE"]
+    assert table.split("\n")[1].split()[:2] == [name, "Succeeded"]
+    reasons = _reasons(cluster, namespace, name)
+    assert reasons[0] == "JobCreated" and reasons[-1] == "TrainingComplete", reasons
+    described = cluster.describe("ftj", name, "-n", namespace)
+    assert "TrainingComplete" in described
+
+
+def test_failing_pod_ends_failed_backoff_limit_exceeded(
+    local_cluster: lc.Cluster, namespace: str, running: OperatorProcess
+) -> None:
+    local_cluster.fail_namespace(namespace)
+    local_cluster.apply(finetunejob({**LIGHT, "backoffLimit": 1}, name="fails"), namespace=namespace)
+    ftj = _wait_phase(local_cluster, namespace, "fails", "Failed", running)
+    assert _condition(ftj, "Failed")["reason"] == "BackoffLimitExceeded"
+    assert _condition(ftj, "Stalled")["status"] == "True"
+    assert len(local_cluster.pods(namespace)) == 2  # the first try and one retry
+    assert "BackoffLimitExceeded" in _reasons(local_cluster, namespace, "fails")
+
+
+def test_deadline_overrun_ends_failed_deadline_exceeded(
+    local_cluster: lc.Cluster, namespace: str, running: OperatorProcess
+) -> None:
+    local_cluster.hold_namespace(namespace)
+    local_cluster.apply(finetunejob({**LIGHT, "activeDeadlineSeconds": 5}, name="slow"), namespace=namespace)
+    _wait_phase(local_cluster, namespace, "slow", "Running", running)
+    ftj = _wait_phase(local_cluster, namespace, "slow", "Failed", running)
+    assert _condition(ftj, "Failed")["reason"] == "DeadlineExceeded"
+
+
+def test_suspend_then_resume(cluster: lc.Cluster, namespace: str, running: OperatorProcess) -> None:
+    cluster.apply(finetunejob({**LIGHT, "suspend": True}, name="held"), namespace=namespace)
+    ftj = _wait_phase(cluster, namespace, "held", "Suspended", running)
+    assert _condition(ftj, "Suspended")["status"] == "True"
+    assert cluster.get_json("job", "held", "-n", namespace)["spec"]["suspend"] is True
+    time.sleep(2)
+    assert cluster.pods(namespace) == []
+    cluster.kubectl("patch", "ftj", "held", "-n", namespace, "--type=merge", "-p", '{"spec":{"suspend":false}}')
+    _wait_phase(cluster, namespace, "held", "Succeeded", running)
+    reasons = _reasons(cluster, namespace, "held")
+    assert "Resumed" in reasons and reasons[-1] == "TrainingComplete"
+
+
+def test_queue_controller_suspend_is_not_fought(cluster: lc.Cluster, namespace: str, running: OperatorProcess) -> None:
+    """A queue controller (Kueue) suspends the Job itself; the operator leaves that alone."""
+    body = finetunejob(LIGHT, name="queued")
+    body["metadata"]["labels"] = {"kueue.x-k8s.io/queue-name": "gpus", "kueue.x-k8s.io/priority-class": "high"}
+    body["spec"]["suspend"] = True
+    cluster.apply(body, namespace=namespace)
+    _wait_phase(cluster, namespace, "queued", "Suspended", running)
+    job = cluster.get_json("job", "queued", "-n", namespace)
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpus"
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/priority-class"] == "high"
+    # The "queue" admits the Job; the FineTuneJob's own spec.suspend is unchanged and must not win.
+    cluster.kubectl("patch", "job", "queued", "-n", namespace, "--type=merge", "-p", '{"spec":{"suspend":false}}')
+    _wait_phase(cluster, namespace, "queued", "Succeeded", running)
+
+
+def test_ttl_deletes_children_keeps_the_record_across_restarts(
+    cluster: lc.Cluster, namespace: str, running: OperatorProcess
+) -> None:
+    cluster.apply(finetunejob({**LIGHT, "ttlSecondsAfterFinished": 3}, name="short-lived"), namespace=namespace)
+    _wait_phase(cluster, namespace, "short-lived", "Succeeded", running)
+
+    def cleaned() -> dict[str, Any] | None:
+        ftj = _ftj(cluster, namespace, "short-lived")
+        return ftj if ftj and ftj["status"].get("cleanupTime") else None
+
+    ftj = cluster.wait_for(cleaned, what="TTL cleanup", timeout=60, state=running.log)
+    assert cluster.get_json("job", "short-lived", "-n", namespace) is None
+    assert cluster.get_json("configmap", "short-lived-config", "-n", namespace) is None
+    cluster.wait_for(lambda: cluster.pods(namespace) == [] or None, what="pods deleted with the Job", timeout=60)
+    assert _condition(ftj, "CleanedUp")["reason"] == "TTLExpired"
+    assert "TTLExpired" in _reasons(cluster, namespace, "short-lived")
+
+    running.stop()
+    running.start()
+    time.sleep(5)
+    after = _ftj(cluster, namespace, "short-lived")
+    assert after["status"]["phase"] == "Succeeded"
+    assert after["status"]["cleanupTime"] == ftj["status"]["cleanupTime"]
+    assert cluster.get_json("job", "short-lived", "-n", namespace) is None
+
+
+def test_ttl_deletes_the_finetunejob_only_when_asked(
+    cluster: lc.Cluster, namespace: str, running: OperatorProcess
+) -> None:
+    spec = {**LIGHT, "ttlSecondsAfterFinished": 1, "ttlPolicy": "DeleteFineTuneJob"}
+    cluster.apply(finetunejob(spec, name="gone"), namespace=namespace)
+    _wait_phase(cluster, namespace, "gone", "Succeeded", running)
+    cluster.wait_for(lambda: _ftj(cluster, namespace, "gone") is None or None, what="self-deletion", timeout=60)
+
+
+def test_invalid_spec_the_crd_lets_through_is_stalled_with_no_children(
+    cluster: lc.Cluster, namespace: str, running: OperatorProcess
+) -> None:
+    raw = "ds:\n  data_path: x\n  user_prompt: no placeholder\n"
+    cluster.apply(finetunejob({**LIGHT, "trainDataConfig": raw}, name="bad-data"), namespace=namespace)
+    ftj = _wait_phase(cluster, namespace, "bad-data", "Failed", running)
+    stalled = _condition(ftj, "Stalled")
+    assert (stalled["status"], stalled["reason"]) == ("True", "InvalidSpec")
+    assert "user_prompt must contain the placeholder {question}" in stalled["message"]
+    assert cluster.get_json("job", "bad-data", "-n", namespace) is None
+    assert cluster.get_json("configmap", "bad-data-config", "-n", namespace) is None
+    warnings = [e for e in cluster.events(namespace) if e["type"] == "Warning" and e["reason"] == "InvalidSpec"]
+    assert warnings and "{question}" in warnings[0]["message"]
+
+
+def _server_dry_run(cluster: lc.Cluster, namespace: str, spec: dict[str, Any], name: str = "rule-case") -> str:
+    proc = cluster.kubectl(
+        "create",
+        "--dry-run=server",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=json.dumps(finetunejob(spec, name=name)),
+        check=False,
+    )
+    return "" if proc.returncode == 0 else proc.stderr
+
+
+@pytest.mark.parametrize("case", RULE_CASES, ids=lambda c: c.id)
+def test_api_server_enforces_each_rule(cluster: lc.Cluster, crd: None, namespace: str, case: RuleCase) -> None:
+    assert _server_dry_run(cluster, namespace, case.good) == ""
+    refusal = _server_dry_run(cluster, namespace, case.bad)
+    assert case.message in refusal, refusal
+
+
+def test_api_server_refuses_a_long_name(cluster: lc.Cluster, crd: None, namespace: str) -> None:
+    assert NAME_CASE.message in _server_dry_run(cluster, namespace, {}, name=LONG_NAME)
+
+
+def test_immutable_fields_are_refused_and_mutable_ones_accepted(cluster: lc.Cluster, crd: None, namespace: str) -> None:
+    body = finetunejob({**LIGHT, "suspend": True}, name="frozen")
+    cluster.apply(body, namespace=namespace)
+    edited = copy.deepcopy(body)
+    edited["spec"]["expConfig"] = {"runSettings": {"maxIter": 50}}
+    proc = cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(edited), check=False)
+    assert proc.returncode != 0
+    assert "expConfig cannot be changed after creation" in proc.stderr
+    edited = copy.deepcopy(body)
+    edited["spec"]["resources"] = {"requests": {"cpu": "20m"}, "limits": {"cpu": "20m"}}
+    proc = cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(edited), check=False)
+    assert "resources cannot be changed after creation" in proc.stderr
+    edited = copy.deepcopy(body)
+    edited["spec"].update(suspend=False, ttlSecondsAfterFinished=600)
+    cluster.apply(edited, namespace=namespace)
+
+
+def test_no_drift_after_reconcile(cluster: lc.Cluster, namespace: str, running: OperatorProcess) -> None:
+    applied = yaml.safe_load((ROOT / "examples" / "structured-train-data.yaml").read_text())
+    applied["spec"].update(LIGHT)
+    applied["metadata"]["annotations"] = {"team": "ml"}
+    cluster.kubectl("apply", "--server-side", "-n", namespace, "-f", "-", input=json.dumps(applied))
+    ftj = _wait_phase(cluster, namespace, "finetune-two-datasets", "Succeeded", running)
+    assert ftj["spec"] == applied["spec"]
+    assert ftj["metadata"]["annotations"] == {"team": "ml"}
+    assert not ftj["metadata"].get("finalizers")
+    assert set(ftj["status"]) <= {
+        "observedGeneration",
+        "phase",
+        "conditions",
+        "startTime",
+        "completionTime",
+        "jobName",
+        "cleanupTime",
+        "trainerStatus",
+    }
+    diff = cluster.kubectl("diff", "--server-side", "-n", namespace, "-f", "-", input=json.dumps(applied), check=False)
+    assert diff.returncode == 0, diff.stdout
+
+
+def test_sigkill_after_50_creates_every_one_gets_exactly_one_job(
+    cluster: lc.Cluster, namespace: str, running: OperatorProcess
+) -> None:
+    names = [f"burst-{i:02d}" for i in range(50)]
+    cluster.apply([finetunejob(LIGHT, name=n, namespace=namespace) for n in names])
+    time.sleep(0.5)
+    running.kill()
+    running.start()
+
+    def all_succeeded() -> bool | None:
+        items = cluster.get_json("finetunejobs", "-n", namespace)["items"]
+        phases = [(i.get("status") or {}).get("phase") for i in items]
+        return True if len(items) == 50 and all(p == "Succeeded" for p in phases) else None
+
+    cluster.wait_for(all_succeeded, what="50 FineTuneJobs to succeed", timeout=300, state=running.log)
+    jobs = cluster.get_json("jobs", "-n", namespace)["items"]
+    assert sorted(j["metadata"]["name"] for j in jobs) == names
+    pods = cluster.pods(namespace)
+    assert len(pods) == 50
