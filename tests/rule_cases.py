@@ -17,6 +17,7 @@ class RuleCase:
     good: dict[str, Any]
     bad: dict[str, Any]
     message: str  # a fragment both the model and the API server must show
+    server: bool = True  # False: only the models can check it (the operator reports it as InvalidSpec)
 
 
 def _exp(process: dict[str, Any] | None = None, run: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -47,13 +48,13 @@ RULE_CASES: list[RuleCase] = [
         "batch-multiple",
         _exp({"numGpus": 2}, {"perDeviceTrainBatchSize": 4, "perUpdateTotalBatchSize": 24}),
         _exp({"numGpus": 2}, {"perDeviceTrainBatchSize": 4, "perUpdateTotalBatchSize": 20}),
-        "perUpdateTotalBatchSize (20) must be a multiple of numGpus × perDeviceTrainBatchSize (2 × 4 = 8)",
+        "perUpdateTotalBatchSize must be a multiple of numGpus × perDeviceTrainBatchSize",
     ),
     RuleCase(
         "batch-multiple-defaults",
         _exp(run={"perUpdateTotalBatchSize": 8}),
         _exp(run={"perUpdateTotalBatchSize": 10}),
-        "perUpdateTotalBatchSize (10) must be a multiple of numGpus × perDeviceTrainBatchSize (1 × 4 = 4)",
+        "perUpdateTotalBatchSize must be a multiple of numGpus × perDeviceTrainBatchSize",
     ),
     RuleCase("userPrompt", _dataset(userPrompt="Q: {question}"), _dataset(userPrompt="Q: {q}"), "{question}"),
     RuleCase("strategy", _dataset(strategy="QA"), _dataset(strategy="chat"), "strategy must be one of qa"),
@@ -79,7 +80,7 @@ RULE_CASES: list[RuleCase] = [
         "specifyGpus-count",
         _exp({"numGpus": 4, "specifyGpus": "0,1,2,3"}, {"perUpdateTotalBatchSize": 16}),
         _exp({"numGpus": 4, "specifyGpus": "0,1"}, {"perUpdateTotalBatchSize": 16}),
-        "specifyGpus lists 2 GPUs but numGpus is 4",
+        "specifyGpus must list exactly numGpus GPUs",
     ),
     RuleCase(
         "specifyGpus-unique",
@@ -145,6 +146,7 @@ RULE_CASES: list[RuleCase] = [
         _exp(run={"lora": {"loraTargetModules": ["q_proj", "v_proj"]}}),
         _exp(run={"lora": {"loraTargetModules": 7}}),
         "loraTargetModules",
+        server=False,
     ),
 ]
 

@@ -81,8 +81,9 @@ def test_convert_name_option_wins_and_loose_scalars_are_normalized() -> None:
         (
             ("convert", "-", "--name", "x"),
             "expConfig:\n  runSettings:\n    perUpdateTotalBatchSize: 10\n",
-            "error: -: spec.expConfig: perUpdateTotalBatchSize (10) must be a multiple of numGpus × "
-            "perDeviceTrainBatchSize (1 × 4 = 4)",
+            "error: -: spec.expConfig: perUpdateTotalBatchSize must be a multiple of numGpus × "
+            "perDeviceTrainBatchSize (the quotient is the number of gradient-accumulation steps): "
+            "10 is not a multiple of 1 × 4 = 4",
         ),
         (("render", "-f", "-"), "kind: Pod\n", "error: -: expected kind FineTuneJob, got 'Pod'"),
         (("render", "-f", "-"), "a: [\n", "error: -: not valid YAML (line 2)"),

@@ -111,10 +111,12 @@ def _collapse_any_of(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, An
         return out
     types = sorted(_inline_refs(option, defs).get("type", "") for option in options)
     if types == ["integer", "string"]:
+        # Exactly the form the API server accepts for int-or-string (no constraints inside).
         out["x-kubernetes-int-or-string"] = True
-        strings = [o for o in options if o.get("type") == "string"]
-        if strings and "maxLength" in strings[0]:
-            out["anyOf"] = [{"type": "integer"}, {"type": "string", "maxLength": strings[0]["maxLength"]}]
+        out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
+        lengths = [o["maxLength"] for o in options if "maxLength" in o]
+        if lengths:
+            out["maxLength"] = lengths[0]  # bounds CEL's cost estimate for string(self[k])
         return out
     if node.get("x-kubernetes-preserve-unknown-fields"):
         return out
@@ -146,7 +148,8 @@ def openapi_schema() -> dict[str, Any]:
         "properties": {
             "apiVersion": {"type": "string", "description": "APIVersion of this object."},
             "kind": {"type": "string", "description": "Kind of this object: FineTuneJob."},
-            "metadata": {"type": "object", "description": "Standard object metadata."},
+            # The API server allows nothing but the type here (metadata is its own).
+            "metadata": {"type": "object"},
             "spec": spec_schema(),
             "status": model_schema(FineTuneJobStatus),
         },

@@ -48,12 +48,25 @@ def immutable(field: str) -> str:
     )
 
 
+BATCH_MULTIPLE = (
+    "perUpdateTotalBatchSize must be a multiple of numGpus × perDeviceTrainBatchSize "
+    "(the quotient is the number of gradient-accumulation steps)"
+)
+SPECIFY_GPUS_COUNT = "specifyGpus must list exactly numGpus GPUs"
+# Extended resources that the CEL rules check by name (the models check every extended resource;
+# a rule iterating over arbitrary map keys would exceed the API server's CEL cost budget).
+GPU_RESOURCES = (
+    "phison.com/ai100",
+    "otterscale.com/vgpu",
+    "otterscale.com/vgpumem",
+    "otterscale.com/vgpumem-percentage",
+    "otterscale.com/vgpucores",
+)
+
+
 def batch_multiple(total: int, gpus: int, per_device: int) -> str:
-    return (
-        f"perUpdateTotalBatchSize ({total}) must be a multiple of numGpus × perDeviceTrainBatchSize "
-        f"({gpus} × {per_device} = {gpus * per_device})"
-    )
+    return f"{BATCH_MULTIPLE}: {total} is not a multiple of {gpus} × {per_device} = {gpus * per_device}"
 
 
 def specify_gpus_count(listed: int, gpus: int) -> str:
-    return f"specifyGpus lists {listed} GPUs but numGpus is {gpus}: they must match"
+    return f"{SPECIFY_GPUS_COUNT}: it lists {listed}, numGpus is {gpus}"

@@ -25,7 +25,7 @@ Path = Annotated[str, StringConstraints(max_length=4096)]
 Text = Annotated[str, StringConstraints(max_length=16384)]
 Script = Annotated[str, StringConstraints(max_length=262144)]
 DnsLabel = Annotated[str, StringConstraints(min_length=1, max_length=48, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
-Quantity = int | Annotated[str, StringConstraints(max_length=64)]
+Quantity = int | Annotated[str, StringConstraints(max_length=64)]  # maxLength: see crd.py
 FreeForm = dict[str, Any]
 
 SPECIFY_GPUS_PATTERN = r"^[0-9]+(,[0-9]+)*$"
@@ -89,10 +89,7 @@ class ProcessSettings(ApiModel):
                 "!has(self.specifyGpus) || !self.specifyGpus.matches("
                 + cel_string(SPECIFY_GPUS_PATTERN)
                 + f") || self.specifyGpus.split(',').size() == {_opt('numGpus', 1)}",
-                message_expression=(
-                    "'specifyGpus lists ' + string(self.specifyGpus.split(',').size()) + "
-                    f"' GPUs but numGpus is ' + string({_opt('numGpus', 1)}) + ': they must match'"
-                ),
+                msg.SPECIFY_GPUS_COUNT,
                 field_path=".specifyGpus",
             ),
             cel(
@@ -182,15 +179,9 @@ class Lora(ApiModel):
             "Modules to adapt: a string (such as all-linear) or a list of module names "
             "(such as [q_proj, v_proj]); null lets the trainer choose. Defaults to null."
         ),
-        json_schema_extra={
-            "x-kubernetes-preserve-unknown-fields": True,
-            CEL_KEY: [
-                cel(
-                    "type(self) == string || (type(self) == list && self.all(m, type(m) == string))",
-                    "loraTargetModules must be a string or a list of strings",
-                )
-            ],
-        },
+        # Untyped in the CRD (structural schemas have no string-or-list; CEL cannot type it either):
+        # the model checks it, and the operator reports a bad value as Stalled/InvalidSpec.
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
 
 
@@ -254,11 +245,7 @@ def _batch_rule() -> dict[str, Any]:
     per_device = _opt("runSettings.perDeviceTrainBatchSize", 4)
     return cel(
         f"{gpus} * {per_device} <= 0 || {total} % ({gpus} * {per_device}) == 0",
-        message_expression=(
-            f"'perUpdateTotalBatchSize (' + string({total}) + ') must be a multiple of "
-            f"numGpus × perDeviceTrainBatchSize (' + string({gpus}) + ' × ' + string({per_device}) + "
-            f"' = ' + string({gpus} * {per_device}) + ')'"
-        ),
+        msg.BATCH_MULTIPLE,
         field_path=".runSettings.perUpdateTotalBatchSize",
     )
 
@@ -465,27 +452,43 @@ class LocalObjectReference(ApiModel):
     name: Name = Field(description="Name of the Secret.")
 
 
+def _quantity_of(key: str) -> str:
+    return f"quantity(string(self[{cel_string(key)}]))"
+
+
 def _resource_list_rules() -> dict[str, Any]:
     pct = cel_string(msg.VGPUMEM_PERCENTAGE)
-    pct_value = f"string(self[{pct}])"
+    whole = " && ".join(
+        f"(!({cel_string(key)} in self) || !isQuantity(string(self[{cel_string(key)}])) "
+        f"|| {_quantity_of(key)}.isInteger())"
+        for key in msg.GPU_RESOURCES
+    )
     return {
         "maxProperties": 32,
         CEL_KEY: [
             cel("self.all(k, isQuantity(string(self[k])))", msg.QUANTITY),
+            cel(whole, msg.EXTENDED_WHOLE),
             cel(
-                "self.all(k, !k.contains('/') || k.split('/')[0] == 'kubernetes.io' "
-                "|| k.split('/')[0].endsWith('.kubernetes.io') || !isQuantity(string(self[k])) "
-                "|| quantity(string(self[k])).isInteger())",
-                msg.EXTENDED_WHOLE,
-            ),
-            cel(
-                f"!({pct} in self) || (isQuantity({pct_value}) && quantity({pct_value}).isInteger() "
-                f"&& quantity({pct_value}).asInteger() >= 0 && quantity({pct_value}).asInteger() <= 100)",
+                f"!({pct} in self) || (isQuantity(string(self[{pct}])) && {_quantity_of(msg.VGPUMEM_PERCENTAGE)}"
+                f".isInteger() && {_quantity_of(msg.VGPUMEM_PERCENTAGE)}.asInteger() >= 0 "
+                f"&& {_quantity_of(msg.VGPUMEM_PERCENTAGE)}.asInteger() <= 100)",
                 msg.VGPUMEM_PERCENTAGE_RANGE,
             ),
             cel(f"!({pct} in self && {cel_string(msg.VGPUMEM)} in self)", msg.VGPUMEM_EXCLUSIVE),
         ],
     }
+
+
+def _not_overcommitted_rule() -> dict[str, Any]:
+    def same(key: str) -> str:
+        k = cel_string(key)
+        return (
+            f"(!(has(self.requests) && {k} in self.requests) || (has(self.limits) && {k} in self.limits "
+            f"&& isQuantity(string(self.requests[{k}])) && isQuantity(string(self.limits[{k}])) "
+            f"&& quantity(string(self.requests[{k}])).compareTo(quantity(string(self.limits[{k}]))) == 0))"
+        )
+
+    return cel(" && ".join(same(key) for key in msg.GPU_RESOURCES), msg.EXTENDED_NOT_OVERCOMMITTED)
 
 
 ResourceList = Annotated[dict[Annotated[str, StringConstraints(max_length=253)], Quantity], Field(max_length=32)]
@@ -505,18 +508,7 @@ class Resources(ApiModel):
         json_schema_extra=_resource_list_rules(),
     )
 
-    model_config = ConfigDict(
-        json_schema_extra=_rules(
-            cel(
-                "!has(self.requests) || self.requests.all(k, !k.contains('/') "
-                "|| k.split('/')[0] == 'kubernetes.io' || k.split('/')[0].endsWith('.kubernetes.io') "
-                "|| (has(self.limits) && k in self.limits && isQuantity(string(self.requests[k])) "
-                "&& isQuantity(string(self.limits[k])) "
-                "&& quantity(string(self.requests[k])).compareTo(quantity(string(self.limits[k]))) == 0))",
-                msg.EXTENDED_NOT_OVERCOMMITTED,
-            )
-        )
-    )
+    model_config = ConfigDict(json_schema_extra=_rules(_not_overcommitted_rule()))
 
     @model_validator(mode="after")
     def _quantities(self) -> Self:
