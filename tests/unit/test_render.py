@@ -86,9 +86,10 @@ CHART_BASIC_DATASETS = {
         "label_key": "completion",
     }
 }
+# The chart wrote integers; the API server stores every quantity as a string, and so do we.
 CHART_BASIC_RESOURCES = {
-    "requests": {"otterscale.com/vgpu": 1, "otterscale.com/vgpumem-percentage": 60, "phison.com/ai100": 1},
-    "limits": {"otterscale.com/vgpu": 1, "otterscale.com/vgpumem-percentage": 60, "phison.com/ai100": 1},
+    "requests": {"otterscale.com/vgpu": "1", "otterscale.com/vgpumem-percentage": "60", "phison.com/ai100": "1"},
+    "limits": {"otterscale.com/vgpu": "1", "otterscale.com/vgpumem-percentage": "60", "phison.com/ai100": "1"},
 }
 CHART_MOUNTS = {
     "/config/exp": "exp_config.yaml",

@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import logging
 from datetime import UTC, datetime
 from typing import Any
 
 import kopf
+import pydantic
+from kubernetes.client.exceptions import ApiException
 
 from finetune_operator.api.base import GROUP, PLURAL, VERSION
 from finetune_operator.api.resource import InvalidFineTuneJob, load_finetunejob
 from finetune_operator.api.status import FineTuneJobStatus
 from finetune_operator.controller.kube import Kube
-from finetune_operator.observe.status import Observation, derive_status, timestamp, ttl_deadline
+from finetune_operator.observe.status import Observation, Verdict, derive_status, timestamp, ttl_deadline, verdict
 from finetune_operator.render.manifests import (
     ANNOTATION_REQUESTED_SUSPEND,
     LABEL_NAME,
@@ -44,6 +47,13 @@ class State:
         self.locks: dict[str, asyncio.Lock] = {}
         self.ttl_timers: dict[str, asyncio.TimerHandle] = {}
         self.written: dict[str, dict[str, Any]] = {}
+        self.failures: dict[str, int] = {}
+        self.tasks: set[asyncio.Future[None]] = set()
+        self.retries: dict[str, asyncio.TimerHandle] = {}
+
+    def backoff(self, uid: str) -> float:
+        self.failures[uid] = self.failures.get(uid, 0) + 1
+        return float(min(2 ** self.failures[uid], 60))
 
     def lock(self, uid: str) -> asyncio.Lock:
         return self.locks.setdefault(uid, asyncio.Lock())
@@ -51,9 +61,11 @@ class State:
     def forget(self, uid: str) -> None:
         self.locks.pop(uid, None)
         self.written.pop(uid, None)
-        timer = self.ttl_timers.pop(uid, None)
-        if timer is not None:
-            timer.cancel()
+        self.failures.pop(uid, None)
+        for timers in (self.ttl_timers, self.retries):
+            timer = timers.pop(uid, None)
+            if timer is not None:
+                timer.cancel()
 
 
 STATE = State()
@@ -131,7 +143,20 @@ async def reconcile(body: dict[str, Any], job: dict[str, Any] | None) -> None:
         return
     uid = metadata["uid"]
     async with STATE.lock(uid):
-        await _reconcile_locked(body, job)
+        try:
+            await _reconcile_locked(body, job)
+        except Exception as error:  # kopf does not retry event handlers: requeue ourselves
+            delay = STATE.backoff(uid)
+            logger.warning(
+                "reconcile of %s/%s failed (%s); retrying in %.0fs",
+                metadata["namespace"],
+                metadata["name"],
+                error,
+                delay,
+            )
+            _requeue(metadata["namespace"], metadata["name"], uid, delay)
+        else:
+            STATE.failures.pop(uid, None)
 
 
 async def _reconcile_locked(body: dict[str, Any], job: dict[str, Any] | None) -> None:
@@ -149,7 +174,10 @@ async def _reconcile_locked(body: dict[str, Any], job: dict[str, Any] | None) ->
 
     terminal = current.phase in ("Succeeded", "Failed")
     if ftj is not None and job is None and not terminal:
-        job = await _create_children(body, ftj)
+        try:
+            job = await _create_children(body, ftj)
+        except ChildRejected as error:
+            invalid = [str(error)]
     elif ftj is not None and job is not None and not terminal:
         await _follow_suspend(body, ftj.spec.suspend, job)
 
@@ -162,27 +190,31 @@ async def _reconcile_locked(body: dict[str, Any], job: dict[str, Any] | None) ->
         invalid=invalid if job is None else None,
     )
     desired = derive_status(observation)
-    await _write_status(body, current, desired)
+    await _write_status(body, current, desired, verdict(observation))
     if ftj is not None:
         await _schedule_ttl(body, desired, ftj.spec.ttl_seconds_after_finished, ftj.spec.ttl_policy)
     logger.debug("reconciled %s/%s: %s", namespace, name, desired.phase)
 
 
+class ChildRejected(Exception):
+    """The API server refused a child for good (400/422): retrying cannot help."""
+
+
 async def _create_children(body: dict[str, Any], ftj: Any) -> dict[str, Any] | None:
-    """ConfigMap, then Job: a crash in between leaves a ConfigMap the next pass reuses."""
+    """ConfigMap, then Job: a crash in between leaves a ConfigMap the next pass reuses; a Job the
+    API server refuses takes its ConfigMap with it, so no half-made set stays behind."""
     kube = _kube()
     created_job = None
     for manifest in render(ftj):
-        created = await kube.create(manifest)
+        try:
+            created = await kube.create(manifest)
+        except (ApiException, pydantic.ValidationError) as error:
+            if isinstance(error, ApiException) and error.status not in (400, 422):
+                raise
+            await kube.delete("ConfigMap", body["metadata"]["namespace"], config_map_name(ftj))
+            raise ChildRejected(f"the {manifest['kind']} is invalid: {_refusal(error)}") from None
         if manifest["kind"] == "Job":
             created_job = created
-    if created_job is not None:
-        kopf.event(
-            body,
-            type="Normal",
-            reason="JobCreated",
-            message=f"created Job {job_name(ftj)} and ConfigMap {config_map_name(ftj)}",
-        )
     return created_job
 
 
@@ -203,25 +235,36 @@ async def _follow_suspend(body: dict[str, Any], suspend: bool, job: dict[str, An
     )
 
 
+def _refusal(error: ApiException | pydantic.ValidationError) -> str:
+    """What was wrong with a child, from the API server's answer or the client's own type check."""
+    if isinstance(error, pydantic.ValidationError):
+        # The client checks the body before sending; locations start with the argument index.
+        return "; ".join(
+            ".".join(str(part).strip("`") for part in item["loc"][1:]) + f": {item['msg']}"
+            for item in error.errors(include_url=False)
+        )
+    try:
+        return str(json.loads(error.body or "{}").get("message") or error.reason)
+    except ValueError:
+        return str(error.reason)
+
+
 def _status_dict(status: FineTuneJobStatus) -> dict[str, Any]:
     return status.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
-async def _write_status(body: dict[str, Any], current: FineTuneJobStatus, desired: FineTuneJobStatus) -> None:
+async def _write_status(
+    body: dict[str, Any], current: FineTuneJobStatus, desired: FineTuneJobStatus, why: Verdict
+) -> None:
     uid = body["metadata"]["uid"]
     wanted = _status_dict(desired)
     if wanted == _status_dict(current) or STATE.written.get(uid) == wanted:
         return
     await _kube().patch_status(body["metadata"]["namespace"], body["metadata"]["name"], wanted)
     STATE.written[uid] = wanted
-    if desired.phase != current.phase and desired.phase is not None:
-        condition = next(c for c in desired.conditions if c.type == desired.phase)
-        kopf.event(
-            body,
-            type="Normal" if desired.phase in NORMAL_PHASES else "Warning",
-            reason=condition.reason,
-            message=f"{desired.phase}: {condition.message}" if condition.message else desired.phase,
-        )
+    if desired.phase != current.phase:
+        kind = "Normal" if desired.phase in NORMAL_PHASES else "Warning"
+        kopf.event(body, type=kind, reason=why.reason, message=f"{why.phase}: {why.message}")
 
 
 async def _schedule_ttl(body: dict[str, Any], status: FineTuneJobStatus, ttl: int | None, policy: str) -> None:
@@ -238,23 +281,34 @@ async def _schedule_ttl(body: dict[str, Any], status: FineTuneJobStatus, ttl: in
     if delay <= 0:
         await _clean_up(body, status, policy)
         return
-    loop = asyncio.get_running_loop()
-    STATE.ttl_timers[uid] = loop.call_later(
-        delay,
-        lambda: asyncio.ensure_future(_clean_up_when_due(body["metadata"]["namespace"], body["metadata"]["name"])),
-    )
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    STATE.ttl_timers[uid] = asyncio.get_running_loop().call_later(delay, _spawn_reconcile_latest, namespace, name)
 
 
-async def _clean_up_when_due(namespace: str, name: str) -> None:
-    """The timer fired: reconcile with the latest body, which runs the cleanup if still due."""
+def _requeue(namespace: str, name: str, uid: str, delay: float) -> None:
+    previous = STATE.retries.pop(uid, None)
+    if previous is not None:
+        previous.cancel()
+    STATE.retries[uid] = asyncio.get_running_loop().call_later(delay, _spawn_reconcile_latest, namespace, name)
+
+
+def _spawn_reconcile_latest(namespace: str, name: str) -> None:
+    task = asyncio.ensure_future(_reconcile_latest(namespace, name))
+    STATE.tasks.add(task)
+    task.add_done_callback(STATE.tasks.discard)
+
+
+async def _reconcile_latest(namespace: str, name: str) -> None:
+    """A timer fired (TTL or retry): reconcile with the latest body and the Job as it is now."""
     try:
         raw = await asyncio.to_thread(
             _kube().custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name
         )
-    except Exception:  # the object may be gone, or the API briefly unreachable: the next event retries
-        logger.exception("TTL check of %s/%s failed", namespace, name)
+        job = await _kube().read_job(namespace, name)
+    except Exception as error:  # gone (nothing to do), or the API is briefly unreachable (the watch resumes)
+        logger.info("could not read %s/%s: %s", namespace, name, error)
         return
-    await reconcile(raw, None)
+    await reconcile(raw, job)
 
 
 async def _clean_up(body: dict[str, Any], status: FineTuneJobStatus, policy: str) -> None:

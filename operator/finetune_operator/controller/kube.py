@@ -65,6 +65,15 @@ class Kube:
             raise
         return self.core.api_client.sanitize_for_serialization(found)
 
+    async def read_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            found = await self._call("read_job", self.batch.read_namespaced_job, name, namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return self.core.api_client.sanitize_for_serialization(found)
+
     async def delete(self, kind: str, namespace: str, name: str) -> bool:
         """Delete a child in the background (the garbage collector takes its pods); False if gone."""
         delete = {

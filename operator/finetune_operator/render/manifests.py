@@ -166,9 +166,10 @@ def _container(spec: FineTuneJobSpec) -> dict[str, Any]:
     return container
 
 
-def _resources(spec: FineTuneJobSpec) -> dict[str, dict[str, int | str]]:
+def _resources(spec: FineTuneJobSpec) -> dict[str, dict[str, str]]:
+    # Quantities as strings: the canonical form, and what typed clients insist on.
     given = {"requests": spec.resources.requests, "limits": spec.resources.limits}
-    return {kind: dict(values) for kind, values in given.items() if values}
+    return {kind: {name: str(value) for name, value in values.items()} for kind, values in given.items() if values}
 
 
 def _pod_spec(ftj: FineTuneJob) -> dict[str, Any]:
