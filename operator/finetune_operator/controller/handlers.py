@@ -28,7 +28,6 @@ from finetune_operator.render.manifests import (
     ANNOTATION_REQUESTED_SUSPEND,
     LABEL_NAME,
     config_map_name,
-    job_name,
     render,
     suspend_text,
 )
