@@ -534,6 +534,8 @@ class ClusterConfig:
     start_delay: str = "1s"
     #: Default Running -> Succeeded/Failed delay (annotation run-duration overrides).
     run_duration: str = "3s"
+    #: Scheduler names served by the kube-scheduler (one profile each).
+    scheduler_names: tuple[str, ...] = ("default-scheduler", "hami-scheduler")
     workdir: Path | None = None
     #: Build the toolchain first when a binary is missing.
     build: bool = True
@@ -563,6 +565,14 @@ def _proc_has_marker(pid: int, marker: bytes) -> bool:
     return marker in environ.split(b"\0")
 
 
+def _proc_name(pid: int) -> str:
+    try:
+        argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+    except OSError:
+        return ""
+    return Path(argv0.decode(errors="replace")).name
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -578,7 +588,7 @@ def _openssl(*args: str, cwd: Path) -> None:
 
 
 def make_pki(pki: Path) -> None:
-    """CA, apiserver/kwok serving certs, admin client cert and service-account key pair."""
+    """CA, apiserver/kwok serving certs, admin and front-proxy client certs, service-account keys."""
     if shutil.which("openssl") is None:
         raise ClusterError("openssl is needed to make the cluster's certificates")
     pki.mkdir(parents=True, exist_ok=True)
@@ -599,6 +609,7 @@ def make_pki(pki: Path) -> None:
         ),
         "kwok": ("/CN=kwok", "serverAuth", "IP:127.0.0.1,DNS:localhost"),
         "admin": ("/O=system:masters/CN=kubernetes-admin", "clientAuth", None),
+        "front-proxy-client": ("/CN=front-proxy-client", "clientAuth", None),
     }
     for name, (subject, usage, san) in leaves.items():
         _openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", f"{name}.key", cwd=pki)
@@ -677,6 +688,7 @@ class LocalCluster:
             "config": {
                 "nodes": self.config.nodes,
                 "capacity": self.config.capacity.resources(),
+                "scheduler_names": list(self.config.scheduler_names),
                 "start_delay": self.config.start_delay,
                 "run_duration": self.config.run_duration,
             },
@@ -704,12 +716,13 @@ class LocalCluster:
 
     # -- processes -----------------------------------------------------------------------
 
-    def _start(self, name: str, argv: list[str]) -> ProcessRecord:
+    def _start(self, name: str, argv: list[str], extra_env: dict[str, str] | None = None) -> ProcessRecord:
         self.logs.mkdir(parents=True, exist_ok=True)
         logfile = self.logs / f"{name}.log"
         env = dict(os.environ)
         env[ENV_MARKER] = str(self.workdir)
         env.pop("KUBECONFIG", None)
+        env.update(extra_env or {})
         with logfile.open("ab") as out:
             proc = subprocess.Popen(
                 argv,
@@ -758,20 +771,34 @@ class LocalCluster:
         ctx.verify_mode = ssl.CERT_NONE
         return ctx
 
-    def _our_pids(self) -> list[int]:
-        """Pids of processes of this cluster: recorded ones (if not reused) and any with our marker."""
-        pids: set[int] = set()
+    def _recorded_pids(self) -> dict[str, int]:
+        """Live pids of the processes recorded in state.json (a reused pid is left alone)."""
+        pids: dict[str, int] = {}
         state = self.load_state() or {}
         for rec in state.get("processes", []):
             pid = int(rec["pid"])
-            if _pid_alive(pid) and (rec.get("starttime") in (None, _proc_starttime(pid))):
-                pids.add(pid)
+            if _pid_alive(pid) and rec.get("starttime") in (None, _proc_starttime(pid)):
+                pids[str(rec["name"])] = pid
+        return pids
+
+    def _our_pids(self) -> list[int]:
+        """Pids of processes of this cluster: recorded ones and any carrying our env marker."""
+        pids = set(self._recorded_pids().values())
         for entry in Path("/proc").iterdir():
             if entry.name.isdigit() and int(entry.name) != os.getpid():
                 pid = int(entry.name)
                 if _proc_has_marker(pid, self.marker) and _pid_alive(pid):
                     pids.add(pid)
         return sorted(pids)
+
+    def _stop_all(self) -> None:
+        """Stop clients first, then the API server, then etcd (each exits quicker so)."""
+        named: dict[int, str] = {pid: name for name, pid in self._recorded_pids().items()}
+        for pid in self._our_pids():  # processes found by the env marker: name them by argv[0]
+            named.setdefault(pid, _proc_name(pid))
+        for group in (("kwok", "kube-scheduler", "kube-controller-manager"), ("kube-apiserver",), ("etcd",)):
+            self._stop_pids([pid for pid, name in named.items() if name in group])
+        self._stop_pids(self._our_pids())
 
     def _stop_pids(self, pids: Iterable[int], grace: float = 10.0) -> None:
         pids = [p for p in pids if _pid_alive(p)]
@@ -794,14 +821,14 @@ class LocalCluster:
 
     def down(self, quiet: bool = False) -> None:
         """Stop every process of this cluster (by pid) and remove its work dir."""
-        if not self.workdir.exists():
+        pids = self._our_pids()  # also finds processes whose work dir was removed
+        if not self.workdir.exists() and not pids:
             if not quiet:
                 log(f"no cluster {self.config.name!r} at {self.workdir}")
             return
-        pids = self._our_pids()
         if pids and not quiet:
             log(f"stopping pids {', '.join(map(str, pids))}")
-        self._stop_pids(pids)
+        self._stop_all()
         left = [p for p in self._our_pids() if _pid_alive(p)]
         if left:
             raise ClusterError(f"processes {left} of cluster {self.config.name!r} did not stop")
@@ -828,7 +855,7 @@ class LocalCluster:
             log(f"cluster {self.config.name!r} is already up; reusing it")
             return self.handle()
         started = time.monotonic()
-        if self.workdir.exists():
+        if self.workdir.exists() or self._our_pids():
             log(f"removing leftover cluster {self.config.name!r} at {self.workdir}")
             self.down(quiet=True)
         if not build_toolchain.is_built():
@@ -843,7 +870,7 @@ class LocalCluster:
             self._up(bins)
         except BaseException:
             log("start-up failed; stopping what was started (work dir kept for its logs)")
-            self._stop_pids(self._our_pids())
+            self._stop_all()
             with contextlib.suppress(OSError):
                 self._save_state("failed")
             raise
@@ -905,6 +932,14 @@ class LocalCluster:
                 f"--kubelet-certificate-authority={pki / 'ca.crt'}",
                 "--kubelet-preferred-address-types=InternalIP",
                 "--endpoint-reconciler-type=none",
+                # Front-proxy settings (aggregated APIs; also quiets component warnings).
+                f"--requestheader-client-ca-file={pki / 'ca.crt'}",
+                "--requestheader-username-headers=X-Remote-User",
+                "--requestheader-group-headers=X-Remote-Group",
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                "--requestheader-allowed-names=front-proxy-client",
+                f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
+                f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
                 "--allow-privileged=true",
                 "--profiling=false",
             ],
@@ -934,9 +969,27 @@ class LocalCluster:
                 f"--cluster-signing-key-file={pki / 'ca.key'}",
             ],
         )
+        # One kube-scheduler serving several scheduler names (profiles), so pods asking for
+        # e.g. "hami-scheduler" (the chart's default) are scheduled too.
+        profiles = "".join(f"- schedulerName: {json.dumps(n)}\n" for n in cfg.scheduler_names)
+        scheduler_config = self.workdir / "kube-scheduler.yaml"
+        scheduler_config.write_text(
+            "apiVersion: kubescheduler.config.k8s.io/v1\n"
+            "kind: KubeSchedulerConfiguration\n"
+            f"clientConnection:\n  kubeconfig: {json.dumps(kubeconfig)}\n  qps: 200\n  burst: 400\n"
+            "leaderElection:\n  leaderElect: false\n"
+            f"profiles:\n{profiles}"
+        )
         scheduler = self._start(
             "kube-scheduler",
-            [str(bins / "kube-scheduler"), *common, f"--secure-port={ports['scheduler']}"],
+            [
+                str(bins / "kube-scheduler"),
+                f"--config={scheduler_config}",
+                f"--authentication-kubeconfig={kubeconfig}",
+                f"--authorization-kubeconfig={kubeconfig}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={ports['scheduler']}",
+            ],
         )
 
         client = self.handle()
@@ -951,14 +1004,15 @@ class LocalCluster:
         stages = stages.replace("@@RUN_DURATION_MS@@", str(parse_duration_ms(cfg.run_duration)))
         (self.workdir / "stages.yaml").write_text(stages)
         client.kubectl("apply", "-f", str(self.workdir / "stages.yaml"))
-        kwok_config = self.workdir / "kwok.yaml"
-        kwok_config.write_text("apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokConfiguration\noptions: {}\n")
+        # kwok reads ~/.kwok/kwok.yaml when it exists (and then skips its defaults): give it
+        # an empty home so a user's file cannot change the cluster.
+        kwok_home = self.workdir / "kwok-home"
+        kwok_home.mkdir(exist_ok=True)
         kwok = self._start(
             "kwok",
             [
                 str(bins / "kwok"),
                 f"--kubeconfig={kubeconfig}",
-                f"--config={kwok_config}",
                 "--manage-all-nodes=false",
                 f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
                 "--node-ip=127.0.0.1",
@@ -971,6 +1025,7 @@ class LocalCluster:
                 "--node-lease-duration-seconds=40",
                 "--cidr=10.244.0.1/16",
             ],
+            extra_env={"HOME": str(kwok_home)},
         )
         insecure = self._insecure_ssl()
         self._wait_http(kcm, f"https://127.0.0.1:{ports['controller_manager']}/healthz", insecure, 60)
