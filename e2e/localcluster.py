@@ -1110,6 +1110,25 @@ class LocalCluster:
         return info
 
 
+def reap_stale_clusters(prefix: str = "pytest-") -> list[str]:
+    """Tear down clusters named ``<prefix><pid>`` whose owning process ``pid`` is gone.
+
+    Test sessions name their cluster after their own pid, so concurrent sessions do not
+    share one, and a session killed before its teardown is cleaned up by the next one.
+    """
+    reaped = []
+    root = clusters_root()
+    if not root.is_dir():
+        return reaped
+    for workdir in sorted(root.iterdir()):
+        owner = workdir.name.removeprefix(prefix)
+        if workdir.name.startswith(prefix) and owner.isdigit() and not _pid_alive(int(owner)):
+            log(f"reaping leftover cluster {workdir.name!r} (its pytest process {owner} is gone)")
+            LocalCluster(ClusterConfig(name=workdir.name, workdir=workdir)).down(quiet=True)
+            reaped.append(workdir.name)
+    return reaped
+
+
 @contextlib.contextmanager
 def running_cluster(config: ClusterConfig | None = None) -> Iterator[Cluster]:
     """``with running_cluster() as cluster:`` brings a local cluster up and down."""

@@ -12,7 +12,7 @@
 
 Every test under tests/e2e is marked ``e2e``, so ``pytest -m "not e2e"`` needs no cluster.
 Environment: ``E2E_KUBECONFIG`` (use an existing cluster), ``E2E_CLUSTER_NAME`` (name of the
-local cluster, default "pytest"), ``E2E_KEEP_CLUSTER=1`` (leave the local cluster running).
+local cluster, default "pytest-<pid>"), ``E2E_KEEP_CLUSTER=1`` (leave the local cluster running).
 """
 
 from __future__ import annotations
@@ -47,7 +47,10 @@ def cluster() -> Iterator[lc.Cluster]:
         handle.kubectl("get", "--raw", "/readyz")
         yield handle
         return
-    local = lc.LocalCluster(lc.ClusterConfig(name=os.environ.get("E2E_CLUSTER_NAME", "pytest")))
+    # One cluster per session, named after this process so concurrent sessions do not meet;
+    # clusters of sessions that died before their teardown are removed first.
+    lc.reap_stale_clusters("pytest-")
+    local = lc.LocalCluster(lc.ClusterConfig(name=os.environ.get("E2E_CLUSTER_NAME") or f"pytest-{os.getpid()}"))
     try:
         handle = local.up()
     except (lc.ClusterError, TimeoutError) as exc:
