@@ -83,7 +83,9 @@ def job_verdict(job: dict[str, Any]) -> Verdict:
         return Verdict(
             "Pending", "PodsPending", "the training pod is waiting to be scheduled or started", start_time=start
         )
-    return Verdict("Pending", "JobCreated", f"created Job {job.get('metadata', {}).get('name', '')}", start_time=start)
+    if start:
+        return Verdict("Pending", "PodsPending", "the training pod is waiting to be created", start_time=start)
+    return Verdict("Pending", "JobCreated", f"created Job {job.get('metadata', {}).get('name', '')}")
 
 
 def verdict(observation: Observation) -> Verdict:
