@@ -40,11 +40,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-E2E_DIR = Path(__file__).resolve().parent
-if str(E2E_DIR) not in sys.path:  # build_toolchain is a sibling script
-    sys.path.insert(0, str(E2E_DIR))
+from . import build_toolchain
 
-import build_toolchain  # noqa: E402
+E2E_DIR = Path(__file__).resolve().parent
 
 T = TypeVar("T")
 
@@ -72,6 +70,10 @@ COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-schedul
 
 class ClusterError(RuntimeError):
     """The cluster could not be started, reached or stopped; the message says why."""
+
+
+class ProcessExited(ClusterError):
+    """A process of the cluster exited while it should run (``wait_until`` stops at once)."""
 
 
 def log(message: str) -> None:
@@ -115,6 +117,8 @@ def wait_until(
             result = check()
             if result:
                 return result
+        except ProcessExited:
+            raise
         except Exception as exc:  # keep polling; report the last error on timeout
             last_error = exc
         if time.monotonic() >= deadline:
@@ -218,7 +222,10 @@ class Cluster:
         timeout: float = 120.0,
     ) -> subprocess.CompletedProcess[str]:
         """Run kubectl against this cluster; raise ClusterError with stderr if it fails."""
-        argv = [self.kubectl_bin, "--kubeconfig", str(self.kubeconfig), *args]
+        argv = [self.kubectl_bin, "--kubeconfig", str(self.kubeconfig)]
+        if self.workdir is not None:  # keep discovery caches of throwaway clusters out of ~/.kube
+            argv.append(f"--cache-dir={self.workdir / 'kube-cache'}")
+        argv += args
         proc = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout)
         if check and proc.returncode != 0:
             raise ClusterError(
@@ -742,7 +749,7 @@ class LocalCluster:
     def _check_running(self, record: ProcessRecord) -> None:
         if not _pid_alive(record.pid):
             tail = "\n".join(Path(record.logfile).read_text(errors="replace").splitlines()[-30:])
-            raise ClusterError(f"{record.name} exited during start-up; last lines of {record.logfile}:\n{tail}")
+            raise ProcessExited(f"{record.name} exited during start-up; last lines of {record.logfile}:\n{tail}")
 
     def _wait_http(self, record: ProcessRecord, url: str, context: ssl.SSLContext | None, timeout: float) -> None:
         def ok() -> bool:
@@ -1116,7 +1123,7 @@ def reap_stale_clusters(prefix: str = "pytest-") -> list[str]:
     Test sessions name their cluster after their own pid, so concurrent sessions do not
     share one, and a session killed before its teardown is cleaned up by the next one.
     """
-    reaped = []
+    reaped: list[str] = []
     root = clusters_root()
     if not root.is_dir():
         return reaped
