@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lint unit e2e test crd toolchain clean
+.PHONY: install lint unit e2e test crd toolchain demo demo-down clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ e2e: $(STAMP) toolchain
 
 test: lint toolchain
 	bash scripts/pytest-strict $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	bash scripts/demo
+
+demo-down:
+	bash scripts/demo-down
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
