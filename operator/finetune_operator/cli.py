@@ -1,4 +1,4 @@
-"""`finetune-operator`: run the operator, print the CRD, render or convert FineTuneJobs.
+"""`finetune-operator`: run the operator, print the CRD, render or convert FineTuneJobs, parse trainer logs.
 
 Bad input ends with one line on stderr naming the file, the field and the rule, and exit status 2.
 """
@@ -6,6 +6,7 @@ Bad input ends with one line on stderr naming the file, the field and the rule, 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
@@ -16,6 +17,7 @@ from finetune_operator import __version__
 from finetune_operator.api.convert import values_to_finetunejob
 from finetune_operator.api.crd import crd_yaml
 from finetune_operator.api.resource import InvalidFineTuneJob, load_finetunejob
+from finetune_operator.observe.progress import parse_log, trainer_status
 from finetune_operator.render.configs import dump_yaml
 from finetune_operator.render.manifests import render
 
@@ -88,6 +90,16 @@ def command_convert(args: argparse.Namespace, out: TextIO) -> None:
     out.write(dump_yaml(ftj))
 
 
+def command_parse_log(args: argparse.Namespace, out: TextIO) -> None:
+    max_iter = args.max_iter
+    progress = parse_log(_read_text(args.file), max_iter=max_iter)
+    status = trainer_status(progress, None).model_dump(by_alias=True, exclude_none=True)
+    status["verdict"] = progress.verdict
+    if progress.evidence:
+        status["evidence"] = progress.evidence
+    out.write(json.dumps(status, indent=2) + "\n")
+
+
 def command_run(args: argparse.Namespace, out: TextIO) -> None:
     # Imported here: the other commands need neither kopf nor a cluster.
     from finetune_operator.controller.run import run
@@ -122,6 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     run_cmd.add_argument("--peering", metavar="NAME", help="run with kopf peering (HA) under this peering name")
     run_cmd.add_argument("--priority", type=int, default=0, help="peering priority (the highest one is active)")
     run_cmd.set_defaults(handler=command_run)
+
+    parse = commands.add_parser("parse-log", help="print the trainerStatus (progress, loss, ETA) of a trainer log")
+    parse.add_argument("file", help="the trainer's log file, or - for stdin")
+    parse.add_argument("--max-iter", type=int, help="expConfig.runSettings.maxIter, if the log does not say")
+    parse.set_defaults(handler=command_parse_log)
 
     crd = commands.add_parser("crd", help="print the FineTuneJob CustomResourceDefinition")
     crd.set_defaults(handler=command_crd)
