@@ -111,6 +111,8 @@ def command_run(args: argparse.Namespace, out: TextIO) -> None:
         liveness=args.liveness,
         peering=args.peering,
         priority=args.priority,
+        log_interval=args.log_interval,
+        metrics=(args.metrics_address, args.metrics_port) if args.metrics_port else None,
     )
 
 
@@ -133,6 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run_cmd.add_argument("--peering", metavar="NAME", help="run with kopf peering (HA) under this peering name")
     run_cmd.add_argument("--priority", type=int, default=0, help="peering priority (the highest one is active)")
+    run_cmd.add_argument(
+        "--log-interval", type=float, default=15.0, help="seconds between reads of a running training's log"
+    )
+    run_cmd.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    run_cmd.add_argument("--metrics-address", default="0.0.0.0", help="address of the metrics server")
     run_cmd.set_defaults(handler=command_run)
 
     parse = commands.add_parser("parse-log", help="print the trainerStatus (progress, loss, ETA) of a trainer log")

@@ -195,7 +195,7 @@ def test_ttl_deletes_children_keeps_the_record_across_restarts(
 def test_ttl_deletes_the_finetunejob_only_when_asked(
     cluster: lc.Cluster, namespace: str, running: OperatorProcess
 ) -> None:
-    spec = {**LIGHT, "ttlSecondsAfterFinished": 1, "ttlPolicy": "DeleteFineTuneJob"}
+    spec = {**LIGHT, "ttlSecondsAfterFinished": 5, "ttlPolicy": "DeleteFineTuneJob"}
     cluster.apply(finetunejob(spec, name="gone"), namespace=namespace)
     _wait_phase(cluster, namespace, "gone", "Succeeded", running)
     cluster.wait_for(lambda: _ftj(cluster, namespace, "gone") is None or None, what="self-deletion", timeout=60)

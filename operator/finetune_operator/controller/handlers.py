@@ -21,9 +21,34 @@ from kubernetes.client.exceptions import ApiException
 
 from finetune_operator.api.base import GROUP, PLURAL, VERSION
 from finetune_operator.api.resource import InvalidFineTuneJob, load_finetunejob
-from finetune_operator.api.status import FineTuneJobStatus
+from finetune_operator.api.status import TERMINAL_PHASES, FineTuneJobStatus
 from finetune_operator.controller.kube import Kube
-from finetune_operator.observe.status import Observation, Verdict, derive_status, timestamp, ttl_deadline, verdict
+from finetune_operator.controller.progress import (
+    LIMIT_BYTES,
+    TAIL_LINES,
+    Followed,
+    ProgressState,
+    fold,
+    gather_bounded,
+    readable_again,
+    termination_message,
+    training_pod,
+    unreadable_condition,
+)
+from finetune_operator.observe.progress import format_duration
+from finetune_operator.observe.status import (
+    Observation,
+    TrainerVerdict,
+    Verdict,
+    derive_status,
+    job_verdict,
+    parse_timestamp,
+    timestamp,
+    trainer_verdict_from_termination,
+    ttl_deadline,
+    verdict,
+)
+from finetune_operator.render.entrypoint import CONTAINER_NAME
 from finetune_operator.render.manifests import (
     ANNOTATION_REQUESTED_SUSPEND,
     LABEL_NAME,
@@ -48,6 +73,10 @@ class State:
         self.written: dict[str, dict[str, Any]] = {}
         self.failures: dict[str, int] = {}
         self.tasks: set[asyncio.Future[None]] = set()
+        self.progress = ProgressState()
+        self.pods: kopf.Index[Any, Any] | None = None
+        self.ftjs: kopf.Index[Any, Any] | None = None
+        self.loop_task: asyncio.Task[None] | None = None
         self.retries: dict[str, asyncio.TimerHandle] = {}
 
     def backoff(self, uid: str) -> float:
@@ -58,6 +87,7 @@ class State:
         return self.locks.setdefault(uid, asyncio.Lock())
 
     def forget(self, uid: str) -> None:
+        self.progress.followed.pop(uid, None)
         self.locks.pop(uid, None)
         self.written.pop(uid, None)
         self.failures.pop(uid, None)
@@ -82,6 +112,23 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.INFO
     if STATE.kube is None:
         STATE.kube = Kube.from_environment()
+    STATE.loop_task = asyncio.create_task(_progress_loop())
+
+
+@kopf.on.cleanup()
+async def stop_progress_loop(**_: Any) -> None:
+    if STATE.loop_task is not None:
+        STATE.loop_task.cancel()
+
+
+@kopf.index("", "v1", "pods", labels={LABEL_NAME: kopf.PRESENT})
+async def pods_by_owner(body: kopf.Body, namespace: str, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
+    """Training pods by (namespace, FineTuneJob name), slimmed to what progress reading needs."""
+    slim = {
+        "metadata": {k: body["metadata"].get(k) for k in ("name", "creationTimestamp", "uid")},
+        "status": {k: body.get("status", {}).get(k) for k in ("phase", "containerStatuses")},
+    }
+    return {(namespace, body["metadata"]["labels"][LABEL_NAME]): slim}
 
 
 def _kube() -> Kube:
@@ -102,8 +149,15 @@ async def finetunejobs_by_name(body: kopf.Body, namespace: str, name: str, **_: 
 
 @kopf.on.event(*FTJ)
 async def finetunejob_changed(
-    event: dict[str, Any], body: kopf.Body, jobs_by_owner: kopf.Index[Any, Any], **_: Any
+    event: dict[str, Any],
+    body: kopf.Body,
+    jobs_by_owner: kopf.Index[Any, Any],
+    pods_by_owner: kopf.Index[Any, Any],
+    finetunejobs_by_name: kopf.Index[Any, Any],
+    **_: Any,
 ) -> None:
+    STATE.pods = pods_by_owner  # a live view: the progress loop reads it between events
+    STATE.ftjs = finetunejobs_by_name
     if event.get("type") == "DELETED":
         STATE.forget(body["metadata"]["uid"])
         return
@@ -118,6 +172,7 @@ async def job_changed(
     finetunejobs_by_name: kopf.Index[Any, Any],
     **_: Any,
 ) -> None:
+    STATE.ftjs = finetunejobs_by_name
     owner = _single(finetunejobs_by_name, {**body["metadata"], "name": body["metadata"]["labels"][LABEL_NAME]})
     if owner is None or not _owns(owner, body):
         return
@@ -180,6 +235,11 @@ async def _reconcile_locked(body: dict[str, Any], job: dict[str, Any] | None) ->
     elif ftj is not None and job is not None and not terminal:
         await _follow_suspend(body, ftj.spec.suspend, job)
 
+    uid = metadata["uid"]
+    followed = STATE.progress.followed.get(uid)
+    finished = job is not None and job_verdict(job).phase in TERMINAL_PHASES
+    if finished and followed is not None and not terminal:
+        await _read_progress(uid, followed)  # the last lines, with the trainer's verdict
     observation = Observation(
         generation=metadata.get("generation") or 0,
         status=current,
@@ -187,12 +247,76 @@ async def _reconcile_locked(body: dict[str, Any], job: dict[str, Any] | None) ->
         job_name=name,
         now=datetime.now(UTC),
         invalid=invalid if job is None else None,
+        extra_conditions=[followed.condition] if followed is not None and followed.condition else [],
+        trainer=_trainer_verdict(followed, namespace, name),
     )
     desired = derive_status(observation)
+    if followed is not None and followed.written is not None:
+        desired = desired.model_copy(update={"trainer_status": followed.written})
+    _follow_progress(uid, namespace, name, desired.phase, ftj)
     await _write_status(body, current, desired, verdict(observation))
     if ftj is not None:
         await _schedule_ttl(body, desired, ftj.spec.ttl_seconds_after_finished, ftj.spec.ttl_policy)
     logger.debug("reconciled %s/%s: %s", namespace, name, desired.phase)
+
+
+def _trainer_verdict(followed: Followed | None, namespace: str, name: str) -> TrainerVerdict | None:
+    """The trainer's verdict: its log if it was read, else the entrypoint's termination message."""
+    if followed is not None and followed.progress is not None and followed.progress.verdict != "running":
+        return TrainerVerdict(followed.progress.verdict, followed.progress.evidence)
+    pods = list(STATE.pods.get((namespace, name), [])) if STATE.pods is not None else []
+    return trainer_verdict_from_termination(termination_message(training_pod(pods)))
+
+
+def _follow_progress(uid: str, namespace: str, name: str, phase: str | None, ftj: Any) -> None:
+    """Read the log of Running FineTuneJobs only; a finished or suspended one is never read again."""
+    if phase == "Running" and ftj is not None:
+        if uid not in STATE.progress.followed:
+            max_iter = ftj.spec.exp_config.run_settings.max_iter
+            STATE.progress.followed[uid] = Followed(namespace, name, max_iter)
+    elif phase in TERMINAL_PHASES or phase == "Suspended":
+        STATE.progress.followed.pop(uid, None)
+
+
+async def _progress_loop() -> None:
+    while True:
+        await asyncio.sleep(STATE.progress.interval)
+        followed = list(STATE.progress.followed.items())
+        await gather_bounded([_read_progress(uid, f) for uid, f in followed])
+
+
+async def _read_progress(uid: str, followed: Followed) -> None:
+    pods = list(STATE.pods.get((followed.namespace, followed.name), [])) if STATE.pods is not None else []
+    pod = training_pod(pods)
+    if pod is None:
+        return
+    try:
+        text = await _kube().read_log(
+            followed.namespace, pod["metadata"]["name"], CONTAINER_NAME, TAIL_LINES, LIMIT_BYTES
+        )
+    except Exception as error:  # pod gone, kubelet unreachable: not the training's fault
+        if unreadable_condition(followed, str(error).splitlines()[0][:300], 0) is not None:
+            _spawn_reconcile_latest(followed.namespace, followed.name)
+        return
+    if readable_again(followed, 0) is not None:
+        _spawn_reconcile_latest(followed.namespace, followed.name)
+    update = fold(followed, text)
+    if update is None:
+        return
+    await _kube().patch_status(
+        followed.namespace, followed.name, {"trainerStatus": update.model_dump(by_alias=True, exclude_none=True)}
+    )
+    first_step = followed.progress is not None and followed.progress.steps > 0 and not followed.started_announced
+    followed.written = update
+    if first_step:
+        followed.started_announced = True
+        _post(followed.namespace, followed.name, "TrainingStarted", "the trainer finished its first step")
+
+
+def _post(namespace: str, name: str, reason: str, message: str) -> None:
+    owner = _single(STATE.ftjs, {"namespace": namespace, "name": name}) if STATE.ftjs is not None else None
+    if owner is not None:
+        kopf.event(owner, type="Normal", reason=reason, message=message)
 
 
 class ChildRejected(Exception):
@@ -248,6 +372,20 @@ def _refusal(error: ApiException | pydantic.ValidationError) -> str:
         return str(error.reason)
 
 
+def _summary(status: FineTuneJobStatus) -> str:
+    """Final loss and duration, for the event that announces the end of training."""
+    if status.phase not in TERMINAL_PHASES:
+        return ""
+    parts = []
+    metrics = {m.name: m.value for m in (status.trainer_status.metrics if status.trainer_status else [])}
+    if "loss" in metrics:
+        parts.append(f"final loss {metrics['loss']} at step {metrics.get('step', '?')}")
+    if status.start_time and status.completion_time:
+        seconds = int((parse_timestamp(status.completion_time) - parse_timestamp(status.start_time)).total_seconds())
+        parts.append(f"in {format_duration(max(0, seconds))}")
+    return f" ({', '.join(parts)})" if parts else ""
+
+
 def _status_dict(status: FineTuneJobStatus) -> dict[str, Any]:
     return status.model_dump(by_alias=True, exclude_none=True, mode="json")
 
@@ -263,7 +401,7 @@ async def _write_status(
     STATE.written[uid] = wanted
     if desired.phase != current.phase:
         kind = "Normal" if desired.phase in NORMAL_PHASES else "Warning"
-        kopf.event(body, type=kind, reason=why.reason, message=f"{why.phase}: {why.message}")
+        kopf.event(body, type=kind, reason=why.reason, message=f"{why.phase}: {why.message}{_summary(desired)}")
 
 
 async def _schedule_ttl(body: dict[str, Any], status: FineTuneJobStatus, ttl: int | None, policy: str) -> None:

@@ -11,12 +11,16 @@ import collections
 from typing import Any
 
 import kubernetes
+import prometheus_client
 from kubernetes.client.exceptions import ApiException
 
 from finetune_operator.api.base import GROUP, PLURAL, VERSION
 from finetune_operator.render.manifests import ANNOTATION_REQUESTED_SUSPEND, suspend_text
 
 CALLS: collections.Counter[str] = collections.Counter()
+API_REQUESTS = prometheus_client.Counter(
+    "finetune_operator_api_requests_total", "Kubernetes API requests the operator made, by operation.", ["operation"]
+)
 
 
 class Kube:
@@ -39,6 +43,7 @@ class Kube:
 
     async def _call(self, name: str, function: Any, *args: Any, **kwargs: Any) -> Any:
         CALLS[name] += 1
+        API_REQUESTS.labels(operation=name).inc()
         return await asyncio.to_thread(function, *args, **kwargs)
 
     async def create(self, manifest: dict[str, Any]) -> dict[str, Any] | None:
@@ -64,6 +69,18 @@ class Kube:
                 return None
             raise
         return self.core.api_client.sanitize_for_serialization(found)
+
+    async def read_log(self, namespace: str, pod: str, container: str, tail_lines: int, limit_bytes: int) -> str:
+        text = await self._call(
+            "read_pod_log",
+            self.core.read_namespaced_pod_log,
+            pod,
+            namespace,
+            container=container,
+            tail_lines=tail_lines,
+            limit_bytes=limit_bytes,
+        )
+        return str(text)
 
     async def read_job(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:

@@ -8,10 +8,11 @@ from typing import Any
 
 import kopf
 import kubernetes
+import prometheus_client
 from kubernetes.client.exceptions import ApiException
 
 from finetune_operator.api.crd import CRD_NAME, crd
-from finetune_operator.controller import handlers
+from finetune_operator.controller import handlers  # importing it registers the handlers with kopf
 
 
 def install_crd() -> str:
@@ -42,6 +43,8 @@ def run(
     liveness: str | None = None,
     peering: str | None = None,
     priority: int = 0,
+    log_interval: float = 15.0,
+    metrics: tuple[str, int] | None = None,
 ) -> None:
     logging.basicConfig(
         level=logging.DEBUG if dev else logging.INFO,
@@ -49,7 +52,9 @@ def run(
     )
     if install:
         logging.getLogger("finetune_operator").info("CRD %s %s", CRD_NAME, install_crd())
-    assert handlers.reconcile is not None  # importing the module registers the handlers with kopf
+    handlers.STATE.progress.interval = log_interval
+    if metrics is not None:
+        prometheus_client.start_http_server(metrics[1], addr=metrics[0])
     kopf.run(
         standalone=peering is None,
         peering_name=peering,

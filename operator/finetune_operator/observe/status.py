@@ -46,6 +46,38 @@ class Observation:
     now: datetime
     invalid: list[str] | None = None
     extra_conditions: list[Condition] = field(default_factory=list)
+    trainer: TrainerVerdict | None = None
+
+
+@dataclass(frozen=True)
+class TrainerVerdict:
+    """What the trainer itself said: from its log, or the entrypoint's termination message."""
+
+    verdict: str  # running, complete, failed
+    evidence: str | None = None
+
+
+def termination_summary(message: str | None) -> dict[str, str]:
+    """The `key: value` lines the entrypoint writes to the container's termination message."""
+    summary: dict[str, str] = {}
+    for line in (message or "").splitlines():
+        key, sep, value = line.partition(": ")
+        if sep and key in {"verdict", "reason", "exitCode", "step", "loss", "evidence"}:
+            summary[key] = value.strip()
+    return summary
+
+
+def trainer_verdict_from_termination(message: str | None) -> TrainerVerdict | None:
+    summary = termination_summary(message)
+    if summary.get("verdict") == "failed" and summary.get("reason") in TRAINER_FAILURES:
+        return TrainerVerdict("failed", summary.get("evidence"))
+    if summary.get("verdict") == "succeeded":
+        return TrainerVerdict("complete", summary.get("evidence"))
+    return None
+
+
+# Entrypoint reasons that mean the trainer (not the platform) failed.
+TRAINER_FAILURES = {"TrainerExitCode", "TrainerReportedFailure", "TrainingIncomplete"}
 
 
 def _job_condition(job: dict[str, Any], kind: str) -> dict[str, Any] | None:
@@ -103,6 +135,11 @@ def verdict(observation: Observation) -> Verdict:
     if observation.job is None:
         return Verdict("Pending", "JobCreated", f"creating Job {observation.job_name}")
     result = job_verdict(observation.job)
+    trainer = observation.trainer
+    if result.phase == "Failed" and trainer is not None and trainer.verdict == "failed":
+        # The Job only knows that the pod failed; the trainer's own words say why.
+        message = trainer.evidence or result.message
+        return Verdict("Failed", "TrainerReportedFailure", message, True, result.completion_time, result.start_time)
     if result.phase == "Failed":
         return Verdict(result.phase, result.reason, result.message, True, result.completion_time, result.start_time)
     return result
