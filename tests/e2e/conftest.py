@@ -29,6 +29,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from e2e import localcluster as lc  # noqa: E402
+from tests.e2e.operator_process import OperatorProcess  # noqa: E402
 
 E2E_DIR = Path(__file__).resolve().parent
 
@@ -78,3 +79,34 @@ def namespace(cluster: lc.Cluster) -> Iterator[str]:
         yield name
     finally:
         cluster.delete_namespace(name)
+
+
+# -- the operator under test ------------------------------------------------------------
+
+CRD_FILE = REPO_ROOT / "crds" / "finetune.aidaptiv.io_finetunejobs.yaml"
+
+
+@pytest.fixture(scope="session")
+def crd(cluster: lc.Cluster) -> None:
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE))
+    cluster.kubectl("wait", "--for=condition=Established", "crd/finetunejobs.finetune.aidaptiv.io", "--timeout=60s")
+
+
+@pytest.fixture(scope="session")
+def operator(cluster: lc.Cluster, crd: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+    process = OperatorProcess(
+        cluster.kubeconfig,
+        tmp_path_factory.mktemp("operator"),
+        ("--log-interval", "1", "--metrics-address", "127.0.0.1"),
+    )
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def running(operator: OperatorProcess) -> OperatorProcess:
+    """The operator, started again if a test before this one killed it."""
+    if operator.process is None or operator.process.poll() is not None:
+        operator.start()
+    return operator

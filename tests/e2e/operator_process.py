@@ -27,6 +27,7 @@ class OperatorProcess:
         self.extra_args = extra_args
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.metrics_port = 0
 
     @property
     def log_path(self) -> Path:
@@ -38,7 +39,9 @@ class OperatorProcess:
         port = _free_port()
         health = f"http://127.0.0.1:{port}/healthz"
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1"}
+        self.metrics_port = _free_port()
         command = [sys.executable, "-m", "finetune_operator.cli", "run", "--dev", "--liveness", health]
+        command += ["--metrics-port", str(self.metrics_port)]
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen([*command, *self.extra_args], stdout=log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + timeout
@@ -70,6 +73,22 @@ class OperatorProcess:
         except subprocess.TimeoutExpired:
             self.kill()
             raise
+
+    def api_requests(self) -> dict[str, float]:
+        """The operator's own count of Kubernetes API requests, by operation (from /metrics)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        counts: dict[str, float] = {}
+        for line in text.splitlines():
+            if line.startswith("finetune_operator_api_requests_total{"):
+                labels, value = line.rsplit(" ", 1)
+                operation = labels.split('operation="', 1)[1].split('"', 1)[0]
+                counts[operation] = float(value)
+        return counts
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
+            return response.read().decode()
 
     def log(self) -> str:
         try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,28 +23,6 @@ LIGHT = {
     "resources": {"requests": {"cpu": "10m"}, "limits": {"cpu": "10m"}},
     "ttlSecondsAfterFinished": None,
 }
-
-
-@pytest.fixture(scope="session")
-def crd(cluster: lc.Cluster) -> None:
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE))
-    cluster.kubectl("wait", "--for=condition=Established", "crd/finetunejobs.finetune.aidaptiv.io", "--timeout=60s")
-
-
-@pytest.fixture(scope="session")
-def operator(cluster: lc.Cluster, crd: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
-    process = OperatorProcess(cluster.kubeconfig, tmp_path_factory.mktemp("operator"))
-    process.start()
-    yield process
-    process.stop()
-
-
-@pytest.fixture
-def running(operator: OperatorProcess) -> OperatorProcess:
-    """The operator, started again if a test before this one killed it."""
-    if operator.process is None or operator.process.poll() is not None:
-        operator.start()
-    return operator
 
 
 def _ftj(cluster: lc.Cluster, namespace: str, name: str) -> dict[str, Any] | None:

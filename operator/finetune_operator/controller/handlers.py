@@ -238,8 +238,12 @@ async def _reconcile_locked(body: dict[str, Any], job: dict[str, Any] | None) ->
     uid = metadata["uid"]
     followed = STATE.progress.followed.get(uid)
     finished = job is not None and job_verdict(job).phase in TERMINAL_PHASES
-    if finished and followed is not None and not terminal:
-        await _read_progress(uid, followed)  # the last lines, with the trainer's verdict
+    if finished and not terminal and ftj is not None:
+        # The last lines, with the trainer's verdict (also for a run too short to be seen Running).
+        followed = followed or STATE.progress.followed.setdefault(
+            uid, Followed(namespace, name, ftj.spec.exp_config.run_settings.max_iter)
+        )
+        await _read_progress(uid, followed)
     observation = Observation(
         generation=metadata.get("generation") or 0,
         status=current,
@@ -310,13 +314,13 @@ async def _read_progress(uid: str, followed: Followed) -> None:
     followed.written = update
     if first_step:
         followed.started_announced = True
-        _post(followed.namespace, followed.name, "TrainingStarted", "the trainer finished its first step")
+        await _post(followed.namespace, followed.name, "TrainingStarted", "the trainer finished its first step")
 
 
-def _post(namespace: str, name: str, reason: str, message: str) -> None:
+async def _post(namespace: str, name: str, reason: str, message: str) -> None:
     owner = _single(STATE.ftjs, {"namespace": namespace, "name": name}) if STATE.ftjs is not None else None
     if owner is not None:
-        kopf.event(owner, type="Normal", reason=reason, message=message)
+        await _kube().post_event(owner, "Normal", reason, message)
 
 
 class ChildRejected(Exception):

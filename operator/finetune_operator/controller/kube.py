@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+from datetime import UTC, datetime
 from typing import Any
 
 import kubernetes
@@ -81,6 +82,31 @@ class Kube:
             limit_bytes=limit_bytes,
         )
         return str(text)
+
+    async def post_event(self, owner: dict[str, Any], kind: str, reason: str, message: str) -> None:
+        """An Event on the FineTuneJob, for code that runs outside kopf's handlers (no kopf.event there)."""
+        metadata = owner["metadata"]
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{metadata['name']}.", "namespace": metadata["namespace"]},
+            "involvedObject": {
+                "apiVersion": owner.get("apiVersion"),
+                "kind": owner.get("kind"),
+                "name": metadata["name"],
+                "namespace": metadata["namespace"],
+                "uid": metadata["uid"],
+            },
+            "type": kind,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": "finetune-operator"},
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        await self._call("create_event", self.core.create_namespaced_event, metadata["namespace"], event)
 
     async def read_job(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:

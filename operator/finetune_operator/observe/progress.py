@@ -173,7 +173,8 @@ def _untimed_line(state: Progress, line: str) -> Progress:
         return replace(state, verdict="failed", evidence=evidence)
     if state.verdict == "running" and _ERROR.search(line):
         return replace(state, verdict="failed", evidence=line.strip())
-    if state.max_iter is None and (match := _MAX_ITER.search(line)):
+    if match := _MAX_ITER.search(line):
+        # The launcher's command line is what the trainer really does; it beats the spec's value.
         return replace(state, max_iter=int(match[1]))
     return state
 

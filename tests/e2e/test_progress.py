@@ -1,0 +1,147 @@
+"""Training progress through the real API: kwok serves a trainer log the test grows; the operator reads it."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from e2e import localcluster as lc
+from tests.e2e.operator_process import OperatorProcess
+from tests.rule_cases import finetunejob
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "logs"
+LIGHT = {
+    "schedulerName": "",
+    "resources": {"requests": {"cpu": "10m"}, "limits": {"cpu": "10m"}},
+    "ttlSecondsAfterFinished": None,
+}
+
+
+def _trainer(cluster: lc.Cluster, namespace: str, name: str) -> dict[str, Any]:
+    ftj = cluster.get_json("finetunejob", name, "-n", namespace) or {}
+    return (ftj.get("status") or {}).get("trainerStatus") or {}
+
+
+def _metric(trainer: dict[str, Any], name: str) -> str | None:
+    return next((m["value"] for m in trainer.get("metrics", []) if m["name"] == name), None)
+
+
+def _wait_progress(
+    cluster: lc.Cluster, namespace: str, name: str, percent: int, operator: OperatorProcess
+) -> dict[str, Any]:
+    def reached() -> dict[str, Any] | None:
+        trainer = _trainer(cluster, namespace, name)
+        return trainer if trainer.get("progressPercentage") == percent else None
+
+    return cluster.wait_for(
+        reached,
+        what=f"{namespace}/{name} to show {percent}%",
+        timeout=90,
+        state=lambda: str(_trainer(cluster, namespace, name)) + "\n" + operator.log()[-4000:],
+    )
+
+
+def _lines_until(text: str, marker: str) -> tuple[str, str]:
+    end = text.index("\n", text.index(marker)) + 1
+    return text[:end], text[end:]
+
+
+def _wait_phase(
+    cluster: lc.Cluster, namespace: str, name: str, phase: str, operator: OperatorProcess
+) -> dict[str, Any]:
+    def reached() -> dict[str, Any] | None:
+        ftj = cluster.get_json("finetunejob", name, "-n", namespace)
+        return ftj if ftj and (ftj.get("status") or {}).get("phase") == phase else None
+
+    return cluster.wait_for(reached, what=f"{name} to be {phase}", timeout=120, state=operator.log)
+
+
+def test_progress_moves_while_the_log_grows(
+    local_cluster: lc.Cluster, namespace: str, running: OperatorProcess, tmp_path: Path
+) -> None:
+    log = tmp_path / "trainer.log"
+    log.write_text("")
+    local_cluster.fake_logs(namespace, log)
+    local_cluster.hold_namespace(namespace)
+    local_cluster.apply(finetunejob(LIGHT, name="grows"), namespace=namespace)
+    _wait_phase(local_cluster, namespace, "grows", "Running", running)
+
+    text = (FIXTURES / "two-epochs-capped.log").read_text()
+    head, rest = _lines_until(text, "[PHISON START] Epoch: 0, Iteration: 0")
+    lc.append_log(log, head)
+    trainer = _wait_progress(local_cluster, namespace, "grows", 0, running)
+    assert _metric(trainer, "totalSteps") == "6"
+
+    middle, rest = _lines_until(rest, "08:00:51.000000] [PHISON END]")
+    lc.append_log(log, middle)
+    trainer = _wait_progress(local_cluster, namespace, "grows", 50, running)
+    assert _metric(trainer, "loss") == "8.0"
+    assert _metric(trainer, "step") == "3"
+    assert trainer["estimatedRemainingSeconds"] == 30
+    table = local_cluster.kubectl("get", "ftj", "grows", "-n", namespace, "--no-headers").stdout.split()
+    assert table[1:5] == ["Running", "50", "8.0", "30s"]
+
+    lc.append_log(log, rest)
+    local_cluster.release_namespace(namespace)
+    ftj = _wait_phase(local_cluster, namespace, "grows", "Succeeded", running)
+    trainer = ftj["status"]["trainerStatus"]
+    assert trainer["progressPercentage"] == 100
+    assert _metric(trainer, "loss") == "6.125"
+    events = {e["reason"]: e["message"] for e in local_cluster.events(namespace)}
+    assert "TrainingStarted" in events
+    assert "final loss 6.125 at step 6" in events["TrainingComplete"]
+
+
+def test_trainer_failure_in_the_log_names_the_reason(
+    local_cluster: lc.Cluster, namespace: str, running: OperatorProcess, tmp_path: Path
+) -> None:
+    log = tmp_path / "trainer.log"
+    lc.append_log(log, (FIXTURES / "crashed.log").read_text())
+    local_cluster.fake_logs(namespace, log)
+    local_cluster.fail_namespace(namespace)
+    local_cluster.apply(finetunejob({**LIGHT, "backoffLimit": 0}, name="crashes"), namespace=namespace)
+    ftj = _wait_phase(local_cluster, namespace, "crashes", "Failed", running)
+    failed = next(c for c in ftj["status"]["conditions"] if c["type"] == "Failed")
+    assert failed["reason"] == "TrainerReportedFailure"
+    assert failed["message"] == "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"
+
+
+def test_one_log_read_per_job_per_interval_and_no_idle_writes(
+    local_cluster: lc.Cluster, namespace: str, running: OperatorProcess, tmp_path: Path
+) -> None:
+    """20 Running FineTuneJobs, a 1 s interval: count the operator's reads and writes."""
+    log = tmp_path / "trainer.log"
+    text = (FIXTURES / "two-epochs-capped.log").read_text()
+    head, rest = _lines_until(text, "08:00:51.000000] [PHISON END]")
+    lc.append_log(log, head)
+    local_cluster.fake_logs(namespace, log)
+    local_cluster.hold_namespace(namespace)
+    names = [f"busy-{i:02d}" for i in range(20)]
+    local_cluster.apply([finetunejob(LIGHT, name=n, namespace=namespace) for n in names])
+    for name in names:
+        _wait_progress(local_cluster, namespace, name, 50, running)
+    time.sleep(2)  # let the last writes settle
+
+    before = running.api_requests()
+    started = time.monotonic()
+    time.sleep(10)
+    after = running.api_requests()
+    elapsed = time.monotonic() - started
+    reads = after.get("read_pod_log", 0) - before.get("read_pod_log", 0)
+    writes = after.get("patch_status", 0) - before.get("patch_status", 0)
+    intervals = elapsed / 1.0
+    assert reads <= 20 * (intervals + 1), f"{reads} log reads in {elapsed:.1f}s for 20 jobs"
+    assert reads >= 20, f"only {reads} log reads in {elapsed:.1f}s: the jobs are not being followed"
+    assert writes == 0, f"{writes} status writes while no log changed"
+
+    before = running.api_requests()
+    lc.append_log(log, rest)
+    for name in names:
+        _wait_progress(local_cluster, namespace, name, 100, running)
+    time.sleep(3)
+    after = running.api_requests()
+    # A write per job for the new lines (two where a read caught the file half-appended), and
+    # nothing more while they stay the same.
+    writes = after.get("patch_status", 0) - before.get("patch_status", 0)
+    assert 20 <= writes <= 40, writes
