@@ -15,6 +15,7 @@ from finetune_operator.api.resource import FineTuneJob, load_finetunejob
 from finetune_operator.render import configs
 from finetune_operator.render.entrypoint import ENTRYPOINT
 from finetune_operator.render.manifests import render
+from tests.chart_defaults import CHART_ENV_CONFIG, CHART_EXP_CONFIG
 from tests.rule_cases import finetunejob
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,57 +24,10 @@ CHART_README = ROOT.parent / "shared" / "original-chart" / "README.md"
 
 # What chart 0.1.4 renders for its README's "Basic Fine-tuning Job" values, parsed: the values tree
 # in snake_case, chart defaults for what the values leave out, and 7e-06 as the float it means.
-CHART_BASIC_EXP_CONFIG = {
-    "process_settings": {
-        "num_gpus": 1,
-        "specify_gpus": None,
-        "master_port": 8299,
-        "multi_node_settings": {"enable": False, "master_addr": "127.0.0.1"},
-    },
-    "run_settings": {
-        "task_type": "text-generation",
-        "task_mode": "train",
-        "per_device_train_batch_size": 4,
-        "per_update_total_batch_size": 16,
-        "num_train_epochs": 1,
-        "max_iter": 100,
-        "max_seq_len": 2048,
-        "triton": True,
-        "weight_file_format": None,
-        "from_config": False,
-        "precision_mode": 1,
-        "enable_save_optimizer_state": False,
-        "model_saver": {
-            "max_num_of_saved_model_on_epoch_end": -1,
-            "enable_save_model_on_iteration": False,
-            "max_num_of_saved_model_on_iteration": 2,
-            "num_of_iteration_to_save_model": 2,
-        },
-        "lr_scheduler": {"mode": 1, "learning_rate": 0.000007},
-        "optimizer": {"beta1": 0.9, "beta2": 0.95, "eps": 0.00000001, "weight_decay": 0.01},
-        "early_stop": {"enable": False, "min_delta": 0.01, "patience": 2, "verbose": False},
-        "lora": {
-            "enable_lora": False,
-            "lora_rank": 8,
-            "lora_alpha": 16,
-            "lora_task_type": "CAUSAL_LM",
-            "lora_target_modules": None,
-        },
-    },
-}
-CHART_BASIC_ENV_CONFIG = {
-    "path_settings": {
-        "lora": {"lora_weight": "", "lora_optimizer": "", "lora_output_dir": ""},
-        "model_name_or_path": "/mnt/data/models/TinyLlama-1.1B-Chat-v1.0",
-        "multi_node_env_path": None,
-        "optimizer_path": "",
-        "train_data_path": ["/config/train_data/QA_dataset_config.yaml"],
-        "val_data_path": None,
-        "nvme_path": "/mnt/nvme0",
-        "output_dir": "/mnt/data/output",
-        "log_name": "finetune_output.log",
-    }
-}
+CHART_BASIC_EXP_CONFIG = copy.deepcopy(CHART_EXP_CONFIG)
+CHART_BASIC_EXP_CONFIG["run_settings"]["max_iter"] = 100
+CHART_BASIC_ENV_CONFIG = copy.deepcopy(CHART_ENV_CONFIG)
+CHART_BASIC_ENV_CONFIG["path_settings"]["log_name"] = "finetune_output.log"
 CHART_BASIC_DATASETS = {
     "instruction-dataset": {
         "data_path": "HuggingFaceH4/instruction-dataset",

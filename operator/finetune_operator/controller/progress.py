@@ -12,7 +12,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from finetune_operator.api.status import Condition, TrainerStatus
 from finetune_operator.observe.progress import Progress, parse_log, trainer_status
@@ -86,14 +86,8 @@ def unreadable_condition(followed: Followed, error: str, generation: int) -> Con
     followed.failures += 1
     if followed.failures < UNREADABLE_AFTER or (followed.condition and followed.condition.status == "True"):
         return None
-    followed.condition = Condition(
-        type="LogUnreadable",
-        status="True",
-        observed_generation=generation,
-        last_transition_time=timestamp(datetime.now(UTC)),
-        reason="LogReadFailed",
-        message=f"the training log could not be read {followed.failures} times in a row: {error}",
-    )
+    message = f"the training log could not be read {followed.failures} times in a row: {error}"
+    followed.condition = _log_condition("True", "LogReadFailed", message, generation)
     return followed.condition
 
 
@@ -101,15 +95,19 @@ def readable_again(followed: Followed, generation: int) -> Condition | None:
     followed.failures = 0
     if followed.condition is None or followed.condition.status != "True":
         return None
-    followed.condition = Condition(
+    followed.condition = _log_condition("False", "LogRead", "the training log is readable again", generation)
+    return followed.condition
+
+
+def _log_condition(status: Literal["True", "False"], reason: str, message: str, generation: int) -> Condition:
+    return Condition(
         type="LogUnreadable",
-        status="False",
+        status=status,
         observed_generation=generation,
         last_transition_time=timestamp(datetime.now(UTC)),
-        reason="LogRead",
-        message="the training log is readable again",
+        reason=reason,
+        message=message,
     )
-    return followed.condition
 
 
 async def gather_bounded(coroutines: list[Any], limit: int = 8) -> None:
