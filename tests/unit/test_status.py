@@ -173,3 +173,15 @@ def test_ttl_deadline_comes_from_the_recorded_completion() -> None:
     assert ttl_deadline(done, None) is None
     assert ttl_deadline(_observe(_job(active=1, ready=1)), 60) is None
     assert ttl_deadline(done.model_copy(update={"cleanup_time": "2026-11-28T12:05:00Z"}), 60) is None
+
+
+def test_times_from_the_python_client_are_normalized() -> None:
+    """The client re-serializes times as +00:00; status always says Z."""
+    job = _job(
+        conditions=[{"type": "Complete", "status": "True"}],
+        completionTime="2026-11-28T12:04:00+00:00",
+        startTime="2026-11-28T12:01:00+00:00",
+    )
+    done = _observe(job)
+    assert (done.start_time, done.completion_time) == ("2026-11-28T12:01:00Z", "2026-11-28T12:04:00Z")
+    assert ttl_deadline(done, 60) == datetime(2026, 11, 28, 12, 5, 0, tzinfo=UTC)

@@ -20,7 +20,13 @@ def timestamp(moment: datetime) -> str:
 
 
 def parse_timestamp(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    """RFC 3339 as the API server writes it (`Z`) or as the Python client re-serializes it (`+00:00`)."""
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _normalized(text: str | None) -> str | None:
+    return None if text is None else timestamp(parse_timestamp(text))
 
 
 @dataclass(frozen=True)
@@ -90,21 +96,22 @@ def _job_condition(job: dict[str, Any], kind: str) -> dict[str, Any] | None:
 def job_verdict(job: dict[str, Any]) -> Verdict:
     """The phase a Job calls for, from its conditions, suspend flag and pod counts."""
     status = job.get("status") or {}
-    start = status.get("startTime")
+    start = _normalized(status.get("startTime"))
     complete = _job_condition(job, "Complete")
     if complete is not None:
         return Verdict(
             "Succeeded",
             "TrainingComplete",
             "the trainer logged 'training complete!' and exited 0",
-            completion_time=status.get("completionTime") or complete.get("lastTransitionTime"),
+            completion_time=_normalized(status.get("completionTime") or complete.get("lastTransitionTime")),
             start_time=start,
         )
     failed = _job_condition(job, "Failed")
     if failed is not None:
         reason = failed.get("reason") or "JobFailed"
         message = failed.get("message") or "the training Job failed"
-        return Verdict("Failed", reason, message, completion_time=failed.get("lastTransitionTime"), start_time=start)
+        ended = _normalized(failed.get("lastTransitionTime"))
+        return Verdict("Failed", reason, message, completion_time=ended, start_time=start)
     if (job.get("spec") or {}).get("suspend"):
         queue = ((job.get("metadata") or {}).get("labels") or {}).get("kueue.x-k8s.io/queue-name")
         message = f"waiting for admission by queue {queue}" if queue else "spec.suspend is true"
