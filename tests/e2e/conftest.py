@@ -97,7 +97,7 @@ def operator(cluster: lc.Cluster, crd: None, tmp_path_factory: pytest.TempPathFa
     process = OperatorProcess(
         cluster.kubeconfig,
         tmp_path_factory.mktemp("operator"),
-        ("--log-interval", "1", "--metrics-address", "127.0.0.1"),
+        ("--log-interval", "1", "--metrics-address", "127.0.0.1", "--install-crd"),
     )
     process.start()
     yield process

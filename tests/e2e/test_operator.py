@@ -160,7 +160,7 @@ def test_ttl_deletes_children_keeps_the_record_across_restarts(
     assert _condition(ftj, "CleanedUp")["reason"] == "TTLExpired"
     assert "TTLExpired" in _reasons(cluster, namespace, "short-lived")
 
-    running.stop()
+    assert running.stop() == 0, running.log()  # SIGTERM: kopf stops cleanly
     running.start()
     time.sleep(5)
     after = _ftj(cluster, namespace, "short-lived")
@@ -278,3 +278,19 @@ def test_sigkill_after_50_creates_every_one_gets_exactly_one_job(
     assert sorted(j["metadata"]["name"] for j in jobs) == names
     pods = cluster.pods(namespace)
     assert len(pods) == 50
+
+
+def test_deleting_a_finetunejob_takes_its_children(
+    cluster: lc.Cluster, namespace: str, running: OperatorProcess
+) -> None:
+    cluster.apply(finetunejob({**LIGHT, "suspend": True}, name="doomed"), namespace=namespace)
+    _wait_phase(cluster, namespace, "doomed", "Suspended", running)
+    running.stop()  # no finalizer: the delete must not wait for the operator
+    cluster.kubectl("delete", "ftj", "doomed", "-n", namespace, "--timeout=30s")
+
+    def children_gone() -> bool | None:
+        job = cluster.get_json("job", "doomed", "-n", namespace)
+        config = cluster.get_json("configmap", "doomed-config", "-n", namespace)
+        return True if job is None and config is None else None
+
+    cluster.wait_for(children_gone, what="the garbage collector to delete the Job and ConfigMap", timeout=90)
