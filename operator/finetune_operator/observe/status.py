@@ -118,6 +118,11 @@ def job_verdict(job: dict[str, Any]) -> Verdict:
         return Verdict("Suspended", "JobSuspended", message, start_time=start)
     if (status.get("ready") or 0) > 0:
         return Verdict("Running", "PodsRunning", "the training pod is running", start_time=start)
+    if (status.get("active") or 0) == 0 and ((status.get("succeeded") or 0) > 0 or (status.get("failed") or 0) > 0):
+        # Between the pod's end and the Job's final condition: not back to Pending.
+        return Verdict("Running", "PodsFinished", "the training pod finished; the Job is finishing", start_time=start)
+    if (status.get("active") or 0) > 0 and (status.get("failed") or 0) > 0:
+        return Verdict("Pending", "PodsPending", "the training pod failed and is being retried", start_time=start)
     if (status.get("active") or 0) > 0:
         return Verdict(
             "Pending", "PodsPending", "the training pod is waiting to be scheduled or started", start_time=start
