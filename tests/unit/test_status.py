@@ -55,6 +55,12 @@ def _conditions(status: FineTuneJobStatus) -> dict[str, tuple[str, str]]:
         (_job(active=1, ready=1), "Running", "PodsRunning"),
         (_job(suspend=True), "Suspended", "JobSuspended"),
         (_job(succeeded=1, startTime="2026-11-28T11:59:00Z"), "Running", "PodsFinished"),
+        (
+            _job(uncountedTerminatedPods={"succeeded": ["u1"]}, startTime="2026-11-28T11:59:00Z"),
+            "Running",
+            "PodsFinished",
+        ),
+        (_job(conditions=[{"type": "SuccessCriteriaMet", "status": "True"}]), "Running", "PodsFinished"),
         (_job(active=1, failed=1, startTime="2026-11-28T11:59:00Z"), "Pending", "PodsPending"),
         (
             _job(conditions=[{"type": "Complete", "status": "True", "lastTransitionTime": "2026-11-28T12:10:00Z"}]),

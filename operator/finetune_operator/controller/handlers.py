@@ -217,6 +217,10 @@ async def _reconcile_locked(body: dict[str, Any], job: dict[str, Any] | None) ->
     metadata = body["metadata"]
     namespace, name = metadata["namespace"], metadata["name"]
     current = FineTuneJobStatus.model_validate(body.get("status") or {}, strict=False)
+    written = STATE.written.get(metadata["uid"])
+    if written is not None and written.get("phase") in TERMINAL_PHASES and current.phase not in TERMINAL_PHASES:
+        # This body predates our own terminal write: the terminal status is the truth.
+        current = FineTuneJobStatus.model_validate(written, strict=False)
     if job is not None and not _owns(body, job):
         job = None
     invalid: list[str] | None = None
@@ -240,9 +244,7 @@ async def _reconcile_locked(body: dict[str, Any], job: dict[str, Any] | None) ->
     finished = job is not None and job_verdict(job).phase in TERMINAL_PHASES
     if finished and not terminal and ftj is not None:
         # The last lines, with the trainer's verdict (also for a run too short to be seen Running).
-        followed = followed or STATE.progress.followed.setdefault(
-            uid, Followed(namespace, name, ftj.spec.exp_config.run_settings.max_iter)
-        )
+        followed = followed or STATE.progress.followed.setdefault(uid, _new_followed(namespace, name, ftj, current))
         await _read_progress(uid, followed)
     observation = Observation(
         generation=metadata.get("generation") or 0,
@@ -257,7 +259,7 @@ async def _reconcile_locked(body: dict[str, Any], job: dict[str, Any] | None) ->
     desired = derive_status(observation)
     if followed is not None and followed.written is not None:
         desired = desired.model_copy(update={"trainer_status": followed.written})
-    _follow_progress(uid, namespace, name, desired.phase, ftj)
+    _follow_progress(uid, namespace, name, desired.phase, ftj, current)
     await _write_status(body, current, desired, verdict(observation))
     if ftj is not None:
         await _schedule_ttl(body, desired, ftj.spec.ttl_seconds_after_finished, ftj.spec.ttl_policy)
@@ -272,12 +274,22 @@ def _trainer_verdict(followed: Followed | None, namespace: str, name: str) -> Tr
     return trainer_verdict_from_termination(termination_message(training_pod(pods)))
 
 
-def _follow_progress(uid: str, namespace: str, name: str, phase: str | None, ftj: Any) -> None:
+def _new_followed(namespace: str, name: str, ftj: Any, current: FineTuneJobStatus) -> Followed:
+    """Start following a log; a step already in status was announced before (e.g. before a restart)."""
+    followed = Followed(namespace, name, ftj.spec.exp_config.run_settings.max_iter)
+    metrics = {m.name: m.value for m in (current.trainer_status.metrics if current.trainer_status else [])}
+    followed.started_announced = metrics.get("step", "0") != "0"
+    followed.written = current.trainer_status
+    return followed
+
+
+def _follow_progress(
+    uid: str, namespace: str, name: str, phase: str | None, ftj: Any, current: FineTuneJobStatus
+) -> None:
     """Read the log of Running FineTuneJobs only; a finished or suspended one is never read again."""
     if phase == "Running" and ftj is not None:
         if uid not in STATE.progress.followed:
-            max_iter = ftj.spec.exp_config.run_settings.max_iter
-            STATE.progress.followed[uid] = Followed(namespace, name, max_iter)
+            STATE.progress.followed[uid] = _new_followed(namespace, name, ftj, current)
     elif phase in TERMINAL_PHASES or phase == "Suspended":
         STATE.progress.followed.pop(uid, None)
 

@@ -118,7 +118,10 @@ def job_verdict(job: dict[str, Any]) -> Verdict:
         return Verdict("Suspended", "JobSuspended", message, start_time=start)
     if (status.get("ready") or 0) > 0:
         return Verdict("Running", "PodsRunning", "the training pod is running", start_time=start)
-    if (status.get("active") or 0) == 0 and ((status.get("succeeded") or 0) > 0 or (status.get("failed") or 0) > 0):
+    uncounted = status.get("uncountedTerminatedPods") or {}
+    finishing = _job_condition(job, "SuccessCriteriaMet") or _job_condition(job, "FailureTarget")
+    ended = (status.get("succeeded") or 0) + (status.get("failed") or 0) + sum(len(v or []) for v in uncounted.values())
+    if finishing is not None or ((status.get("active") or 0) == 0 and ended > 0):
         # Between the pod's end and the Job's final condition: not back to Pending.
         return Verdict("Running", "PodsFinished", "the training pod finished; the Job is finishing", start_time=start)
     if (status.get("active") or 0) > 0 and (status.get("failed") or 0) > 0:
