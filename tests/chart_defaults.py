@@ -52,3 +52,17 @@ CHART_ENV_CONFIG = {
         "log_name": "output.log",
     }
 }
+
+# The dataset config of the chart's default trainDataConfig, parsed.
+CHART_DATASETS = {
+    "instruction-dataset": {
+        "data_path": "HuggingFaceH4/instruction-dataset",
+        "strategy": "QA",
+        "system_prompt": "A chat between a curious user and an artificial intelligence assistant.",
+        "user_prompt": "{question}",
+        "question_key": "prompt",
+        "answer_key": "completion",
+        "exp_type": "train",
+        "label_key": "completion",
+    }
+}

@@ -6,7 +6,7 @@ import pytest
 
 from finetune_operator.api.resource import InvalidFineTuneJob, load_finetunejob
 from finetune_operator.api.spec import FineTuneJobSpec, parse_train_data_config
-from tests.chart_defaults import CHART_ENV_CONFIG, CHART_EXP_CONFIG
+from tests.chart_defaults import CHART_DATASETS, CHART_ENV_CONFIG, CHART_EXP_CONFIG
 from tests.rule_cases import LONG_NAME, NAME_CASE, RULE_CASES, RuleCase, finetunejob
 
 
@@ -39,20 +39,7 @@ def test_shared_memory_is_on_by_default() -> None:
 
 
 def test_default_train_data_is_the_charts_dataset() -> None:
-    assert FineTuneJobSpec().datasets() == [
-        {
-            "instruction-dataset": {
-                "data_path": "HuggingFaceH4/instruction-dataset",
-                "strategy": "QA",
-                "system_prompt": "A chat between a curious user and an artificial intelligence assistant.",
-                "user_prompt": "{question}",
-                "question_key": "prompt",
-                "answer_key": "completion",
-                "exp_type": "train",
-                "label_key": "completion",
-            }
-        }
-    ]
+    assert FineTuneJobSpec().datasets() == [CHART_DATASETS]
 
 
 def _problems(spec: dict, name: str = "rule-case") -> str:

@@ -15,7 +15,7 @@ from finetune_operator.api.resource import FineTuneJob, load_finetunejob
 from finetune_operator.render import configs
 from finetune_operator.render.entrypoint import ENTRYPOINT
 from finetune_operator.render.manifests import render
-from tests.chart_defaults import CHART_ENV_CONFIG, CHART_EXP_CONFIG
+from tests.chart_defaults import CHART_DATASETS, CHART_ENV_CONFIG, CHART_EXP_CONFIG
 from tests.rule_cases import finetunejob
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,18 +28,6 @@ CHART_BASIC_EXP_CONFIG = copy.deepcopy(CHART_EXP_CONFIG)
 CHART_BASIC_EXP_CONFIG["run_settings"]["max_iter"] = 100
 CHART_BASIC_ENV_CONFIG = copy.deepcopy(CHART_ENV_CONFIG)
 CHART_BASIC_ENV_CONFIG["path_settings"]["log_name"] = "finetune_output.log"
-CHART_BASIC_DATASETS = {
-    "instruction-dataset": {
-        "data_path": "HuggingFaceH4/instruction-dataset",
-        "strategy": "QA",
-        "system_prompt": "A chat between a curious user and an artificial intelligence assistant.",
-        "user_prompt": "{question}",
-        "question_key": "prompt",
-        "answer_key": "completion",
-        "exp_type": "train",
-        "label_key": "completion",
-    }
-}
 # The chart wrote integers; the API server stores every quantity as a string, and so do we.
 CHART_BASIC_RESOURCES = {
     "requests": {"otterscale.com/vgpu": "1", "otterscale.com/vgpumem-percentage": "60", "phison.com/ai100": "1"},
@@ -78,7 +66,7 @@ def _assert_chart_basic(config_map: dict[str, Any], job: dict[str, Any]) -> None
     data = config_map["data"]
     assert yaml.safe_load(data["exp_config.yaml"]) == CHART_BASIC_EXP_CONFIG
     assert yaml.safe_load(data["env_config.yaml"]) == CHART_BASIC_ENV_CONFIG
-    assert yaml.safe_load(data["QA_dataset_config.yaml"]) == CHART_BASIC_DATASETS
+    assert yaml.safe_load(data["QA_dataset_config.yaml"]) == CHART_DATASETS
     container = _container(job)
     assert container["resources"] == CHART_BASIC_RESOURCES
     assert container["image"] == "docker.io/library/aidaptiv:vNXUN_2_05BA0"
