@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lint unit e2e test crd toolchain demo demo-down clean
+.PHONY: install lint unit e2e test crd manifests toolchain demo demo-down clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,13 +18,18 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check operator tests e2e
-	$(BIN)/ruff format --check operator tests e2e
+	$(BIN)/ruff check operator tests e2e scripts
+	$(BIN)/ruff format --check operator tests e2e scripts
 	$(BIN)/lint-imports
 
 # Regenerate the CRD from the models (a unit test fails while crds/ is stale).
 crd: $(STAMP)
 	$(BIN)/finetune-operator crd > crds/finetune.aidaptiv.io_finetunejobs.yaml
+	cp crds/finetune.aidaptiv.io_finetunejobs.yaml deploy/helm/finetune-operator/crds/
+
+# Regenerate deploy/manifests/ from the operator's Helm chart (a unit test fails while they are stale).
+manifests: $(STAMP) toolchain crd
+	$(BIN)/python scripts/render_manifests.py --helm "$$(e2e/cluster bin-dir)/helm"
 
 toolchain:
 	e2e/cluster build

@@ -102,18 +102,22 @@ def command_parse_log(args: argparse.Namespace, out: TextIO) -> None:
 
 def command_run(args: argparse.Namespace, out: TextIO) -> None:
     # Imported here: the other commands need neither kopf nor a cluster.
-    from finetune_operator.controller.run import run
+    from finetune_operator.controller.run import CrdMissing, run
 
-    run(
-        namespaces=args.namespace or [],
-        dev=args.dev,
-        install=args.install_crd,
-        liveness=args.liveness,
-        peering=args.peering,
-        priority=args.priority,
-        log_interval=args.log_interval,
-        metrics=(args.metrics_address, args.metrics_port) if args.metrics_port else None,
-    )
+    try:
+        run(
+            namespaces=args.namespace or [],
+            dev=args.dev,
+            install=args.install_crd,
+            liveness=args.liveness,
+            peering=args.peering,
+            priority=args.priority,
+            peering_lifetime=args.peering_lifetime,
+            log_interval=args.log_interval,
+            metrics=(args.metrics_address, args.metrics_port) if args.metrics_port else None,
+        )
+    except CrdMissing as error:
+        raise UsageError(str(error)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,7 +138,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--liveness", metavar="URL", help="serve kopf's health endpoint, e.g. http://0.0.0.0:8080/healthz"
     )
     run_cmd.add_argument("--peering", metavar="NAME", help="run with kopf peering (HA) under this peering name")
-    run_cmd.add_argument("--priority", type=int, default=0, help="peering priority (the highest one is active)")
+    run_cmd.add_argument(
+        "--priority",
+        type=int,
+        help="peering priority; the highest is active (default: by start time, the oldest replica stays active)",
+    )
+    run_cmd.add_argument(
+        "--peering-lifetime",
+        type=int,
+        default=30,
+        help="seconds after a replica's last keep-alive before another takes over (default 30)",
+    )
     run_cmd.add_argument(
         "--log-interval", type=float, default=15.0, help="seconds between reads of a running training's log"
     )

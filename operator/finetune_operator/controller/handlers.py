@@ -12,6 +12,8 @@ import asyncio
 import copy
 import json
 import logging
+import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,7 +24,9 @@ from kubernetes.client.exceptions import ApiException
 from finetune_operator.api.base import GROUP, PLURAL, VERSION
 from finetune_operator.api.resource import InvalidFineTuneJob, load_finetunejob
 from finetune_operator.api.status import TERMINAL_PHASES, FineTuneJobStatus
+from finetune_operator.controller import metrics
 from finetune_operator.controller.kube import Kube
+from finetune_operator.controller.peering import is_active
 from finetune_operator.controller.progress import (
     LIMIT_BYTES,
     TAIL_LINES,
@@ -63,6 +67,17 @@ FTJ = (GROUP, VERSION, PLURAL)
 NORMAL_PHASES = {"Pending", "Running", "Suspended", "Succeeded"}
 
 
+@dataclass(frozen=True)
+class Peering:
+    """This replica in kopf peering: the peering object(s) and its own entry there."""
+
+    name: str
+    namespaces: tuple[str, ...]  # empty: cluster-wide (ClusterKopfPeering)
+    identity: str
+    priority: int
+    lifetime: int  # seconds without a keep-alive before peers presume this replica dead
+
+
 class State:
     """What the operator process remembers: none of it is needed for correctness after a restart."""
 
@@ -78,6 +93,9 @@ class State:
         self.ftjs: kopf.Index[Any, Any] | None = None
         self.loop_task: asyncio.Task[None] | None = None
         self.retries: dict[str, asyncio.TimerHandle] = {}
+        self.phases: dict[str, str] = {}
+        self.peering: Peering | None = None
+        self.active = True
 
     def backoff(self, uid: str) -> float:
         self.failures[uid] = self.failures.get(uid, 0) + 1
@@ -91,6 +109,7 @@ class State:
         self.locks.pop(uid, None)
         self.written.pop(uid, None)
         self.failures.pop(uid, None)
+        self.phases.pop(uid, None)
         for timers in (self.ttl_timers, self.retries):
             timer = timers.pop(uid, None)
             if timer is not None:
@@ -98,6 +117,20 @@ class State:
 
 
 STATE = State()
+
+
+def _phases() -> dict[str, str]:
+    return dict(STATE.phases) if STATE.active else {}
+
+
+def _trainings() -> dict[tuple[str, str], Any]:
+    if not STATE.active:
+        return {}
+    followed = list(STATE.progress.followed.values())
+    return {(f.namespace, f.name): f.written for f in followed if f.written is not None}
+
+
+metrics.prometheus_client.REGISTRY.register(metrics.FineTuneJobCollector(_phases, _trainings))
 
 
 @kopf.on.startup()
@@ -110,8 +143,14 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
     settings.posting.level = logging.INFO
+    # The CRD is checked (or installed) before kopf starts; watching CRDs for new resources would
+    # need a cluster-wide read permission that the operator's RBAC deliberately does not grant.
+    settings.scanning.disabled = True
+    if STATE.peering is not None:
+        settings.peering.lifetime = STATE.peering.lifetime
     if STATE.kube is None:
         STATE.kube = Kube.from_environment()
+    await _check_active()
     STATE.loop_task = asyncio.create_task(_progress_loop())
 
 
@@ -197,9 +236,11 @@ async def reconcile(body: dict[str, Any], job: dict[str, Any] | None) -> None:
         return
     uid = metadata["uid"]
     async with STATE.lock(uid):
+        started = time.perf_counter()
         try:
             await _reconcile_locked(body, job)
         except Exception as error:  # kopf does not retry event handlers: requeue ourselves
+            metrics.record_reconcile(time.perf_counter() - started, failed=True)
             delay = STATE.backoff(uid)
             logger.warning(
                 "reconcile of %s/%s failed (%s); retrying in %.0fs",
@@ -210,6 +251,7 @@ async def reconcile(body: dict[str, Any], job: dict[str, Any] | None) -> None:
             )
             _requeue(metadata["namespace"], metadata["name"], uid, delay)
         else:
+            metrics.record_reconcile(time.perf_counter() - started, failed=False)
             STATE.failures.pop(uid, None)
 
 
@@ -260,6 +302,8 @@ async def _reconcile_locked(body: dict[str, Any], job: dict[str, Any] | None) ->
     if followed is not None and followed.written is not None:
         desired = desired.model_copy(update={"trainer_status": followed.written})
     _follow_progress(uid, namespace, name, desired.phase, ftj, current)
+    if desired.phase is not None:
+        STATE.phases[uid] = desired.phase
     await _write_status(body, current, desired, verdict(observation))
     if ftj is not None:
         await _schedule_ttl(body, desired, ftj.spec.ttl_seconds_after_finished, ftj.spec.ttl_policy)
@@ -297,6 +341,9 @@ def _follow_progress(
 async def _progress_loop() -> None:
     while True:
         await asyncio.sleep(STATE.progress.interval)
+        await _check_active()
+        if not STATE.active:
+            continue
         followed = list(STATE.progress.followed.items())
         await gather_bounded([_read_progress(uid, f) for uid, f in followed])
 
@@ -445,6 +492,24 @@ def _requeue(namespace: str, name: str, uid: str, delay: float) -> None:
     STATE.retries[uid] = asyncio.get_running_loop().call_later(delay, _spawn_reconcile_latest, namespace, name)
 
 
+async def _check_active() -> None:
+    """With peering, find whether this replica is the active one (kopf pauses only its own watches)."""
+    peering = STATE.peering
+    if peering is None:
+        return
+    now = datetime.now(UTC)
+    try:
+        views = [await _kube().read_peers(peering.name, ns) for ns in peering.namespaces or (None,)]
+    except Exception as error:  # keep the last answer: kopf's own watch decides the pause anyway
+        logger.info("could not read peering %s: %s", peering.name, error)
+        return
+    active = all(is_active(peers, peering.identity, peering.priority, now) for peers in views)
+    if active != STATE.active:
+        logger.info("this replica is now %s", "active" if active else "standing by")
+    STATE.active = active
+    metrics.LEADER.labels(name=peering.name).set(1 if active else 0)
+
+
 def _spawn_reconcile_latest(namespace: str, name: str) -> None:
     task = asyncio.ensure_future(_reconcile_latest(namespace, name))
     STATE.tasks.add(task)
@@ -453,6 +518,9 @@ def _spawn_reconcile_latest(namespace: str, name: str) -> None:
 
 async def _reconcile_latest(namespace: str, name: str) -> None:
     """A timer fired (TTL or retry): reconcile with the latest body and the Job as it is now."""
+    await _check_active()
+    if not STATE.active:
+        return  # standing by: when this replica resumes, kopf's new watch re-lists every object
     try:
         raw = await asyncio.to_thread(
             _kube().custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name

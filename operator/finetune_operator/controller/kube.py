@@ -150,6 +150,28 @@ class Kube:
             {"status": status},
         )
 
+    async def read_peers(self, peering: str, namespace: str | None) -> dict[str, Any]:
+        """The peers kopf keeps in a (Cluster)KopfPeering's status; empty if the object is missing."""
+        try:
+            if namespace is None:
+                read = self.custom.get_cluster_custom_object
+                found = await self._call("read_peering", read, "kopf.dev", "v1", "clusterkopfpeerings", peering)
+            else:
+                found = await self._call(
+                    "read_peering",
+                    self.custom.get_namespaced_custom_object,
+                    "kopf.dev",
+                    "v1",
+                    namespace,
+                    "kopfpeerings",
+                    peering,
+                )
+        except ApiException as error:
+            if error.status == 404:
+                return {}
+            raise
+        return dict(found.get("status") or {})
+
     async def delete_finetunejob(self, namespace: str, name: str, uid: str) -> None:
         body = kubernetes.client.V1DeleteOptions(preconditions=kubernetes.client.V1Preconditions(uid=uid))
         try:

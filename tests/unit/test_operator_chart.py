@@ -1,0 +1,179 @@
+"""The operator's Helm chart: lint, least-privilege RBAC, pod security, and files kept in sync."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from finetune_operator.api.crd import crd_yaml
+from finetune_operator.cli import build_parser
+from tests.toolchain import run_tool, tool
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "deploy" / "helm" / "finetune-operator"
+
+# Exactly what the operator calls, per namespace: a new call needs a new line here and in the chart.
+NAMESPACED_RULES = [
+    {"apiGroups": ["finetune.aidaptiv.io"], "resources": ["finetunejobs"], "verbs": ["get", "list", "watch", "delete"]},
+    {"apiGroups": ["finetune.aidaptiv.io"], "resources": ["finetunejobs/status"], "verbs": ["patch"]},
+    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
+    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "delete"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+]
+
+
+def peering_rules(resource: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "apiGroups": ["kopf.dev"],
+            "resources": [resource],
+            "resourceNames": ["finetune-operator"],
+            "verbs": ["get", "patch"],
+        },
+        {"apiGroups": ["kopf.dev"], "resources": [resource], "verbs": ["list", "watch"]},
+    ]
+
+
+def render(*settings: str) -> list[dict[str, Any]]:
+    args = [arg for setting in settings for arg in ("--set", setting)]
+    text = run_tool("helm", "template", "fto", str(CHART), "--namespace", "ops", *args).stdout
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+def of_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [o for o in objects if o["kind"] == kind]
+
+
+def test_the_chart_lints_clean() -> None:
+    result = run_tool("helm", "lint", "--strict", str(CHART))
+    assert "1 chart(s) linted, 0 chart(s) failed" in result.stdout
+
+
+def test_the_chart_ships_the_generated_crd() -> None:
+    assert (CHART / "crds" / "finetune.aidaptiv.io_finetunejobs.yaml").read_text() == crd_yaml(), "run `make crd`"
+
+
+def test_cluster_wide_rbac_is_exactly_what_the_operator_calls() -> None:
+    objects = render()
+    (role,) = of_kind(objects, "ClusterRole")
+    assert role["rules"] == NAMESPACED_RULES + peering_rules("clusterkopfpeerings")
+    (binding,) = of_kind(objects, "ClusterRoleBinding")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "fto-finetune-operator", "namespace": "ops"}]
+    assert of_kind(objects, "Role") == [] and of_kind(objects, "RoleBinding") == []
+    (peering,) = of_kind(objects, "ClusterKopfPeering")
+    assert peering["metadata"]["name"] == "finetune-operator"
+
+
+def test_namespaced_mode_grants_nothing_cluster_wide() -> None:
+    objects = render("watchNamespaces={team-a,team-b}")
+    assert of_kind(objects, "ClusterRole") == [] and of_kind(objects, "ClusterRoleBinding") == []
+    roles = of_kind(objects, "Role")
+    assert [r["metadata"]["namespace"] for r in roles] == ["team-a", "team-b"]
+    assert all(r["rules"] == NAMESPACED_RULES + peering_rules("kopfpeerings") for r in roles)
+    assert [b["metadata"]["namespace"] for b in of_kind(objects, "RoleBinding")] == ["team-a", "team-b"]
+    assert [p["metadata"]["namespace"] for p in of_kind(objects, "KopfPeering")] == ["team-a", "team-b"]
+    (deployment,) = of_kind(objects, "Deployment")
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[-4:] == ["--namespace", "team-a", "--namespace", "team-b"]
+
+
+@pytest.mark.parametrize("settings", [(), ("watchNamespaces={team-a}",)])
+def test_no_wildcards_and_no_secrets(settings: tuple[str, ...]) -> None:
+    for role in of_kind(render(*settings), "ClusterRole") + of_kind(render(*settings), "Role"):
+        for rule in role["rules"]:
+            assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"]
+            assert "secrets" not in rule["resources"]
+
+
+def test_the_deployment_is_locked_down_and_probed() -> None:
+    (deployment,) = of_kind(render(), "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    assert deployment["spec"]["replicas"] == 2
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 10001,
+        "runAsGroup": 10001,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    (container,) = pod["containers"]
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"health": 8080, "metrics": 9090}
+    assert container["resources"]["limits"] == {"cpu": "500m", "memory": "256Mi"}
+    assert container["image"] == "finetune-operator:0.1.0"
+
+
+def test_the_deployment_args_are_what_the_cli_accepts() -> None:
+    (deployment,) = of_kind(render("watchNamespaces={ml}", "logInterval=5"), "Deployment")
+    args = build_parser().parse_args(["run", *deployment["spec"]["template"]["spec"]["containers"][0]["args"]])
+    assert (args.liveness, args.metrics_port, args.peering, args.peering_lifetime) == (
+        "http://0.0.0.0:8080/healthz",
+        9090,
+        "finetune-operator",
+        30,
+    )
+    assert (args.namespace, args.log_interval, args.priority) == (["ml"], 5.0, None)
+
+
+def test_several_replicas_without_peering_are_refused() -> None:
+    result = run_tool("helm", "template", "fto", str(CHART), "--set", "peering.enabled=false", check=False)
+    assert result.returncode != 0
+    assert "replicaCount > 1 needs peering.enabled: true" in result.stderr
+    single = render("peering.enabled=false", "replicaCount=1")
+    (deployment,) = of_kind(single, "Deployment")
+    assert "--peering" not in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert of_kind(single, "ClusterKopfPeering") == [] and of_kind(single, "PodDisruptionBudget") == []
+
+
+def test_metrics_service_and_optional_service_monitor() -> None:
+    objects = render("metrics.serviceMonitor.enabled=true")
+    (service,) = of_kind(objects, "Service")
+    assert service["spec"]["ports"] == [{"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"}]
+    (monitor,) = of_kind(objects, "ServiceMonitor")
+    assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "30s"}]
+    assert of_kind(render(), "ServiceMonitor") == []
+
+
+def _render_manifests_module() -> Any:
+    spec = importlib.util.spec_from_file_location("render_manifests", ROOT / "scripts" / "render_manifests.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_plain_manifests_are_in_sync_with_the_chart() -> None:
+    wanted = _render_manifests_module().manifests(tool("helm"))
+    on_disk = {p.name: p.read_text() for p in (ROOT / "deploy" / "manifests").iterdir()}
+    assert on_disk == wanted, "deploy/manifests is stale: run `make manifests`"
+
+
+def test_plain_manifests_build_with_kustomize() -> None:
+    text = run_tool("kubectl", "kustomize", str(ROOT / "deploy" / "manifests")).stdout
+    kinds = sorted(doc["kind"] for doc in yaml.safe_load_all(text) if doc)
+    assert kinds == sorted(
+        [
+            "Namespace",
+            "CustomResourceDefinition",
+            "CustomResourceDefinition",
+            "CustomResourceDefinition",
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Service",
+            "Deployment",
+            "PodDisruptionBudget",
+            "ClusterKopfPeering",
+        ]
+    )
