@@ -92,6 +92,9 @@ def crd(cluster: lc.Cluster) -> None:
     cluster.kubectl("wait", "--for=condition=Established", "crd/finetunejobs.finetune.aidaptiv.io", "--timeout=60s")
 
 
+_SHARED_OPERATORS: list[OperatorProcess] = []
+
+
 @pytest.fixture(scope="session")
 def operator(cluster: lc.Cluster, crd: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
     process = OperatorProcess(
@@ -99,9 +102,18 @@ def operator(cluster: lc.Cluster, crd: None, tmp_path_factory: pytest.TempPathFa
         tmp_path_factory.mktemp("operator"),
         ("--log-interval", "1", "--metrics-address", "127.0.0.1", "--install-crd"),
     )
+    _SHARED_OPERATORS.append(process)
     process.start()
     yield process
     process.stop()
+
+
+@pytest.fixture
+def without_shared_operator() -> None:
+    """Stops the session's operator if a test before started it, for tests of operators with another
+    identity or peering that must be the only ones acting; `running` starts it again."""
+    for process in _SHARED_OPERATORS:
+        process.stop()
 
 
 @pytest.fixture

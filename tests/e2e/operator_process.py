@@ -36,6 +36,7 @@ class OperatorProcess:
     def start(self, timeout: float = 60.0) -> None:
         assert self.process is None or self.process.poll() is not None, "already running"
         self.starts += 1
+        self.log_dir.mkdir(parents=True, exist_ok=True)
         port = _free_port()
         health = f"http://127.0.0.1:{port}/healthz"
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1"}

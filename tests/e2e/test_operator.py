@@ -12,65 +12,22 @@ import pytest
 import yaml
 
 from e2e import localcluster as lc
+from tests.e2e.helpers import LIGHT, condition, ftj_events, get_ftj, wait_phase
 from tests.e2e.operator_process import OperatorProcess
 from tests.rule_cases import LONG_NAME, NAME_CASE, RULE_CASES, RuleCase, finetunejob
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = ROOT / "crds" / "finetune.aidaptiv.io_finetunejobs.yaml"
-# Small pods that schedule anywhere at once, for tests that are about the operator, not the GPUs.
-LIGHT = {
-    "schedulerName": "",
-    "resources": {"requests": {"cpu": "10m"}, "limits": {"cpu": "10m"}},
-    "ttlSecondsAfterFinished": None,
-}
-
-
-def _ftj(cluster: lc.Cluster, namespace: str, name: str) -> dict[str, Any] | None:
-    return cluster.get_json("finetunejob", name, "-n", namespace)
-
-
-def _phase(cluster: lc.Cluster, namespace: str, name: str) -> str | None:
-    return ((_ftj(cluster, namespace, name) or {}).get("status") or {}).get("phase")
-
-
-def _condition(ftj: dict[str, Any], kind: str) -> dict[str, Any]:
-    return next(c for c in ftj["status"]["conditions"] if c["type"] == kind)
-
-
-def _wait_phase(
-    cluster: lc.Cluster, namespace: str, name: str, phase: str, operator: OperatorProcess, timeout: float = 120
-) -> dict[str, Any]:
-    def reached() -> dict[str, Any] | None:
-        ftj = _ftj(cluster, namespace, name)
-        return ftj if ftj and (ftj.get("status") or {}).get("phase") == phase else None
-
-    return cluster.wait_for(
-        reached,
-        what=f"FineTuneJob {namespace}/{name} to reach {phase}",
-        timeout=timeout,
-        state=lambda: cluster.describe("ftj", name, "-n", namespace) + "\n--- operator log ---\n" + operator.log(),
-    )
-
-
-def _events(cluster: lc.Cluster, namespace: str, name: str) -> dict[str, str]:
-    """reason -> first time it was posted (events have second precision: compare with <=)."""
-    found: dict[str, str] = {}
-    for event in cluster.events(namespace):
-        involved = event["involvedObject"]
-        if involved.get("kind") == "FineTuneJob" and involved.get("name") == name:
-            when = event.get("firstTimestamp") or event.get("eventTime") or ""
-            found[event["reason"]] = min(found.get(event["reason"], when), when)
-    return found
 
 
 def _reasons(cluster: lc.Cluster, namespace: str, name: str) -> list[str]:
-    return sorted(_events(cluster, namespace, name))
+    return sorted(ftj_events(cluster, namespace, name))
 
 
 def test_basic_example_runs_to_succeeded(cluster: lc.Cluster, namespace: str, running: OperatorProcess) -> None:
     cluster.kubectl("apply", "-n", namespace, "-f", str(ROOT / "examples" / "basic.yaml"))
     name = "finetune-llama-job"
-    ftj = _wait_phase(cluster, namespace, name, "Succeeded", running)
+    ftj = wait_phase(cluster, namespace, name, "Succeeded", running)
     uid = ftj["metadata"]["uid"]
     for kind, child in (("configmap", f"{name}-config"), ("job", name)):
         obj = cluster.get_json(kind, child, "-n", namespace)
@@ -80,12 +37,12 @@ def test_basic_example_runs_to_succeeded(cluster: lc.Cluster, namespace: str, ru
     assert ftj["status"]["jobName"] == name
     assert ftj["status"]["observedGeneration"] == ftj["metadata"]["generation"]
     assert ftj["status"]["completionTime"] and ftj["status"]["startTime"]
-    assert _condition(ftj, "Succeeded")["reason"] == "TrainingComplete"
-    assert _condition(ftj, "Stalled")["status"] == "False"
+    assert condition(ftj, "Succeeded")["reason"] == "TrainingComplete"
+    assert condition(ftj, "Stalled")["status"] == "False"
     table = cluster.kubectl("get", "finetunejobs", "-n", namespace).stdout
     assert table.split("\n")[0].split() == ["NAME", "PHASE", "PROGRESS", "LOSS", "ETA", "AGE"]
     assert table.split("\n")[1].split()[:2] == [name, "Succeeded"]
-    events = _events(cluster, namespace, name)
+    events = ftj_events(cluster, namespace, name)
     assert {"JobCreated", "TrainingComplete"} <= set(events), events
     assert events["JobCreated"] <= events["TrainingComplete"]
     described = cluster.describe("ftj", name, "-n", namespace)
@@ -97,9 +54,9 @@ def test_failing_pod_ends_failed_backoff_limit_exceeded(
 ) -> None:
     local_cluster.fail_namespace(namespace)
     local_cluster.apply(finetunejob({**LIGHT, "backoffLimit": 1}, name="fails"), namespace=namespace)
-    ftj = _wait_phase(local_cluster, namespace, "fails", "Failed", running)
-    assert _condition(ftj, "Failed")["reason"] == "BackoffLimitExceeded"
-    assert _condition(ftj, "Stalled")["status"] == "True"
+    ftj = wait_phase(local_cluster, namespace, "fails", "Failed", running)
+    assert condition(ftj, "Failed")["reason"] == "BackoffLimitExceeded"
+    assert condition(ftj, "Stalled")["status"] == "True"
     assert len(local_cluster.pods(namespace)) == 2  # the first try and one retry
     assert "BackoffLimitExceeded" in _reasons(local_cluster, namespace, "fails")
 
@@ -109,21 +66,21 @@ def test_deadline_overrun_ends_failed_deadline_exceeded(
 ) -> None:
     local_cluster.hold_namespace(namespace)
     local_cluster.apply(finetunejob({**LIGHT, "activeDeadlineSeconds": 5}, name="slow"), namespace=namespace)
-    _wait_phase(local_cluster, namespace, "slow", "Running", running)
-    ftj = _wait_phase(local_cluster, namespace, "slow", "Failed", running)
-    assert _condition(ftj, "Failed")["reason"] == "DeadlineExceeded"
+    wait_phase(local_cluster, namespace, "slow", "Running", running)
+    ftj = wait_phase(local_cluster, namespace, "slow", "Failed", running)
+    assert condition(ftj, "Failed")["reason"] == "DeadlineExceeded"
 
 
 def test_suspend_then_resume(cluster: lc.Cluster, namespace: str, running: OperatorProcess) -> None:
     cluster.apply(finetunejob({**LIGHT, "suspend": True}, name="held"), namespace=namespace)
-    ftj = _wait_phase(cluster, namespace, "held", "Suspended", running)
-    assert _condition(ftj, "Suspended")["status"] == "True"
+    ftj = wait_phase(cluster, namespace, "held", "Suspended", running)
+    assert condition(ftj, "Suspended")["status"] == "True"
     assert cluster.get_json("job", "held", "-n", namespace)["spec"]["suspend"] is True
     time.sleep(2)
     assert cluster.pods(namespace) == []
     cluster.kubectl("patch", "ftj", "held", "-n", namespace, "--type=merge", "-p", '{"spec":{"suspend":false}}')
-    _wait_phase(cluster, namespace, "held", "Succeeded", running)
-    events = _events(cluster, namespace, "held")
+    wait_phase(cluster, namespace, "held", "Succeeded", running)
+    events = ftj_events(cluster, namespace, "held")
     assert {"JobSuspended", "Resumed", "TrainingComplete"} <= set(events), events
     assert events["JobSuspended"] <= events["Resumed"] <= events["TrainingComplete"]
 
@@ -134,36 +91,36 @@ def test_queue_controller_suspend_is_not_fought(cluster: lc.Cluster, namespace: 
     body["metadata"]["labels"] = {"kueue.x-k8s.io/queue-name": "gpus", "kueue.x-k8s.io/priority-class": "high"}
     body["spec"]["suspend"] = True
     cluster.apply(body, namespace=namespace)
-    _wait_phase(cluster, namespace, "queued", "Suspended", running)
+    wait_phase(cluster, namespace, "queued", "Suspended", running)
     job = cluster.get_json("job", "queued", "-n", namespace)
     assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpus"
     assert job["metadata"]["labels"]["kueue.x-k8s.io/priority-class"] == "high"
     # The "queue" admits the Job; the FineTuneJob's own spec.suspend is unchanged and must not win.
     cluster.kubectl("patch", "job", "queued", "-n", namespace, "--type=merge", "-p", '{"spec":{"suspend":false}}')
-    _wait_phase(cluster, namespace, "queued", "Succeeded", running)
+    wait_phase(cluster, namespace, "queued", "Succeeded", running)
 
 
 def test_ttl_deletes_children_keeps_the_record_across_restarts(
     cluster: lc.Cluster, namespace: str, running: OperatorProcess
 ) -> None:
     cluster.apply(finetunejob({**LIGHT, "ttlSecondsAfterFinished": 3}, name="short-lived"), namespace=namespace)
-    _wait_phase(cluster, namespace, "short-lived", "Succeeded", running)
+    wait_phase(cluster, namespace, "short-lived", "Succeeded", running)
 
     def cleaned() -> dict[str, Any] | None:
-        ftj = _ftj(cluster, namespace, "short-lived")
+        ftj = get_ftj(cluster, namespace, "short-lived")
         return ftj if ftj and ftj["status"].get("cleanupTime") else None
 
     ftj = cluster.wait_for(cleaned, what="TTL cleanup", timeout=60, state=running.log)
     assert cluster.get_json("job", "short-lived", "-n", namespace) is None
     assert cluster.get_json("configmap", "short-lived-config", "-n", namespace) is None
     cluster.wait_for(lambda: cluster.pods(namespace) == [] or None, what="pods deleted with the Job", timeout=60)
-    assert _condition(ftj, "CleanedUp")["reason"] == "TTLExpired"
+    assert condition(ftj, "CleanedUp")["reason"] == "TTLExpired"
     assert "TTLExpired" in _reasons(cluster, namespace, "short-lived")
 
     assert running.stop() == 0, running.log()  # SIGTERM: kopf stops cleanly
     running.start()
     time.sleep(5)
-    after = _ftj(cluster, namespace, "short-lived")
+    after = get_ftj(cluster, namespace, "short-lived")
     assert after["status"]["phase"] == "Succeeded"
     assert after["status"]["cleanupTime"] == ftj["status"]["cleanupTime"]
     assert cluster.get_json("job", "short-lived", "-n", namespace) is None
@@ -174,8 +131,8 @@ def test_ttl_deletes_the_finetunejob_only_when_asked(
 ) -> None:
     spec = {**LIGHT, "ttlSecondsAfterFinished": 5, "ttlPolicy": "DeleteFineTuneJob"}
     cluster.apply(finetunejob(spec, name="gone"), namespace=namespace)
-    _wait_phase(cluster, namespace, "gone", "Succeeded", running)
-    cluster.wait_for(lambda: _ftj(cluster, namespace, "gone") is None or None, what="self-deletion", timeout=60)
+    wait_phase(cluster, namespace, "gone", "Succeeded", running)
+    cluster.wait_for(lambda: get_ftj(cluster, namespace, "gone") is None or None, what="self-deletion", timeout=60)
 
 
 def test_invalid_spec_the_crd_lets_through_is_stalled_with_no_children(
@@ -183,8 +140,8 @@ def test_invalid_spec_the_crd_lets_through_is_stalled_with_no_children(
 ) -> None:
     raw = "ds:\n  data_path: x\n  user_prompt: no placeholder\n"
     cluster.apply(finetunejob({**LIGHT, "trainDataConfig": raw}, name="bad-data"), namespace=namespace)
-    ftj = _wait_phase(cluster, namespace, "bad-data", "Failed", running)
-    stalled = _condition(ftj, "Stalled")
+    ftj = wait_phase(cluster, namespace, "bad-data", "Failed", running)
+    stalled = condition(ftj, "Stalled")
     assert (stalled["status"], stalled["reason"]) == ("True", "InvalidSpec")
     assert "user_prompt must contain the placeholder {question}" in stalled["message"]
     assert cluster.get_json("job", "bad-data", "-n", namespace) is None
@@ -241,7 +198,7 @@ def test_no_drift_after_reconcile(cluster: lc.Cluster, namespace: str, running: 
     del applied["spec"]["volumes"]  # its claim does not exist here
     applied["metadata"]["annotations"] = {"team": "ml"}
     cluster.kubectl("apply", "--server-side", "-n", namespace, "-f", "-", input=json.dumps(applied))
-    ftj = _wait_phase(cluster, namespace, "finetune-two-datasets", "Succeeded", running)
+    ftj = wait_phase(cluster, namespace, "finetune-two-datasets", "Succeeded", running)
     assert ftj["spec"] == applied["spec"]
     assert ftj["metadata"]["annotations"] == {"team": "ml"}
     assert not ftj["metadata"].get("finalizers")
@@ -284,7 +241,7 @@ def test_deleting_a_finetunejob_takes_its_children(
     cluster: lc.Cluster, namespace: str, running: OperatorProcess
 ) -> None:
     cluster.apply(finetunejob({**LIGHT, "suspend": True}, name="doomed"), namespace=namespace)
-    _wait_phase(cluster, namespace, "doomed", "Suspended", running)
+    wait_phase(cluster, namespace, "doomed", "Suspended", running)
     running.stop()  # no finalizer: the delete must not wait for the operator
     cluster.kubectl("delete", "ftj", "doomed", "-n", namespace, "--timeout=30s")
 

@@ -7,15 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from e2e import localcluster as lc
+from tests.e2e.helpers import LIGHT, wait_phase
 from tests.e2e.operator_process import OperatorProcess
 from tests.rule_cases import finetunejob
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "logs"
-LIGHT = {
-    "schedulerName": "",
-    "resources": {"requests": {"cpu": "10m"}, "limits": {"cpu": "10m"}},
-    "ttlSecondsAfterFinished": None,
-}
 
 
 def _trainer(cluster: lc.Cluster, namespace: str, name: str) -> dict[str, Any]:
@@ -42,19 +38,19 @@ def _wait_progress(
     )
 
 
+def _samples(operator: OperatorProcess) -> dict[str, float]:
+    """The operator's /metrics as {'name{labels}': value}."""
+    samples = {}
+    for line in operator.metrics().splitlines():
+        if line and not line.startswith("#"):
+            key, value = line.rsplit(" ", 1)
+            samples[key] = float(value)
+    return samples
+
+
 def _lines_until(text: str, marker: str) -> tuple[str, str]:
     end = text.index("\n", text.index(marker)) + 1
     return text[:end], text[end:]
-
-
-def _wait_phase(
-    cluster: lc.Cluster, namespace: str, name: str, phase: str, operator: OperatorProcess
-) -> dict[str, Any]:
-    def reached() -> dict[str, Any] | None:
-        ftj = cluster.get_json("finetunejob", name, "-n", namespace)
-        return ftj if ftj and (ftj.get("status") or {}).get("phase") == phase else None
-
-    return cluster.wait_for(reached, what=f"{name} to be {phase}", timeout=120, state=operator.log)
 
 
 def test_progress_moves_while_the_log_grows(
@@ -65,7 +61,7 @@ def test_progress_moves_while_the_log_grows(
     local_cluster.fake_logs(namespace, log)
     local_cluster.hold_namespace(namespace)
     local_cluster.apply(finetunejob(LIGHT, name="grows"), namespace=namespace)
-    _wait_phase(local_cluster, namespace, "grows", "Running", running)
+    wait_phase(local_cluster, namespace, "grows", "Running", running)
 
     text = (FIXTURES / "two-epochs-capped.log").read_text()
     head, rest = _lines_until(text, "[PHISON START] Epoch: 0, Iteration: 0")
@@ -81,16 +77,33 @@ def test_progress_moves_while_the_log_grows(
     assert trainer["estimatedRemainingSeconds"] == 30
     table = local_cluster.kubectl("get", "ftj", "grows", "-n", namespace, "--no-headers").stdout.split()
     assert table[1:5] == ["Running", "50", "8.0", "30s"]
+    job = f'{{name="grows",namespace="{namespace}"}}'
+    scraped = _samples(running)
+    assert scraped[f"finetune_operator_training_progress_percent{job}"] == 50.0
+    assert scraped[f"finetune_operator_training_loss{job}"] == 8.0
+    assert (
+        scraped[f"finetune_operator_training_tokens_per_second{job}"]
+        == 50.5
+        == float(_metric(trainer, "tokensPerSecond") or 0)
+    )
+    assert scraped[f"finetune_operator_training_remaining_seconds{job}"] == 30.0
+    assert scraped['finetune_operator_finetunejobs{phase="Running"}'] >= 1
+    assert scraped['controller_runtime_reconcile_total{controller="finetunejob",result="success"}'] >= 1
+    assert 'controller_runtime_reconcile_time_seconds_count{controller="finetunejob"}' in scraped
 
     lc.append_log(log, rest)
     local_cluster.release_namespace(namespace)
-    ftj = _wait_phase(local_cluster, namespace, "grows", "Succeeded", running)
+    ftj = wait_phase(local_cluster, namespace, "grows", "Succeeded", running)
     trainer = ftj["status"]["trainerStatus"]
     assert trainer["progressPercentage"] == 100
     assert _metric(trainer, "loss") == "6.125"
     events = {e["reason"]: e["message"] for e in local_cluster.events(namespace)}
     assert "TrainingStarted" in events
     assert "final loss 6.125 at step 6" in events["TrainingComplete"]
+    # A finished training has no progress gauges any more; it counts as Succeeded.
+    scraped = _samples(running)
+    assert f"finetune_operator_training_progress_percent{job}" not in scraped
+    assert scraped['finetune_operator_finetunejobs{phase="Succeeded"}'] >= 1
 
 
 def test_trainer_failure_in_the_log_names_the_reason(
@@ -101,7 +114,7 @@ def test_trainer_failure_in_the_log_names_the_reason(
     local_cluster.fake_logs(namespace, log)
     local_cluster.fail_namespace(namespace)
     local_cluster.apply(finetunejob({**LIGHT, "backoffLimit": 0}, name="crashes"), namespace=namespace)
-    ftj = _wait_phase(local_cluster, namespace, "crashes", "Failed", running)
+    ftj = wait_phase(local_cluster, namespace, "crashes", "Failed", running)
     failed = next(c for c in ftj["status"]["conditions"] if c["type"] == "Failed")
     assert failed["reason"] == "TrainerReportedFailure"
     assert failed["message"] == "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"

@@ -85,6 +85,16 @@ def test_convert_name_option_wins_and_loose_scalars_are_normalized() -> None:
             "perDeviceTrainBatchSize (the quotient is the number of gradient-accumulation steps): "
             "10 is not a multiple of 1 × 4 = 4",
         ),
+        (
+            ("convert", "-", "--name", "x"),
+            "expConfig: x\n",
+            "error: -: spec.expConfig: Input should be a valid dictionary or instance of ExpConfig",
+        ),
+        (
+            ("convert", "-", "--name", "x"),
+            "resources: {requests: [1]}\n",
+            "error: -: spec.resources.requests: Input should be a valid dictionary",
+        ),
         (("render", "-f", "-"), "kind: Pod\n", "error: -: expected kind FineTuneJob, got 'Pod'"),
         (("render", "-f", "-"), "a: [\n", "error: -: not valid YAML (line 2)"),
         (

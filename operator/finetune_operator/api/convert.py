@@ -69,14 +69,20 @@ def values_to_finetunejob(
     return ftj
 
 
+def _mapping(parent: Any, key: str) -> dict[str, Any]:
+    """A subtree if it is a mapping; anything else is left for validation to name."""
+    child = parent.get(key) if isinstance(parent, dict) else None
+    return child if isinstance(child, dict) else {}
+
+
 def _normalize_scalars(spec: dict[str, Any]) -> None:
     """Values a Helm user writes loosely but the CRD types strictly: `specifyGpus: 0`, `cpu: 0.5`."""
-    process = (spec.get("expConfig") or {}).get("processSettings") or {}
+    process = _mapping(_mapping(spec, "expConfig"), "processSettings")
     if isinstance(process.get("specifyGpus"), int) and not isinstance(process["specifyGpus"], bool):
         process["specifyGpus"] = str(process["specifyGpus"])
-    resources = spec.get("resources") or {}
+    resources = _mapping(spec, "resources")
     for kind in ("requests", "limits"):
-        values = resources.get(kind) or {}
+        values = _mapping(resources, kind)
         for key, value in values.items():
             if isinstance(value, float):
                 values[key] = format(value, "g")
