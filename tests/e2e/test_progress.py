@@ -158,3 +158,43 @@ def test_one_log_read_per_job_per_interval_and_no_idle_writes(
     # nothing more while they stay the same.
     writes = after.get("patch_status", 0) - before.get("patch_status", 0)
     assert 20 <= writes <= 40, writes
+
+
+def _log_condition(cluster: lc.Cluster, namespace: str, name: str) -> dict[str, Any] | None:
+    ftj = cluster.get_json("finetunejob", name, "-n", namespace) or {}
+    conditions = (ftj.get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c["type"] == "LogUnreadable"), None)
+
+
+def test_a_log_that_cannot_be_read_shows_a_condition_until_it_can(
+    local_cluster: lc.Cluster, namespace: str, running: OperatorProcess, tmp_path: Path
+) -> None:
+    log = tmp_path / "not-yet.log"  # kwok serves this file, which does not exist yet: every read fails
+    local_cluster.fake_logs(namespace, log)
+    local_cluster.hold_namespace(namespace)
+    local_cluster.apply(finetunejob(LIGHT, name="blind"), namespace=namespace)
+    wait_phase(local_cluster, namespace, "blind", "Running", running)
+
+    def condition_is(status: str) -> dict[str, Any] | None:
+        found = _log_condition(local_cluster, namespace, "blind")
+        return found if found and found["status"] == status else None
+
+    unreadable = local_cluster.wait_for(
+        lambda: condition_is("True"), what="LogUnreadable=True", timeout=60, state=running.log
+    )
+    assert unreadable["reason"] == "LogReadFailed"
+    assert unreadable["message"].startswith("the training log could not be read 4 times in a row: ")
+    assert _ftj_phase(local_cluster, namespace, "blind") == "Running"  # a log read never decides the phase
+
+    text = (FIXTURES / "two-epochs-capped.log").read_text()
+    head, _ = _lines_until(text, "08:00:51.000000] [PHISON END]")
+    lc.append_log(log, head)
+    readable = local_cluster.wait_for(
+        lambda: condition_is("False"), what="LogUnreadable=False", timeout=60, state=running.log
+    )
+    assert (readable["reason"], readable["message"]) == ("LogRead", "the training log is readable again")
+    assert _wait_progress(local_cluster, namespace, "blind", 50, running)["progressPercentage"] == 50
+
+
+def _ftj_phase(cluster: lc.Cluster, namespace: str, name: str) -> str | None:
+    return ((cluster.get_json("finetunejob", name, "-n", namespace) or {}).get("status") or {}).get("phase")

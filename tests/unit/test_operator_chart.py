@@ -177,3 +177,20 @@ def test_plain_manifests_build_with_kustomize() -> None:
             "ClusterKopfPeering",
         ]
     )
+
+
+def _leaf_keys(tree: dict[str, Any], prefix: str = "") -> set[str]:
+    keys: set[str] = set()
+    for key, value in tree.items():
+        if isinstance(value, dict) and value and key not in ("podSecurityContext", "securityContext", "resources"):
+            keys |= _leaf_keys(value, f"{prefix}{key}.")
+        else:
+            keys.add(f"{prefix}{key}")
+    return keys
+
+
+def test_every_value_is_documented_in_the_readme() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    readme = (CHART / "README.md").read_text()
+    documented = {line.split("`")[1] for line in readme.splitlines() if line.startswith("| `")}
+    assert _leaf_keys(values) <= documented, sorted(_leaf_keys(values) - documented)
