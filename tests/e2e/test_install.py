@@ -139,3 +139,20 @@ def test_namespaced_install_acts_only_in_its_namespaces(
         assert_no_refusal(operator)
     finally:
         operator.stop()
+
+
+def test_plain_manifests_install_as_they_are(cluster: lc.Cluster, crd: None) -> None:
+    manifests = ROOT / "deploy" / "manifests"
+    # As the README says: the CRDs first (a CRD and its objects cannot go in one kubectl apply), then all.
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(manifests / "crds.yaml"))
+    cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-k", str(manifests))
+    try:
+        cluster.kubectl("rollout", "status", "deployment/finetune-operator", "-n", "finetune-system", "--timeout=120s")
+        role = cluster.get_json("clusterrole", "finetune-operator")
+        assert role is not None and all("secrets" not in rule["resources"] for rule in role["rules"])
+    finally:
+        # Everything but the CRDs, which the rest of the session still uses.
+        selector = "app.kubernetes.io/instance=finetune-operator"
+        cluster.kubectl("delete", "clusterrole,clusterrolebinding,clusterkopfpeering", "-l", selector)
+        cluster.delete_namespace("finetune-system")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 from typing import Any
 
@@ -194,3 +195,25 @@ def test_every_value_is_documented_in_the_readme() -> None:
     readme = (CHART / "README.md").read_text()
     documented = {line.split("`")[1] for line in readme.splitlines() if line.startswith("| `")}
     assert _leaf_keys(values) <= documented, sorted(_leaf_keys(values) - documented)
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("watchNamespace={a}", "at '': additional properties 'watchNamespace' not allowed"),
+        ("replicaCount=two", "at '/replicaCount': got string, want integer"),
+        ("watchNamespaces={Bad_NS}", "at '/watchNamespaces/0': 'Bad_NS' does not match pattern"),
+        ("metrics.port=0", "at '/metrics/port': minimum: got 0, want 1"),
+        ("peering.lifetime=1", "at '/peering/lifetime': minimum: got 1, want 5"),
+    ],
+)
+def test_bad_values_are_refused_before_anything_is_rendered(setting: str, message: str) -> None:
+    result = run_tool("helm", "template", "fto", str(CHART), "--set", setting, check=False)
+    assert result.returncode != 0 and result.stdout == ""
+    assert message in result.stderr, result.stderr
+
+
+def test_every_default_value_is_in_the_schema() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert set(values) == set(schema["properties"])
