@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lint unit e2e test crd manifests toolchain demo demo-down clean
+.PHONY: install lint unit e2e test bench crd manifests toolchain demo demo-down clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check operator tests e2e scripts
-	$(BIN)/ruff format --check operator tests e2e scripts
+	$(BIN)/ruff check operator tests e2e scripts benchmarks
+	$(BIN)/ruff format --check operator tests e2e scripts benchmarks
 	$(BIN)/lint-imports
 
 # Regenerate the CRD from the models (a unit test fails while crds/ is stale).
@@ -42,6 +42,10 @@ e2e: $(STAMP) toolchain
 
 test: lint toolchain
 	bash scripts/pytest-strict $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Numbers, not pass/fail: reaction time, throughput, API calls per FineTuneJob, failover time.
+bench: $(STAMP) toolchain
+	$(BIN)/python benchmarks/operator_bench.py $(BENCH_ARGS)
 
 demo: $(STAMP)
 	bash scripts/demo

@@ -237,6 +237,30 @@ def test_sigkill_after_50_creates_every_one_gets_exactly_one_job(
     assert len(pods) == 50
 
 
+def test_each_child_is_created_once_and_status_written_only_on_change(
+    cluster: lc.Cluster, namespace: str, running: OperatorProcess
+) -> None:
+    before = running.api_requests()
+    names = [f"counted-{i:02d}" for i in range(20)]
+    cluster.apply([finetunejob(LIGHT, name=n, namespace=namespace) for n in names])
+
+    def all_succeeded() -> bool | None:
+        items = cluster.get_json("finetunejobs", "-n", namespace)["items"]
+        return (
+            True
+            if len(items) == 20 and all((i.get("status") or {}).get("phase") == "Succeeded" for i in items)
+            else None
+        )
+
+    cluster.wait_for(all_succeeded, what="20 FineTuneJobs to succeed", timeout=300, state=running.log)
+    after = running.api_requests()
+    made = {op: after.get(op, 0) - before.get(op, 0) for op in after}
+    # The Job watch may lag behind the FineTuneJob watch; a create is still never sent twice (no 409s).
+    assert (made["create_job"], made["create_configmap"]) == (20, 20)
+    # Pending, Running, and the end are the least; a few more when the Job's own steps are seen apart.
+    assert 3 * 20 <= made["patch_status"] <= 6 * 20, made
+
+
 def test_deleting_a_finetunejob_takes_its_children(
     cluster: lc.Cluster, namespace: str, running: OperatorProcess
 ) -> None:

@@ -94,6 +94,9 @@ class State:
         self.loop_task: asyncio.Task[None] | None = None
         self.retries: dict[str, asyncio.TimerHandle] = {}
         self.phases: dict[str, str] = {}
+        # Jobs this process created that its Job watch may not have delivered yet (two watches,
+        # no ordering between them): without it, the next FineTuneJob event would create again (409).
+        self.created_jobs: dict[str, dict[str, Any]] = {}
         self.peering: Peering | None = None
         self.active = True
 
@@ -110,6 +113,7 @@ class State:
         self.written.pop(uid, None)
         self.failures.pop(uid, None)
         self.phases.pop(uid, None)
+        self.created_jobs.pop(uid, None)
         for timers in (self.ttl_timers, self.retries):
             timer = timers.pop(uid, None)
             if timer is not None:
@@ -216,6 +220,8 @@ async def job_changed(
     if owner is None or not _owns(owner, body):
         return
     job = None if event.get("type") == "DELETED" else copy.deepcopy(dict(body))
+    if job is None:
+        STATE.created_jobs.pop(owner["metadata"]["uid"], None)
     await reconcile(owner, job)
 
 
@@ -265,6 +271,10 @@ async def _reconcile_locked(body: dict[str, Any], job: dict[str, Any] | None) ->
         current = FineTuneJobStatus.model_validate(written, strict=False)
     if job is not None and not _owns(body, job):
         job = None
+    if job is None:
+        job = STATE.created_jobs.get(metadata["uid"])  # created by us, not yet seen by the watch
+    else:
+        STATE.created_jobs.pop(metadata["uid"], None)  # the watch has it: its view is the newer one
     invalid: list[str] | None = None
     ftj = None
     try:
@@ -399,8 +409,8 @@ async def _create_children(body: dict[str, Any], ftj: Any) -> dict[str, Any] | N
                 raise
             await kube.delete("ConfigMap", body["metadata"]["namespace"], config_map_name(ftj))
             raise ChildRejected(f"the {manifest['kind']} is invalid: {_refusal(error)}") from None
-        if manifest["kind"] == "Job":
-            created_job = created
+        if manifest["kind"] == "Job" and created is not None:
+            created_job = STATE.created_jobs[body["metadata"]["uid"]] = created
     return created_job
 
 
@@ -461,6 +471,11 @@ async def _write_status(
     if wanted == _status_dict(current) or STATE.written.get(uid) == wanted:
         return
     await _kube().patch_status(body["metadata"]["namespace"], body["metadata"]["name"], wanted)
+    if logger.isEnabledFor(logging.DEBUG):
+        reasons = {c["type"]: c["reason"] for c in wanted.get("conditions", []) if c["status"] == "True"}
+        logger.debug(
+            "status of %s/%s: %s %s", body["metadata"]["namespace"], body["metadata"]["name"], desired.phase, reasons
+        )
     STATE.written[uid] = wanted
     if desired.phase != current.phase:
         kind = "Normal" if desired.phase in NORMAL_PHASES else "Warning"
