@@ -47,6 +47,9 @@ def test_basic_example_runs_to_succeeded(cluster: lc.Cluster, namespace: str, ru
     assert events["JobCreated"] <= events["TrainingComplete"]
     described = cluster.describe("ftj", name, "-n", namespace)
     assert "TrainingComplete" in described
+    ours = [e for e in cluster.events(namespace) if e["involvedObject"].get("kind") == "FineTuneJob"]
+    sources = {e["source"].get("component") for e in ours}
+    assert sources == {"finetune-operator"}, sources
 
 
 def test_failing_pod_ends_failed_backoff_limit_exceeded(

@@ -147,6 +147,10 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
     settings.posting.level = logging.INFO
+    # One name in the "From" column of `kubectl describe`, for kopf's events and the operator's own.
+    settings.posting.reporting_component = "finetune-operator"
+    if STATE.peering is not None:
+        settings.posting.reporting_instance = STATE.peering.identity
     # The CRD is checked (or installed) before kopf starts; watching CRDs for new resources would
     # need a cluster-wide read permission that the operator's RBAC deliberately does not grant.
     settings.scanning.disabled = True
