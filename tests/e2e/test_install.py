@@ -8,7 +8,7 @@ is authorized by the chart's Role or ClusterRole exactly as it would be in the p
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -61,8 +61,11 @@ class Release:
         return answer == "yes"
 
 
+Installer = Callable[..., Release]
+
+
 @pytest.fixture
-def install(cluster: lc.Cluster, crd: None, without_shared_operator: None) -> Iterator[object]:
+def install(cluster: lc.Cluster, crd: None, without_shared_operator: None) -> Iterator[Installer]:
     """install(*settings) -> Release; every release is uninstalled after the test."""
     installed: list[Release] = []
 
@@ -100,9 +103,9 @@ def assert_no_refusal(process: OperatorProcess) -> None:
 
 
 def test_cluster_wide_install_runs_a_finetunejob_as_its_service_account(
-    cluster: lc.Cluster, install: object, namespace: str, tmp_path: Path
+    cluster: lc.Cluster, install: Installer, namespace: str, tmp_path: Path
 ) -> None:
-    release = install()  # type: ignore[operator]
+    release = install("networkPolicy.enabled=true")
     deployment = cluster.get_json("deployment", f"{release.name}-finetune-operator", "-n", release.namespace)
     assert deployment is not None
     if cluster.local:
@@ -130,9 +133,9 @@ def test_cluster_wide_install_runs_a_finetunejob_as_its_service_account(
 
 
 def test_namespaced_install_acts_only_in_its_namespaces(
-    cluster: lc.Cluster, install: object, namespace: str, tmp_path: Path
+    cluster: lc.Cluster, install: Installer, namespace: str, tmp_path: Path
 ) -> None:
-    release = install(f"watchNamespaces={{{namespace}}}", "replicaCount=1")  # type: ignore[operator]
+    release = install(f"watchNamespaces={{{namespace}}}", "replicaCount=1")
     kubeconfig = service_account_kubeconfig(cluster, release.namespace, release.account, tmp_path / "sa.kubeconfig")
     assert not release.can_i(kubeconfig, "list", "finetunejobs", "--all-namespaces")
     assert not release.can_i(kubeconfig, "create", "jobs", "-n", release.namespace)

@@ -217,3 +217,18 @@ def test_every_default_value_is_in_the_schema() -> None:
     schema = json.loads((CHART / "values.schema.json").read_text())
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert set(values) == set(schema["properties"])
+
+
+def test_network_policy_admits_only_metrics_scrapers() -> None:
+    assert of_kind(render(), "NetworkPolicy") == []
+    (policy,) = of_kind(
+        render("networkPolicy.enabled=true", "networkPolicy.metricsFrom[0].podSelector.matchLabels.app=prometheus"),
+        "NetworkPolicy",
+    )
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    assert policy["spec"]["ingress"] == [
+        {
+            "ports": [{"port": "metrics", "protocol": "TCP"}],
+            "from": [{"podSelector": {"matchLabels": {"app": "prometheus"}}}],
+        }
+    ]
