@@ -45,15 +45,6 @@ def ftj(name: str) -> dict[str, Any]:
     }
 
 
-def samples(process: OperatorProcess) -> dict[str, float]:
-    found = {}
-    for line in process.metrics().splitlines():
-        if line and not line.startswith("#"):
-            key, value = line.rsplit(" ", 1)
-            found[key] = float(value)
-    return found
-
-
 def wait(check: Any, timeout: float, what: str, step: float = 0.05) -> float:
     start = time.monotonic()
     while time.monotonic() - start < timeout:
@@ -107,7 +98,7 @@ def failover(cluster: lc.Cluster, namespace: str, lifetime: int, workdir: Path) 
     second.start()
     try:
         key = f'leader_election_master_status{{name="{peering}"}}'
-        wait(lambda: samples(second).get(key) == 0.0 and samples(first).get(key) == 1.0, 60, "roles")
+        wait(lambda: second.samples().get(key) == 0.0 and first.samples().get(key) == 1.0, 60, "roles")
         first.kill()
         killed = time.monotonic()
         cluster.create(ftj("after-failover"), namespace=namespace)
@@ -152,7 +143,7 @@ def main() -> int:
                     for op in sorted(after)
                     if after[op] != before.get(op, 0)
                 }
-                scraped = samples(operator)
+                scraped = operator.samples()
                 labels = '{controller="finetunejob"}'
                 total = scraped[f"controller_runtime_reconcile_time_seconds_sum{labels}"]
                 count = scraped[f"controller_runtime_reconcile_time_seconds_count{labels}"]

@@ -91,6 +91,15 @@ class OperatorProcess:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
             return response.read().decode()
 
+    def samples(self) -> dict[str, float]:
+        """The operator's /metrics as {'name{labels}': value}."""
+        found: dict[str, float] = {}
+        for line in self.metrics().splitlines():
+            if line and not line.startswith("#"):
+                key, value = line.rsplit(" ", 1)
+                found[key] = float(value)
+        return found
+
     def log(self) -> str:
         try:
             return self.log_path.read_text(errors="replace")[-20000:]

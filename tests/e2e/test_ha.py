@@ -24,10 +24,7 @@ def replica(cluster: lc.Cluster, peering: str, log_dir: Path) -> OperatorProcess
 
 
 def leader(process: OperatorProcess, peering: str) -> float | None:
-    for line in process.metrics().splitlines():
-        if line.startswith(f'leader_election_master_status{{name="{peering}"}} '):
-            return float(line.rsplit(" ", 1)[1])
-    return None
+    return process.samples().get(f'leader_election_master_status{{name="{peering}"}}')
 
 
 def test_one_replica_acts_and_the_other_takes_over_when_it_is_killed(

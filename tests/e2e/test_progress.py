@@ -38,16 +38,6 @@ def _wait_progress(
     )
 
 
-def _samples(operator: OperatorProcess) -> dict[str, float]:
-    """The operator's /metrics as {'name{labels}': value}."""
-    samples = {}
-    for line in operator.metrics().splitlines():
-        if line and not line.startswith("#"):
-            key, value = line.rsplit(" ", 1)
-            samples[key] = float(value)
-    return samples
-
-
 def _lines_until(text: str, marker: str) -> tuple[str, str]:
     end = text.index("\n", text.index(marker)) + 1
     return text[:end], text[end:]
@@ -78,7 +68,7 @@ def test_progress_moves_while_the_log_grows(
     table = local_cluster.kubectl("get", "ftj", "grows", "-n", namespace, "--no-headers").stdout.split()
     assert table[1:5] == ["Running", "50", "8.0", "30s"]
     job = f'{{name="grows",namespace="{namespace}"}}'
-    scraped = _samples(running)
+    scraped = running.samples()
     assert scraped[f"finetune_operator_training_progress_percent{job}"] == 50.0
     assert scraped[f"finetune_operator_training_loss{job}"] == 8.0
     assert (
@@ -101,7 +91,7 @@ def test_progress_moves_while_the_log_grows(
     assert "TrainingStarted" in events
     assert "final loss 6.125 at step 6" in events["TrainingComplete"]
     # A finished training has no progress gauges any more; it counts as Succeeded.
-    scraped = _samples(running)
+    scraped = running.samples()
     assert f"finetune_operator_training_progress_percent{job}" not in scraped
     assert scraped['finetune_operator_finetunejobs{phase="Succeeded"}'] >= 1
 
