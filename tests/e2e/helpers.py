@@ -19,6 +19,10 @@ def get_ftj(cluster: lc.Cluster, namespace: str, name: str) -> dict[str, Any] | 
     return cluster.get_json("finetunejob", name, "-n", namespace)
 
 
+def phase_of(cluster: lc.Cluster, namespace: str, name: str) -> str | None:
+    return ((get_ftj(cluster, namespace, name) or {}).get("status") or {}).get("phase")
+
+
 def condition(ftj: dict[str, Any], kind: str) -> dict[str, Any]:
     return next(c for c in ftj["status"]["conditions"] if c["type"] == kind)
 

@@ -77,15 +77,8 @@ class OperatorProcess:
 
     def api_requests(self) -> dict[str, float]:
         """The operator's own count of Kubernetes API requests, by operation (from /metrics)."""
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
-            text = response.read().decode()
-        counts: dict[str, float] = {}
-        for line in text.splitlines():
-            if line.startswith("finetune_operator_api_requests_total{"):
-                labels, value = line.rsplit(" ", 1)
-                operation = labels.split('operation="', 1)[1].split('"', 1)[0]
-                counts[operation] = float(value)
-        return counts
+        prefix = 'finetune_operator_api_requests_total{operation="'
+        return {key[len(prefix) : -2]: value for key, value in self.samples().items() if key.startswith(prefix)}
 
     def metrics(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:

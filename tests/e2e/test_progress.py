@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from e2e import localcluster as lc
-from tests.e2e.helpers import LIGHT, wait_phase
+from tests.e2e.helpers import LIGHT, phase_of, wait_phase
 from tests.e2e.operator_process import OperatorProcess
 from tests.rule_cases import finetunejob
 
@@ -174,7 +174,7 @@ def test_a_log_that_cannot_be_read_shows_a_condition_until_it_can(
     )
     assert unreadable["reason"] == "LogReadFailed"
     assert unreadable["message"].startswith("the training log could not be read 4 times in a row: ")
-    assert _ftj_phase(local_cluster, namespace, "blind") == "Running"  # a log read never decides the phase
+    assert phase_of(local_cluster, namespace, "blind") == "Running"  # a log read never decides the phase
 
     text = (FIXTURES / "two-epochs-capped.log").read_text()
     head, _ = _lines_until(text, "08:00:51.000000] [PHISON END]")
@@ -184,7 +184,3 @@ def test_a_log_that_cannot_be_read_shows_a_condition_until_it_can(
     )
     assert (readable["reason"], readable["message"]) == ("LogRead", "the training log is readable again")
     assert _wait_progress(local_cluster, namespace, "blind", 50, running)["progressPercentage"] == 50
-
-
-def _ftj_phase(cluster: lc.Cluster, namespace: str, name: str) -> str | None:
-    return ((cluster.get_json("finetunejob", name, "-n", namespace) or {}).get("status") or {}).get("phase")

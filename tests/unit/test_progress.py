@@ -20,7 +20,7 @@ needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/fixture
 
 
 def _metrics(progress: Progress) -> dict[str, str]:
-    return {m.name: m.value for m in trainer_status(progress, "2026-11-28T12:00:00Z").metrics}
+    return trainer_status(progress, "2026-11-28T12:00:00Z").metric_values()
 
 
 def test_whole_log_of_two_capped_epochs() -> None:

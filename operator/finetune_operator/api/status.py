@@ -62,6 +62,10 @@ class TrainerStatus(ApiModel):
     )
     last_updated_time: Timestamp | None = Field(None, description="When this progress was last read.")
 
+    def metric_values(self) -> dict[str, str]:
+        """The latest value of each metric, by name."""
+        return {metric.name: metric.value for metric in self.metrics}
+
 
 class FineTuneJobStatus(ApiModel):
     """What the operator observed. Written only by the operator, through the status subresource."""

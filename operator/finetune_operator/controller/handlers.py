@@ -25,7 +25,7 @@ from finetune_operator.api.base import GROUP, PLURAL, VERSION
 from finetune_operator.api.resource import InvalidFineTuneJob, load_finetunejob
 from finetune_operator.api.status import TERMINAL_PHASES, FineTuneJobStatus
 from finetune_operator.controller import metrics
-from finetune_operator.controller.kube import Kube
+from finetune_operator.controller.kube import COMPONENT, Kube
 from finetune_operator.controller.peering import is_active
 from finetune_operator.controller.progress import (
     LIMIT_BYTES,
@@ -134,7 +134,7 @@ def _trainings() -> dict[tuple[str, str], Any]:
     return {(f.namespace, f.name): f.written for f in followed if f.written is not None}
 
 
-metrics.prometheus_client.REGISTRY.register(metrics.FineTuneJobCollector(_phases, _trainings))
+metrics.register_finetunejob_gauges(_phases, _trainings)
 
 
 @kopf.on.startup()
@@ -148,13 +148,12 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.connect_timeout = 10
     settings.posting.level = logging.INFO
     # One name in the "From" column of `kubectl describe`, for kopf's events and the operator's own.
-    settings.posting.reporting_component = "finetune-operator"
-    if STATE.peering is not None:
-        settings.posting.reporting_instance = STATE.peering.identity
+    settings.posting.reporting_component = COMPONENT
     # The CRD is checked (or installed) before kopf starts; watching CRDs for new resources would
     # need a cluster-wide read permission that the operator's RBAC deliberately does not grant.
     settings.scanning.disabled = True
     if STATE.peering is not None:
+        settings.posting.reporting_instance = STATE.peering.identity
         settings.peering.lifetime = STATE.peering.lifetime
     if STATE.kube is None:
         STATE.kube = Kube.from_environment()
@@ -335,8 +334,8 @@ def _trainer_verdict(followed: Followed | None, namespace: str, name: str) -> Tr
 def _new_followed(namespace: str, name: str, ftj: Any, current: FineTuneJobStatus) -> Followed:
     """Start following a log; a step already in status was announced before (e.g. before a restart)."""
     followed = Followed(namespace, name, ftj.spec.exp_config.run_settings.max_iter)
-    metrics = {m.name: m.value for m in (current.trainer_status.metrics if current.trainer_status else [])}
-    followed.started_announced = metrics.get("step", "0") != "0"
+    values = current.trainer_status.metric_values() if current.trainer_status else {}
+    followed.started_announced = values.get("step", "0") != "0"
     followed.written = current.trainer_status
     return followed
 
@@ -454,9 +453,9 @@ def _summary(status: FineTuneJobStatus) -> str:
     if status.phase not in TERMINAL_PHASES:
         return ""
     parts = []
-    metrics = {m.name: m.value for m in (status.trainer_status.metrics if status.trainer_status else [])}
-    if "loss" in metrics:
-        parts.append(f"final loss {metrics['loss']} at step {metrics.get('step', '?')}")
+    values = status.trainer_status.metric_values() if status.trainer_status else {}
+    if "loss" in values:
+        parts.append(f"final loss {values['loss']} at step {values.get('step', '?')}")
     if status.start_time and status.completion_time:
         seconds = int((parse_timestamp(status.completion_time) - parse_timestamp(status.start_time)).total_seconds())
         parts.append(f"in {format_duration(max(0, seconds))}")

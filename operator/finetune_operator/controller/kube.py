@@ -24,6 +24,19 @@ API_REQUESTS = prometheus_client.Counter(
 )
 
 
+COMPONENT = "finetune-operator"  # the "From" of its Events
+
+
+def api_client_from_environment() -> kubernetes.client.ApiClient:
+    """In-cluster config inside a pod, else the current kubeconfig context."""
+    configuration = kubernetes.client.Configuration()
+    try:
+        kubernetes.config.load_incluster_config(client_configuration=configuration)
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config(client_configuration=configuration)
+    return kubernetes.client.ApiClient(configuration)
+
+
 class Kube:
     """Typed access to the few resources the operator touches."""
 
@@ -34,13 +47,7 @@ class Kube:
 
     @classmethod
     def from_environment(cls) -> Kube:
-        """In-cluster config inside a pod, else the current kubeconfig context."""
-        configuration = kubernetes.client.Configuration()
-        try:
-            kubernetes.config.load_incluster_config(client_configuration=configuration)
-        except kubernetes.config.ConfigException:
-            kubernetes.config.load_kube_config(client_configuration=configuration)
-        return cls(kubernetes.client.ApiClient(configuration))
+        return cls(api_client_from_environment())
 
     async def _call(self, name: str, function: Any, *args: Any, **kwargs: Any) -> Any:
         CALLS[name] += 1
@@ -101,7 +108,7 @@ class Kube:
             "type": kind,
             "reason": reason,
             "message": message[:1024],
-            "source": {"component": "finetune-operator"},
+            "source": {"component": COMPONENT},
             "firstTimestamp": now,
             "lastTimestamp": now,
             "count": 1,

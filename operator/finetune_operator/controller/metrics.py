@@ -50,9 +50,9 @@ def record_reconcile(seconds: float, failed: bool) -> None:
 
 def _metric_values(status: TrainerStatus) -> dict[str, float]:
     values: dict[str, float] = {}
-    for metric in status.metrics:
+    for name, text in status.metric_values().items():
         try:
-            values[metric.name] = float(metric.value)
+            values[name] = float(text)
         except ValueError:
             continue
     return values
@@ -106,3 +106,9 @@ class FineTuneJobCollector(Collector):
             if status.estimated_remaining_seconds is not None:
                 remaining.add_metric([namespace, name], status.estimated_remaining_seconds)
         yield from (progress, loss, tokens, remaining)
+
+
+def register_finetunejob_gauges(
+    phases: Callable[[], Mapping[str, str]], trainings: Callable[[], Mapping[tuple[str, str], TrainerStatus]]
+) -> None:
+    prometheus_client.REGISTRY.register(FineTuneJobCollector(phases, trainings))

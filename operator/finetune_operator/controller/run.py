@@ -14,6 +14,7 @@ from kubernetes.client.exceptions import ApiException
 from finetune_operator.api.base import GROUP, PLURAL, VERSION
 from finetune_operator.api.crd import CRD_NAME, crd
 from finetune_operator.controller import handlers  # importing it registers the handlers with kopf
+from finetune_operator.controller.kube import api_client_from_environment
 from finetune_operator.controller.peering import own_identity, priority_by_age
 
 
@@ -21,19 +22,10 @@ class CrdMissing(Exception):
     """The API server does not serve FineTuneJobs: the operator would watch nothing."""
 
 
-def _api_client() -> kubernetes.client.ApiClient:
-    configuration = kubernetes.client.Configuration()
-    try:
-        kubernetes.config.load_incluster_config(client_configuration=configuration)
-    except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config(client_configuration=configuration)
-    return kubernetes.client.ApiClient(configuration)
-
-
 def finetunejobs_served() -> bool:
     """Asked through discovery, which every authenticated identity may read: no CRD permission needed."""
     try:
-        found = kubernetes.client.CustomObjectsApi(_api_client()).get_api_resources(GROUP, VERSION)
+        found = kubernetes.client.CustomObjectsApi(api_client_from_environment()).get_api_resources(GROUP, VERSION)
     except ApiException as error:
         if error.status == 404:
             return False
@@ -43,7 +35,7 @@ def finetunejobs_served() -> bool:
 
 def install_crd() -> str:
     """Create or update the FineTuneJob CRD; says which it did."""
-    api = kubernetes.client.ApiextensionsV1Api(_api_client())
+    api = kubernetes.client.ApiextensionsV1Api(api_client_from_environment())
     wanted: dict[str, Any] = crd()
     try:
         existing = api.read_custom_resource_definition(CRD_NAME)
