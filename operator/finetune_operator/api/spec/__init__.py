@@ -1,0 +1,209 @@
+"""The FineTuneJob spec: the aiDAPTIVCache chart's values tree, typed, with what the chart lacked.
+
+Field names on the wire are the chart's camelCase keys; Python attribute names are the trainer's
+snake_case config keys, so `expConfig` and `envConfig` dump straight into the trainer's files.
+Defaults equal those of the chart's values.yaml (0.1.4) except `securityContext`, which is empty
+instead of privileged. Every rule lives twice: as a model validator (the operator never renders a
+bad object) and as a CEL rule in the CRD (`kubectl apply` refuses it); messages.py holds the words.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+from finetune_operator.api import messages as msg
+from finetune_operator.api.base import CEL_KEY, ApiModel, cel
+from finetune_operator.api.spec.common import (
+    CHART_TRAIN_DATA_CONFIG,
+    CHART_TRAIN_DATA_PATH,
+    FreeForm,
+    Name,
+    Script,
+    cel_rules,
+)
+from finetune_operator.api.spec.datasets import Dataset, parse_train_data_config
+from finetune_operator.api.spec.env_config import EnvConfig, LoraPaths, PathSettings
+from finetune_operator.api.spec.exp_config import ExpConfig, ProcessSettings, RunSettings
+from finetune_operator.api.spec.pod import (
+    Image,
+    LocalObjectReference,
+    NfsSource,
+    PvcSource,
+    Resources,
+    SharedMemory,
+    Volume,
+    _default_resources,
+)
+
+__all__ = [
+    "CHART_TRAIN_DATA_CONFIG",
+    "CHART_TRAIN_DATA_PATH",
+    "MUTABLE_FIELDS",
+    "Dataset",
+    "EnvConfig",
+    "ExpConfig",
+    "FineTuneJobSpec",
+    "Image",
+    "LocalObjectReference",
+    "LoraPaths",
+    "NfsSource",
+    "PathSettings",
+    "ProcessSettings",
+    "PvcSource",
+    "Resources",
+    "RunSettings",
+    "SharedMemory",
+    "Volume",
+    "immutability_rules",
+    "parse_train_data_config",
+]
+
+# Fields the operator keeps following after creation; everything else shapes the pod and is frozen.
+MUTABLE_FIELDS = ("suspend", "ttlSecondsAfterFinished", "ttlPolicy")
+
+
+class FineTuneJobSpec(ApiModel):
+    """What to fine-tune and how: the aidaptivcache-finetune chart's values, plus native storage."""
+
+    image: Image = Field(default_factory=Image, description="The trainer image.")
+    image_pull_secrets: Annotated[list[LocalObjectReference], Field(max_length=16)] = Field(
+        default_factory=list, description="Secrets for pulling the image."
+    )
+    scheduler_name: Annotated[str, StringConstraints(max_length=253)] = Field(
+        "hami-scheduler",
+        description='Scheduler of the training pod; empty means the default scheduler. Defaults to "hami-scheduler".',
+    )
+    security_context: FreeForm = Field(
+        default_factory=dict,
+        description=(
+            "Security context of the training container. Defaults to empty: unlike the chart, not "
+            "privileged, because NFS is mounted by volumes. Set privileged: true only if a script needs it."
+        ),
+    )
+    prescript: Script = Field("", description='Shell run before the trainer, in the same shell. Defaults to "".')
+    postscript: Script = Field("", description='Shell run after the trainer, whatever its outcome. Defaults to "".')
+    exp_config: ExpConfig = Field(default_factory=ExpConfig, description="The trainer's exp_config.yaml.")
+    env_config: EnvConfig = Field(default_factory=EnvConfig, description="The trainer's env_config.yaml.")
+    train_data_config: Script | None = Field(
+        None,
+        description=(
+            "The dataset config as raw YAML text, as in the chart. Mutually exclusive with trainData. "
+            "When neither is set, the chart's default (HuggingFaceH4/instruction-dataset) is used."
+        ),
+    )
+    train_data: Annotated[list[Dataset], Field(min_length=1, max_length=32)] | None = Field(
+        None,
+        description="The dataset config as a list of datasets. Mutually exclusive with trainDataConfig.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    resources: Resources = Field(
+        default_factory=_default_resources,
+        description=(
+            "Resources of the training container, passed as given. Defaults to the chart's: "
+            "otterscale.com/vgpu 1, otterscale.com/vgpumem-percentage 60, phison.com/ai100 1 "
+            "(requests and limits)."
+        ),
+    )
+    node_selector: Annotated[dict[Name, Annotated[str, StringConstraints(max_length=63)]], Field(max_length=32)] = (
+        Field(default_factory=dict, description="Node labels the training pod requires.")
+    )
+    tolerations: Annotated[list[FreeForm], Field(max_length=32)] = Field(
+        default_factory=list, description="Tolerations of the training pod."
+    )
+    affinity: FreeForm = Field(default_factory=dict, description="Affinity of the training pod.")
+    volumes: Annotated[list[Volume], Field(max_length=16)] = Field(
+        default_factory=list,
+        description="NFS exports and PersistentVolumeClaims mounted into the training container.",
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["name"],
+            CEL_KEY: [
+                cel("self.all(v, self.filter(w, w.mountPath == v.mountPath).size() == 1)", msg.MOUNT_PATHS_UNIQUE)
+            ],
+        },
+    )
+    shared_memory: SharedMemory = Field(default_factory=SharedMemory, description="The /dev/shm mount.")
+    backoff_limit: int = Field(1, ge=0, le=100, description="Retries of the training pod. Defaults to 1.")
+    restart_policy: Literal["Never", "OnFailure"] = Field(
+        "Never", description='Never or OnFailure. Defaults to "Never".'
+    )
+    active_deadline_seconds: int | None = Field(
+        None, ge=1, description="Fail the training after this many seconds of running. Defaults to none."
+    )
+    suspend: bool = Field(
+        False, description="Hold the training (no pod runs) while true; it can be changed at any time."
+    )
+    ttl_seconds_after_finished: int | None = Field(
+        60,
+        ge=0,
+        description=(
+            "Seconds after the training finished when the operator deletes its Job, pods and ConfigMap; "
+            "the FineTuneJob and its status stay (see ttlPolicy). null keeps them. Defaults to 60."
+        ),
+    )
+    ttl_policy: Literal["DeleteChildren", "DeleteFineTuneJob"] = Field(
+        "DeleteChildren",
+        description=(
+            "What the TTL deletes: DeleteChildren keeps the FineTuneJob (GitOps tools see no drift and do "
+            "not re-run it); DeleteFineTuneJob deletes it too. Defaults to DeleteChildren."
+        ),
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            cel("!(has(self.trainData) && has(self.trainDataConfig))", msg.TRAIN_DATA_EXCLUSIVE),
+        )
+    )
+
+    @field_validator("volumes")
+    @classmethod
+    def _volumes_unique(cls, volumes: list[Volume]) -> list[Volume]:
+        names = [v.name for v in volumes]
+        paths = [v.mount_path for v in volumes]
+        if len(set(names)) != len(names):
+            raise ValueError("two volumes cannot share one name")
+        if len(set(paths)) != len(paths):
+            raise ValueError(msg.MOUNT_PATHS_UNIQUE)
+        return volumes
+
+    @field_validator("train_data")
+    @classmethod
+    def _datasets_unique(cls, datasets: list[Dataset] | None) -> list[Dataset] | None:
+        names = [d.name for d in datasets or []]
+        if len(set(names)) != len(names):
+            raise ValueError("two datasets in trainData cannot share one name")
+        return datasets
+
+    @model_validator(mode="after")
+    def _one_train_data_form(self) -> Self:
+        if self.train_data is not None and self.train_data_config is not None:
+            raise ValueError(msg.TRAIN_DATA_EXCLUSIVE)
+        if self.train_data_config is not None:
+            parse_train_data_config(self.train_data_config)
+        return self
+
+    def datasets(self) -> list[dict[str, Any]]:
+        """The datasets as the trainer reads them, one {name: settings} mapping each."""
+        if self.train_data is not None:
+            return [dataset.trainer_block() for dataset in self.train_data]
+        return parse_train_data_config(self.train_data_config or CHART_TRAIN_DATA_CONFIG)
+
+
+def immutability_rules() -> list[dict[str, Any]]:
+    """`self == oldSelf` rules for every spec field except those the operator follows live."""
+    rules = []
+    for field in FineTuneJobSpec.model_fields.values():
+        alias = field.alias
+        assert alias is not None
+        if alias in MUTABLE_FIELDS:
+            continue
+        rules.append(
+            cel(
+                f"has(self.{alias}) == has(oldSelf.{alias}) && (!has(self.{alias}) || self.{alias} == oldSelf.{alias})",
+                msg.immutable(alias),
+                field_path=f".{alias}",
+            )
+        )
+    return rules

@@ -1,0 +1,56 @@
+"""envConfig: the trainer's env_config.yaml, key for key in camelCase."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, StringConstraints
+
+from finetune_operator.api.base import ApiModel
+from finetune_operator.api.spec.common import CHART_TRAIN_DATA_PATH, Path
+
+
+class LoraPaths(ApiModel):
+    """Where LoRA weights come from and go (path_settings.lora)."""
+
+    lora_weight: Path = Field("", description='LoRA weights to start from; empty trains new ones. Defaults to "".')
+    lora_optimizer: Path = Field("", description='LoRA optimizer state to resume from. Defaults to "".')
+    lora_output_dir: Path = Field("", description='Where LoRA weights are written. Defaults to "".')
+
+
+class PathSettings(ApiModel):
+    """Paths the trainer reads and writes, inside the container (env_config path_settings)."""
+
+    lora: LoraPaths = Field(default_factory=LoraPaths, description="LoRA paths.")
+    model_name_or_path: Path = Field(
+        "/mnt/data/models/TinyLlama-1.1B-Chat-v1.0",
+        description='Pre-trained model to fine-tune. Defaults to "/mnt/data/models/TinyLlama-1.1B-Chat-v1.0".',
+    )
+    multi_node_env_path: Path | None = Field(None, description="Multi-node environment file. Defaults to null.")
+    optimizer_path: Path = Field("", description='Optimizer state to resume from. Defaults to "".')
+    train_data_path: Annotated[list[Path], Field(min_length=1, max_length=16)] = Field(
+        default_factory=lambda: [CHART_TRAIN_DATA_PATH],
+        description=(
+            "Dataset config files. Defaults to the one the operator renders from trainData or "
+            f"trainDataConfig: [{CHART_TRAIN_DATA_PATH}]."
+        ),
+    )
+    val_data_path: Path | None = Field(None, description="Validation dataset config. Defaults to null.")
+    nvme_path: Path = Field("/mnt/nvme0", description='aiDAPTIVCache NVMe swap directory. Defaults to "/mnt/nvme0".')
+    output_dir: Annotated[str, StringConstraints(min_length=1, max_length=4096)] = Field(
+        "/mnt/data/output",
+        description='Where the fine-tuned model is written; created if missing. Defaults to "/mnt/data/output".',
+    )
+    log_name: Annotated[str, StringConstraints(min_length=1, max_length=4096)] = Field(
+        "output.log",
+        description=(
+            "The trainer's log file; a relative name is under outputDir. The operator streams it to "
+            'the pod\'s stdout and reads progress from it. Defaults to "output.log".'
+        ),
+    )
+
+
+class EnvConfig(ApiModel):
+    """The trainer's env_config.yaml, key for key in camelCase."""
+
+    path_settings: PathSettings = Field(default_factory=PathSettings, description="Path settings.")

@@ -1,0 +1,203 @@
+"""Pod-level settings: image, resources, volumes, shared memory."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+from finetune_operator.api import messages as msg
+from finetune_operator.api.base import CEL_KEY, ApiModel, cel, cel_string
+from finetune_operator.api.quantity import is_extended_resource, is_quantity, parse_quantity
+from finetune_operator.api.spec.common import DnsLabel, Name, Path, Quantity, cel_rules
+
+
+class Image(ApiModel):
+    """The trainer image."""
+
+    repository: Annotated[str, StringConstraints(min_length=1, max_length=512)] = Field(
+        "docker.io/library/aidaptiv", description='Image repository. Defaults to "docker.io/library/aidaptiv".'
+    )
+    tag: Annotated[str, StringConstraints(min_length=1, max_length=128)] = Field(
+        "vNXUN_2_05BA0", description='Image tag. Defaults to "vNXUN_2_05BA0".'
+    )
+    pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        "IfNotPresent", description='Always, IfNotPresent or Never. Defaults to "IfNotPresent".'
+    )
+
+    @property
+    def reference(self) -> str:
+        return f"{self.repository}:{self.tag}"
+
+
+class LocalObjectReference(ApiModel):
+    """A Secret in the FineTuneJob's namespace."""
+
+    name: Name = Field(description="Name of the Secret.")
+
+
+def _quantity_of(key: str) -> str:
+    return f"quantity(string(self[{cel_string(key)}]))"
+
+
+def _resource_list_rules() -> dict[str, Any]:
+    pct = cel_string(msg.VGPUMEM_PERCENTAGE)
+    whole = " && ".join(
+        f"(!({cel_string(key)} in self) || !isQuantity(string(self[{cel_string(key)}])) "
+        f"|| {_quantity_of(key)}.isInteger())"
+        for key in msg.GPU_RESOURCES
+    )
+    return {
+        "maxProperties": 32,
+        CEL_KEY: [
+            cel("self.all(k, isQuantity(string(self[k])))", msg.QUANTITY),
+            cel(whole, msg.EXTENDED_WHOLE),
+            cel(
+                f"!({pct} in self) || (isQuantity(string(self[{pct}])) && {_quantity_of(msg.VGPUMEM_PERCENTAGE)}"
+                f".isInteger() && {_quantity_of(msg.VGPUMEM_PERCENTAGE)}.asInteger() >= 0 "
+                f"&& {_quantity_of(msg.VGPUMEM_PERCENTAGE)}.asInteger() <= 100)",
+                msg.VGPUMEM_PERCENTAGE_RANGE,
+            ),
+            cel(f"!({pct} in self && {cel_string(msg.VGPUMEM)} in self)", msg.VGPUMEM_EXCLUSIVE),
+        ],
+    }
+
+
+def _not_overcommitted_rule() -> dict[str, Any]:
+    def same(key: str) -> str:
+        k = cel_string(key)
+        return (
+            f"(!(has(self.requests) && {k} in self.requests) || (has(self.limits) && {k} in self.limits "
+            f"&& isQuantity(string(self.requests[{k}])) && isQuantity(string(self.limits[{k}])) "
+            f"&& quantity(string(self.requests[{k}])).compareTo(quantity(string(self.limits[{k}]))) == 0))"
+        )
+
+    return cel(" && ".join(same(key) for key in msg.GPU_RESOURCES), msg.EXTENDED_NOT_OVERCOMMITTED)
+
+
+ResourceList = Annotated[dict[Annotated[str, StringConstraints(max_length=253)], Quantity], Field(max_length=32)]
+
+
+class Resources(ApiModel):
+    """Compute resources of the training container, passed to the pod exactly as given."""
+
+    requests: ResourceList = Field(
+        default_factory=dict,
+        description="Requested resources, such as phison.com/ai100 and otterscale.com/vgpu.",
+        json_schema_extra=_resource_list_rules(),
+    )
+    limits: ResourceList = Field(
+        default_factory=dict,
+        description="Resource limits; extended resources need the same value here as in requests.",
+        json_schema_extra=_resource_list_rules(),
+    )
+
+    model_config = ConfigDict(json_schema_extra=cel_rules(_not_overcommitted_rule()))
+
+    @model_validator(mode="after")
+    def _quantities(self) -> Self:
+        for values in (self.requests, self.limits):
+            _check_resource_list(values)
+        for name, value in self.requests.items():
+            if is_extended_resource(name) and (
+                name not in self.limits or parse_quantity(value) != parse_quantity(self.limits[name])
+            ):
+                raise ValueError(msg.EXTENDED_NOT_OVERCOMMITTED)
+        return self
+
+
+def _check_resource_list(values: dict[str, int | str]) -> None:
+    for name, value in values.items():
+        if not is_quantity(value):
+            raise ValueError(f"{msg.QUANTITY} (got {name}: {value!r})")
+        if is_extended_resource(name) and parse_quantity(value) != int(parse_quantity(value)):
+            raise ValueError(f"{msg.EXTENDED_WHOLE} (got {name}: {value!r})")
+    if msg.VGPUMEM_PERCENTAGE in values:
+        pct = parse_quantity(values[msg.VGPUMEM_PERCENTAGE])
+        if pct != int(pct) or not 0 <= pct <= 100:
+            raise ValueError(msg.VGPUMEM_PERCENTAGE_RANGE)
+    if msg.VGPUMEM_PERCENTAGE in values and msg.VGPUMEM in values:
+        raise ValueError(msg.VGPUMEM_EXCLUSIVE)
+
+
+def _default_resources() -> Resources:
+    # The chart's values.yaml: one vGPU at 60 % of its memory and one aiDAPTIVCache device.
+    gpu = {"otterscale.com/vgpu": 1, msg.VGPUMEM_PERCENTAGE: 60, "phison.com/ai100": 1}
+    return Resources(requests=dict(gpu), limits=dict(gpu))
+
+
+class NfsSource(ApiModel):
+    """An NFS export, mounted by the kubelet (no privileged container needed)."""
+
+    server: Annotated[str, StringConstraints(min_length=1, max_length=253)] = Field(
+        description="NFS server host name or IP address."
+    )
+    path: Annotated[str, StringConstraints(min_length=1, max_length=4096)] = Field(
+        description="Exported path on the server."
+    )
+
+
+class PvcSource(ApiModel):
+    """A PersistentVolumeClaim in the FineTuneJob's namespace."""
+
+    claim_name: Name = Field(description="Name of the PersistentVolumeClaim.")
+
+
+class Volume(ApiModel):
+    """Storage mounted into the training container: models in, fine-tuned weights out."""
+
+    name: DnsLabel = Field(description="Name of the volume, a DNS label of at most 48 characters.")
+    mount_path: Annotated[str, StringConstraints(min_length=1, max_length=4096)] = Field(
+        description="Where the volume appears in the container, such as /mnt/data.",
+        json_schema_extra=cel_rules(
+            cel("self.startsWith('/')", msg.MOUNT_PATH_ABSOLUTE),
+            cel(
+                " && ".join(f"self != '{p}' && !self.startsWith('{p}/')" for p in msg.RESERVED_MOUNT_PREFIXES),
+                msg.MOUNT_PATH_RESERVED,
+            ),
+        ),
+    )
+    read_only: bool = Field(False, description="Mount read-only. Defaults to false.")
+    sub_path: Path | None = Field(None, description="Mount only this path inside the volume.")
+    nfs: NfsSource | None = Field(None, description="An NFS export.")
+    persistent_volume_claim: PvcSource | None = Field(None, description="A PersistentVolumeClaim.")
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(cel("has(self.nfs) != has(self.persistentVolumeClaim)", msg.VOLUME_ONE_SOURCE))
+    )
+
+    @field_validator("mount_path")
+    @classmethod
+    def _mount_path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(msg.MOUNT_PATH_ABSOLUTE)
+        if any(value == p or value.startswith(p + "/") for p in msg.RESERVED_MOUNT_PREFIXES):
+            raise ValueError(msg.MOUNT_PATH_RESERVED)
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        if (self.nfs is None) == (self.persistent_volume_claim is None):
+            raise ValueError(msg.VOLUME_ONE_SOURCE)
+        return self
+
+
+class SharedMemory(ApiModel):
+    """A memory-backed /dev/shm: the default 64 MiB is too small for NCCL and data loaders."""
+
+    enabled: bool = Field(True, description="Mount a memory-backed emptyDir at /dev/shm. Defaults to true.")
+    size_limit: Annotated[str, StringConstraints(max_length=64)] | None = Field(
+        None,
+        description=(
+            "Upper bound such as 16Gi; it counts against the container's memory limit. "
+            "Defaults to null (bounded by the memory limit or the node)."
+        ),
+        json_schema_extra=cel_rules(cel("isQuantity(self)", msg.QUANTITY)),
+    )
+
+    @field_validator("size_limit")
+    @classmethod
+    def _size_limit(cls, value: str | None) -> str | None:
+        if value is not None and not is_quantity(value):
+            raise ValueError(f"{msg.QUANTITY} (got sizeLimit: {value!r})")
+        return value
