@@ -131,7 +131,59 @@ RULE_CASES: list[RuleCase] = [
         "exactly one source",
     ),
     RuleCase("mountPath-absolute", _nfs(mountPath="/data"), _nfs(mountPath="data"), "absolute path"),
-    RuleCase("mountPath-reserved", _nfs(mountPath="/configs"), _nfs(mountPath="/config/x"), "/config, /dev/shm"),
+    RuleCase("mountPath-reserved", _nfs(mountPath="/configs"), _nfs(mountPath="/config/x"), "/config, /dev or below"),
+    # Found by a probe: reserved directories behind other spellings, and one directory spelt twice.
+    RuleCase("mountPath-dev", _nfs(mountPath="/devices"), _nfs(mountPath="/dev"), "/config, /dev or below"),
+    RuleCase("mountPath-root", _nfs(mountPath="/r"), _nfs(mountPath="/"), "normalized absolute path"),
+    RuleCase("mountPath-slashes", _nfs(mountPath="/a/b"), _nfs(mountPath="//config/exp"), "normalized absolute path"),
+    RuleCase("mountPath-dot", _nfs(mountPath="/a/.b"), _nfs(mountPath="/./config/exp"), "normalized absolute path"),
+    RuleCase("mountPath-dotdot", _nfs(mountPath="/a/..b"), _nfs(mountPath="/mnt/../config"), "normalized absolute"),
+    RuleCase("mountPath-trailing", _nfs(mountPath="/mnt/data"), _nfs(mountPath="/mnt/data/"), "no trailing /"),
+    RuleCase("subPath", _nfs(subPath="models/a"), _nfs(subPath="../etc"), "subPath must be a relative path"),
+    RuleCase(
+        "outputDir-absolute",
+        {"envConfig": {"pathSettings": {"outputDir": "/-v"}}},
+        {"envConfig": {"pathSettings": {"outputDir": "-v"}}},
+        "outputDir must be an absolute path",
+    ),
+    RuleCase(
+        "logName-file",
+        {"envConfig": {"pathSettings": {"logName": "logs/train.log"}}},
+        {"envConfig": {"pathSettings": {"logName": "logs/"}}},
+        "logName must name a file",
+    ),
+    RuleCase(
+        "data_path-text",
+        _dataset(userPrompt="{question} data path"),
+        _dataset(userPrompt="{question} data_path"),
+        "the text data_path may appear only as the data_path key",
+    ),
+    RuleCase("quantity-newline", _resources({"cpu": "1"}), _resources({"cpu": "1\n"}), "valid Kubernetes quantity"),
+    RuleCase(
+        "quantity-exponent", _resources({"cpu": "1e2"}), _resources({"cpu": "1e2.5"}), "valid Kubernetes quantity"
+    ),
+    RuleCase(
+        "quantity-range",
+        _resources({"example.com/foo": "1e18"}),
+        _resources({"example.com/foo": "1e999999"}),
+        "between 0 and 9223372036854775807",
+    ),
+    RuleCase("quantity-negative", _resources({"cpu": "0"}), _resources({"cpu": "-1"}), "between 0 and"),
+    RuleCase("resource-name", _resources({"example.com/foo": 1}), _resources({"": 1}), "qualified names"),
+    RuleCase(
+        "resource-name-long", _resources({"example.com/" + "a" * 63: 1}), _resources({"a" * 64: 1}), "qualified names"
+    ),
+    RuleCase(
+        "nodeSelector-key", {"nodeSelector": {"example.com/gpu": "a100"}}, {"nodeSelector": {"": "x"}}, "qualified"
+    ),
+    RuleCase(
+        "nodeSelector-value",
+        {"nodeSelector": {"gpu": "a100_x.y-z"}},
+        {"nodeSelector": {"gpu": "{{ .Values }}"}},
+        "label values must be at most 63",
+    ),
+    RuleCase("numGpus-bool", _exp({"numGpus": 1}), _exp({"numGpus": True}), "numGpus"),
+    RuleCase("snake_case-key", _exp({"numGpus": 1}), _exp({"num_gpus": 8}), "num_gpus"),
     RuleCase(
         "mountPath-unique",
         {"volumes": _nfs()["volumes"] + [{**_nfs()["volumes"][0], "name": "other", "mountPath": "/mnt/other"}]},

@@ -11,12 +11,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-import yaml
-
 from finetune_operator import __version__
 from finetune_operator.api.convert import values_to_finetunejob
 from finetune_operator.api.crd import crd_yaml
 from finetune_operator.api.resource import InvalidFineTuneJob, load_finetunejob
+from finetune_operator.api.yaml_input import YamlInputError, load_all
 from finetune_operator.observe.progress import parse_log, trainer_status
 from finetune_operator.render.configs import dump_yaml
 from finetune_operator.render.manifests import render
@@ -42,12 +41,9 @@ def _read_text(path: str) -> str:
 
 def _load_documents(path: str) -> list[Any]:
     try:
-        return [doc for doc in yaml.safe_load_all(_read_text(path)) if doc is not None]
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        problem = getattr(error, "problem", None) or "invalid YAML"
-        raise UsageError(f"{path}: not valid YAML{where}: {problem}") from None
+        return load_all(_read_text(path), path)
+    except YamlInputError as error:
+        raise UsageError(f"{path}: not valid YAML: {error}") from None
 
 
 def _invalid(path: str, error: InvalidFineTuneJob, prefix: str = "") -> UsageError:
@@ -67,7 +63,7 @@ def command_render(args: argparse.Namespace, out: TextIO) -> None:
         where = args.filename if len(documents) == 1 else f"{args.filename} (document {index + 1})"
         if not isinstance(document, dict) or document.get("kind") != "FineTuneJob":
             kind = document.get("kind") if isinstance(document, dict) else type(document).__name__
-            raise UsageError(f"{where}: expected kind FineTuneJob, got {kind!r}")
+            raise UsageError(f"{where}: expected kind FineTuneJob, got {str(kind)[:60]!r}")
         try:
             ftj = load_finetunejob(document)
         except InvalidFineTuneJob as error:

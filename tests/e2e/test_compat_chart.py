@@ -117,7 +117,7 @@ def test_helm_install_keeps_hostile_text_byte_identical(
         "schedulerName": "",
         "prescript": script,
         "postscript": script.strip() + "\r\nno newline at the end",
-        "nodeSelector": {"example.com/x": "{{ .Values }}"},
+        "affinity": {"nodeAffinity": {"example.com/x": ["{{ .Values }}"]}},
         "expConfig": {
             "processSettings": {"specifyGpus": 0},
             "runSettings": {"lrScheduler": {"learningRate": 0.000007}, "optimizer": {"eps": 0.00000001}},
@@ -137,7 +137,7 @@ def test_helm_install_keeps_hostile_text_byte_identical(
     spec = ftj["spec"]
     assert spec["prescript"] == script
     assert spec["postscript"] == values["postscript"]
-    assert spec["nodeSelector"] == values["nodeSelector"]
+    assert spec["affinity"] == values["affinity"]
     assert spec["expConfig"]["runSettings"] == values["expConfig"]["runSettings"]
     assert isinstance(spec["expConfig"]["runSettings"]["lrScheduler"]["learningRate"], float)
     assert spec["expConfig"]["processSettings"]["specifyGpus"] == "0"

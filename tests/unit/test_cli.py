@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 from pathlib import Path
@@ -96,7 +97,7 @@ def test_convert_name_option_wins_and_loose_scalars_are_normalized() -> None:
             "error: -: spec.resources.requests: Input should be a valid dictionary",
         ),
         (("render", "-f", "-"), "kind: Pod\n", "error: -: expected kind FineTuneJob, got 'Pod'"),
-        (("render", "-f", "-"), "a: [\n", "error: -: not valid YAML (line 2)"),
+        (("render", "-f", "-"), "a: [\n", "error: -: not valid YAML: expected the node content"),
         (
             ("render", "-f", "/nonexistent.yaml"),
             None,
@@ -104,7 +105,8 @@ def test_convert_name_option_wins_and_loose_scalars_are_normalized() -> None:
         ),
         (
             ("render", "-f", "-"),
-            "kind: FineTuneJob\nmetadata: {name: x}\nspec:\n  expConfig:\n    runSettings: {maxIter: '5'}\n",
+            "apiVersion: finetune.aidaptiv.io/v1alpha1\nkind: FineTuneJob\nmetadata: {name: x}\n"
+            "spec:\n  expConfig:\n    runSettings: {maxIter: '5'}\n",
             "error: -: spec.expConfig.runSettings.maxIter: Input should be a valid integer",
         ),
     ],
@@ -116,6 +118,52 @@ def test_bad_input_is_one_line_and_exit_2(args: tuple[str, ...], stdin: str | No
     assert result.stderr.startswith(message), result.stderr
     assert result.stderr.count("\n") == 1
     assert "Traceback" not in result.stderr
+
+
+HEAD = "apiVersion: finetune.aidaptiv.io/v1alpha1\nkind: FineTuneJob\nmetadata: {name: x}\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # Values PyYAML's loader rejects only while building them (found by a probe: each was a traceback).
+        (
+            HEAD + "spec:\n  image: {tag: 2024-13-01}\n",
+            None,
+        ),  # a timestamp-looking tag is a string, as kubectl reads it
+        (HEAD + "spec: {backoffLimit: !!int abc}\n", "not valid YAML: 'abc' is not a valid int (line 4)"),
+        (HEAD + "spec: {prescript: !!float x}\n", "not valid YAML: 'x' is not a valid float (line 4)"),
+        (HEAD + "spec: {prescript: !!timestamp x}\n", "not valid YAML: 'x' is not a valid timestamp (line 4)"),
+        (HEAD + "spec: {suspend: !!bool maybe}\n", "not valid YAML: 'maybe' is not a valid bool (line 4)"),
+        (HEAD + "spec: {backoffLimit: " + "9" * 5000 + "}\n", "not valid YAML: '9999999999"),
+        (HEAD + "spec: {backoffLimit: " + "9" * 30 + "}\n", "spec.backoffLimit: integers must fit in 64 bits"),
+        (HEAD + "spec: {affinity: " + "[" * 2000 + "]" * 2000 + "}\n", "not valid YAML: nested more than 64 levels"),
+        ("kind: " + "K" * 5000 + "\n", "expected kind FineTuneJob, got 'KKKKKKKKKK"),
+        (HEAD + "sepc: {}\n", "spec: Field required; sepc: unknown field (check its spelling and place)"),
+        ("kind: FineTuneJob\nmetadata: {name: x}\nspec: {}\n", "apiVersion: Field required"),
+        (HEAD + "spec: {prescript: a, prescript: b}\n", "not valid YAML: the key 'prescript' appears twice (line 4)"),
+        (HEAD + "spec: {affinity: {w: .nan}}\n", "not valid YAML: nan is not a number JSON can carry"),
+        (HEAD + "spec:\n  affinity: &a [*a]\n", "not valid YAML: an alias refers to a node that contains it"),
+        (
+            HEAD + "spec:\n  expConfig: {processSettings: {num_gpus: 8}}\n",
+            "spec.expConfig.processSettings.num_gpus: unknown",
+        ),
+        (HEAD + "spec:\n  expConfig: {processSettings: {numGpus: true}}\n", "spec.expConfig.processSettings.numGpus: "),
+    ],
+)
+def test_hostile_yaml_is_one_line_and_exit_2(
+    text: str, message: str | None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(text))
+    status = main(["render", "-f", "-"])
+    out, err = capsys.readouterr()
+    if message is None:
+        assert status == 0, err
+        return
+    assert (status, out) == (2, "")
+    assert err.startswith(f"error: -: {message}"), err
+    assert err.count("\n") == 1
+    assert len(err) < 1000
 
 
 def test_usage_errors_exit_2() -> None:

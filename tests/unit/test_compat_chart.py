@@ -338,8 +338,9 @@ def test_hostile_text_comes_out_byte_identical(helm: str, tmp_path: Path) -> Non
         "prescript": HOSTILE,
         "postscript": HOSTILE.strip() + "\r\nno newline at the end",
         "trainDataConfig": train_data,
-        "nodeSelector": {"example.com/label": "{{ .Release.Namespace }}"},
-        "envConfig": {"pathSettings": {"logName": "'; rm -rf / #\"", "outputDir": "---"}},
+        # nodeSelector values are label values (checked at apply); free-form affinity takes any text.
+        "affinity": {"nodeAffinity": {"example.com/label": ["{{ .Release.Namespace }}"]}},
+        "envConfig": {"pathSettings": {"logName": "'; rm -rf / #\"", "outputDir": "/---/{{ out }}"}},
         "securityContext": {"seLinuxOptions": {"type": "{{ template }}: [x]"}},
     }
     values_file = _write(tmp_path, values)
@@ -348,7 +349,7 @@ def test_hostile_text_comes_out_byte_identical(helm: str, tmp_path: Path) -> Non
     assert spec["prescript"] == HOSTILE
     assert spec["postscript"] == values["postscript"]
     assert spec["trainDataConfig"] == train_data
-    assert spec["nodeSelector"] == values["nodeSelector"]
+    assert spec["affinity"] == values["affinity"]
     assert spec["envConfig"] == values["envConfig"]
     assert spec["securityContext"] == values["securityContext"]
     # One object, nothing injected (tests/e2e/test_compat_chart.py reads the same text back from the API server).

@@ -104,6 +104,9 @@ def _collapse_any_of(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, An
         out["nullable"] = True
     if len(options) == 1:
         inner = structural(options[0], defs)
+        if out.get("nullable") and "enum" in inner:
+            # The API server checks enum before nullable: without null in it, `null` is refused.
+            inner["enum"] = [*inner["enum"], None]
         # The field's own rules and description win over the referenced model's.
         out.update({k: v for k, v in inner.items() if k not in node or k == CEL_KEY})
         if CEL_KEY in inner and CEL_KEY in node:

@@ -14,15 +14,26 @@ WEIGHT_FILE_FORMATS = ("bin", "pt", "safetensors")
 VGPUMEM_PERCENTAGE = "otterscale.com/vgpumem-percentage"
 VGPUMEM = "otterscale.com/vgpumem"
 MAX_NAME_LENGTH = 63
-RESERVED_MOUNT_PREFIXES = ("/config", "/dev/shm")
+RESERVED_MOUNT_PREFIXES = ("/config", "/dev")
 
 USER_PROMPT = "userPrompt must contain the placeholder {question}"
 STRATEGY = "strategy must be one of qa, pretrain, rag, vqa (in any letter case)"
+DATA_PATH_TEXT = (
+    "the text data_path may appear only as the data_path key: the trainer counts every data_path "
+    "in its dataset config, so any other one would add a dataset that does not exist"
+)
 EXP_TYPE = "expType must be one of train, inference, eval"
 MAX_ITER = "maxIter must be -1 (no limit) or a positive number of iterations"
 SPECIFY_GPUS_FORMAT = 'specifyGpus must be a comma-separated list of GPU indices, such as "0,1,2,3"'
 SPECIFY_GPUS_UNIQUE = "specifyGpus must not name the same GPU twice"
 QUANTITY = "every resource quantity must be a valid Kubernetes quantity, such as 1, 500m or 16Gi"
+INT64 = "integers must fit in 64 bits (from -9223372036854775808 to 9223372036854775807)"
+QUANTITY_RANGE = "resource quantities must be between 0 and 9223372036854775807 (an int64)"
+QUALIFIED_NAME = (
+    "keys must be qualified names such as cpu or phison.com/ai100: an optional DNS subdomain and /, "
+    "then 1 to 63 letters, digits, -, _ or ., starting and ending with a letter or digit"
+)
+LABEL_VALUE = "label values must be at most 63 letters, digits, -, _ or ., starting and ending with a letter or digit"
 EXTENDED_WHOLE = "extended resources (such as phison.com/ai100) must be whole numbers"
 VGPUMEM_PERCENTAGE_RANGE = "otterscale.com/vgpumem-percentage must be a whole number from 0 to 100"
 VGPUMEM_EXCLUSIVE = "otterscale.com/vgpumem and otterscale.com/vgpumem-percentage cannot be used together"
@@ -32,8 +43,16 @@ EXTENDED_NOT_OVERCOMMITTED = (
 )
 TRAIN_DATA_EXCLUSIVE = "set either trainData or trainDataConfig, not both"
 VOLUME_ONE_SOURCE = "a volume needs exactly one source: nfs or persistentVolumeClaim"
-MOUNT_PATH_ABSOLUTE = "mountPath must be an absolute path"
-MOUNT_PATH_RESERVED = "mountPath must not be /config, /dev/shm or below them: the operator mounts those"
+MOUNT_PATH_ABSOLUTE = (
+    "mountPath must be a normalized absolute path such as /mnt/data: no //, no . or .. segment, no trailing /"
+)
+MOUNT_PATH_RESERVED = (
+    "mountPath must not be /config, /dev or below them: the operator mounts the trainer's config files, "
+    "/dev/shm and the termination log there"
+)
+OUTPUT_DIR_ABSOLUTE = "outputDir must be an absolute path, such as /mnt/data/output"
+LOG_NAME = "logName must name a file (not end in / or be . or ..), such as output.log or logs/train.log"
+SUB_PATH = "subPath must be a relative path without .. segments"
 MOUNT_PATHS_UNIQUE = "two volumes cannot share one mountPath"
 NAME_LENGTH = (
     f"metadata.name must be at most {MAX_NAME_LENGTH} characters: "

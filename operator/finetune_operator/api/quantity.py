@@ -1,29 +1,29 @@
-"""Kubernetes resource quantities, parsed exactly (no float rounding) for validation."""
+"""Kubernetes resource quantities, parsed exactly and in bounded time.
+
+Like k8s.io/apimachinery's resource.Quantity, a value is kept as a decimal mantissa and a scale and
+never expanded into its digits: "1e999999" costs as little as "1". Only the exponent's digits are
+bounded (an int64, as `strconv.ParseInt(suffix[1:], 10, 64)` bounds it there).
+"""
 
 from __future__ import annotations
 
+import decimal
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
-# The grammar of k8s.io/apimachinery's resource.Quantity: a signed decimal number and an optional
-# binary suffix (Ki..Ei), decimal suffix (n, u, m, k, M..E) or exponent (e3, E-2).
+# The grammar of resource.ParseQuantity: a signed decimal number and an optional binary suffix
+# (Ki..Ei), decimal suffix (n, u, m, k, M..E) or decimal exponent of whole digits (e3, E-2).
+# fullmatch, not `$`: `$` also matches before a trailing newline, and "1\n" is no quantity.
 _QUANTITY = re.compile(
-    r"^(?P<num>[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))"
-    r"(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))?$"
+    r"(?P<num>[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))"
+    r"(?:(?P<named>Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])|[eE](?P<exponent>[+-]?[0-9]+))?"
 )
-_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-_DECIMAL = {
-    "n": Decimal("1e-9"),
-    "u": Decimal("1e-6"),
-    "m": Decimal("1e-3"),
-    "": Decimal(1),
-    "k": Decimal("1e3"),
-    "M": Decimal("1e6"),
-    "G": Decimal("1e9"),
-    "T": Decimal("1e12"),
-    "P": Decimal("1e15"),
-    "E": Decimal("1e18"),
-}
+_BINARY = {"Ki": 10, "Mi": 20, "Gi": 30, "Ti": 40, "Pi": 50, "Ei": 60}
+_DECIMAL = {"n": -9, "u": -6, "m": -3, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
+INT64_MAX = 2**63 - 1
+# Exact arithmetic for any mantissa that fits the models' 64 characters times 2**60, and exponents
+# as large as an int64 can name, without Overflow or rounding.
+_EXACT = decimal.Context(prec=200, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN, traps=[decimal.InvalidOperation])
 
 
 def parse_quantity(value: int | str) -> Decimal:
@@ -32,19 +32,23 @@ def parse_quantity(value: int | str) -> Decimal:
         raise ValueError(f"{value!r} is not a quantity")
     if isinstance(value, int):
         return Decimal(value)
-    match = _QUANTITY.match(value)
+    match = _QUANTITY.fullmatch(value)
     if match is None:
         raise ValueError(f"{value!r} is not a quantity")
     number = Decimal(match["num"])
-    suffix = match["suffix"] or ""
-    if suffix in _BINARY:
-        return number * _BINARY[suffix]
-    if suffix in _DECIMAL:
-        return number * _DECIMAL[suffix]
-    try:
-        return number * (Decimal(10) ** Decimal(suffix[1:]))
-    except InvalidOperation as error:  # pragma: no cover - the regex admits only numbers here
-        raise ValueError(f"{value!r} is not a quantity") from error
+    named = match["named"]
+    if named in _BINARY:
+        return _EXACT.multiply(number, Decimal(2 ** _BINARY[named]))
+    exponent = _DECIMAL.get(named or "", 0) if match["exponent"] is None else _exponent(match["exponent"], value)
+    return _EXACT.scaleb(number, exponent)
+
+
+def _exponent(text: str, value: str) -> int:
+    """An exponent's digits, bounded as Kubernetes bounds them (an int64), before any arithmetic."""
+    digits = text.lstrip("+-").lstrip("0") or "0"
+    if len(digits) > 19 or int(digits) > INT64_MAX:
+        raise ValueError(f"{value!r} is not a quantity: its exponent does not fit in 64 bits")
+    return -int(digits) if text.startswith("-") else int(digits)
 
 
 def is_quantity(value: int | str) -> bool:
@@ -53,6 +57,16 @@ def is_quantity(value: int | str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def is_whole(quantity: Decimal) -> bool:
+    """Whole, decided on mantissa and scale (int() of "1e999999" would spell out a million digits)."""
+    return quantity == quantity.to_integral_value(context=_EXACT)
+
+
+def in_range(quantity: Decimal) -> bool:
+    """Resource quantities are never negative, and Kubernetes holds them in an int64."""
+    return Decimal(0) <= quantity <= INT64_MAX
 
 
 def is_extended_resource(name: str) -> bool:

@@ -7,10 +7,13 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
 from finetune_operator.api import messages as msg
-from finetune_operator.api.base import API_VERSION, KIND, ApiModel
+from finetune_operator.api.base import ApiModel
+from finetune_operator.api.quantity import INT64_MAX
 from finetune_operator.api.spec import FineTuneJobSpec
+from finetune_operator.api.spec.common import LabelValue, QualifiedName
 from finetune_operator.api.status import FineTuneJobStatus
 
+INT64_MIN = -(2**63)
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
 
@@ -23,8 +26,8 @@ class ObjectMeta(BaseModel):
     namespace: str | None = None
     uid: str | None = None
     generation: int | None = None
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
+    labels: dict[QualifiedName, LabelValue] = Field(default_factory=dict)
+    annotations: dict[QualifiedName, str] = Field(default_factory=dict)
 
     @field_validator("name")
     @classmethod
@@ -37,12 +40,12 @@ class ObjectMeta(BaseModel):
 class FineTuneJob(ApiModel):
     """A FineTuneJob as stored by the API server."""
 
-    model_config = ConfigDict(extra="ignore")
-
-    api_version: Literal["finetune.aidaptiv.io/v1alpha1"] = Field(API_VERSION, alias="apiVersion")
-    kind: Literal["FineTuneJob"] = KIND
+    # As the API server: no unknown top-level key (`sepc:` is a typo, not an empty spec), and
+    # apiVersion, kind and spec are required (the CRD's schema requires spec).
+    api_version: Literal["finetune.aidaptiv.io/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["FineTuneJob"]
     metadata: ObjectMeta
-    spec: FineTuneJobSpec = Field(default_factory=FineTuneJobSpec)
+    spec: FineTuneJobSpec
     status: FineTuneJobStatus | None = None
 
 
@@ -55,11 +58,35 @@ class InvalidFineTuneJob(ValueError):
 
 
 def load_finetunejob(obj: dict[str, Any]) -> FineTuneJob:
-    """Validate a FineTuneJob dict; InvalidFineTuneJob says what is wrong, field by field."""
+    """Validate a FineTuneJob dict; InvalidFineTuneJob says what is wrong, field by field.
+
+    Nothing else escapes: this runs on whatever a user stored, inside the operator's loop.
+    """
+    problems = oversized_integers(obj)
+    if problems:
+        raise InvalidFineTuneJob(problems)
     try:
-        return FineTuneJob.model_validate(obj)
+        # By alias only: `num_gpus: 8` is an unknown field to the API server, so it is one here too.
+        return FineTuneJob.model_validate(obj, by_alias=True, by_name=False)
     except ValidationError as error:
         raise InvalidFineTuneJob(describe_errors(error)) from None
+    except (ArithmeticError, RecursionError, ValueError, TypeError) as error:
+        raise InvalidFineTuneJob([f"the FineTuneJob cannot be validated: {type(error).__name__}: {error}"]) from None
+
+
+def oversized_integers(obj: Any) -> list[str]:
+    """Where integers do not fit in an int64, as the API server stores them (JSON numbers)."""
+    problems: list[str] = []
+    stack: list[tuple[str, Any]] = [("", obj)]
+    while stack and len(problems) < 5:
+        where, item = stack.pop()
+        if isinstance(item, int) and not isinstance(item, bool) and not INT64_MIN <= item <= INT64_MAX:
+            problems.append(f"{where or 'value'}: {msg.INT64}")
+        elif isinstance(item, dict):
+            stack.extend((f"{where}.{key}" if where else str(key), child) for key, child in item.items())
+        elif isinstance(item, list):
+            stack.extend((f"{where}[{index}]", child) for index, child in enumerate(item))
+    return sorted(problems)
 
 
 def describe_errors(error: ValidationError) -> list[str]:

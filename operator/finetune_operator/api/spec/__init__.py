@@ -14,14 +14,17 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from finetune_operator.api import messages as msg
-from finetune_operator.api.base import CEL_KEY, ApiModel, cel
+from finetune_operator.api.base import CEL_KEY, ApiModel, cel, cel_string
 from finetune_operator.api.spec.common import (
     CHART_TRAIN_DATA_CONFIG,
     CHART_TRAIN_DATA_PATH,
+    LABEL_VALUE_PATTERN,
     FreeForm,
-    Name,
+    LabelValue,
+    QualifiedName,
     Script,
     cel_rules,
+    qualified_names_rule,
 )
 from finetune_operator.api.spec.datasets import Dataset, parse_train_data_config
 from finetune_operator.api.spec.env_config import EnvConfig, LoraPaths, PathSettings
@@ -106,8 +109,13 @@ class FineTuneJobSpec(ApiModel):
             "(requests and limits)."
         ),
     )
-    node_selector: Annotated[dict[Name, Annotated[str, StringConstraints(max_length=63)]], Field(max_length=32)] = (
-        Field(default_factory=dict, description="Node labels the training pod requires.")
+    node_selector: Annotated[dict[QualifiedName, LabelValue], Field(max_length=32)] = Field(
+        default_factory=dict,
+        description="Node labels the training pod requires.",
+        json_schema_extra=cel_rules(
+            cel(qualified_names_rule(), msg.QUALIFIED_NAME),
+            cel(f"self.all(k, self[k].matches({cel_string(LABEL_VALUE_PATTERN)}))", msg.LABEL_VALUE),
+        ),
     )
     tolerations: Annotated[list[FreeForm], Field(max_length=32)] = Field(
         default_factory=list, description="Tolerations of the training pod."

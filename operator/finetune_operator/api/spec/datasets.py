@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from collections import Counter
+from typing import Annotated, Any, Literal, Self
 
-import yaml
-from pydantic import Field, StringConstraints, field_validator
+from pydantic import ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from finetune_operator.api import messages as msg
 from finetune_operator.api.base import ApiModel, cel, cel_string
 from finetune_operator.api.spec.common import Name, Path, Text, cel_rules
+from finetune_operator.api.yaml_input import YamlInputError, load_all
+
+# The trainer counts this word anywhere in its dataset config, comments and values included.
+DATA_PATH = "data_path"
 
 
 class Dataset(ApiModel):
@@ -56,10 +60,35 @@ class Dataset(ApiModel):
             raise ValueError(msg.USER_PROMPT)
         return value
 
+    model_config = ConfigDict(json_schema_extra=lambda schema: schema.update(cel_rules(_data_path_rule(schema))))
+
+    @model_validator(mode="after")
+    def _no_data_path_text(self) -> Self:
+        if any(DATA_PATH in value for value in self.model_dump().values() if isinstance(value, str)):
+            raise ValueError(msg.DATA_PATH_TEXT)
+        return self
+
     def trainer_block(self) -> dict[str, Any]:
         """The dataset as the trainer reads it: {name: {data_path: …, …}}, unset keys left out."""
         settings = self.model_dump(exclude={"name"}, exclude_none=True)
         return {self.name: settings}
+
+
+def _data_path_rule(schema: dict[str, Any]) -> dict[str, Any]:
+    """CEL: no string field of a dataset contains data_path (derived from the fields, so none is forgotten)."""
+    required = set(schema.get("required", []))
+    checks = []
+    for name, field in schema["properties"].items():
+        types = {field.get("type")} | {option.get("type") for option in field.get("anyOf", [])}
+        if "string" not in types or "enum" in field:
+            continue
+        contains = f"self.{name}.contains({cel_string(DATA_PATH)})"
+        checks.append(f"!{contains}" if name in required else f"(!has(self.{name}) || !{contains})")
+    return cel(" && ".join(checks), msg.DATA_PATH_TEXT)
+
+
+# A dataset config is a few blocks of settings: far fewer values than a CLI file may hold.
+MAX_TRAIN_DATA_NODES = 20_000
 
 
 def parse_train_data_config(text: str) -> list[dict[str, Any]]:
@@ -70,9 +99,9 @@ def parse_train_data_config(text: str) -> list[dict[str, Any]]:
     document is split rather than refused, since the intent is unambiguous.
     """
     try:
-        documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
-    except yaml.YAMLError as error:
-        raise ValueError(f"trainDataConfig is not valid YAML: {_yaml_problem(error)}") from None
+        documents = load_all(text, "trainDataConfig", max_nodes=MAX_TRAIN_DATA_NODES)
+    except YamlInputError as error:
+        raise ValueError(f"trainDataConfig is not valid YAML: {error}") from None
     datasets: list[dict[str, Any]] = []
     for document in documents:
         if not isinstance(document, dict) or not document:
@@ -81,34 +110,46 @@ def parse_train_data_config(text: str) -> list[dict[str, Any]]:
             datasets.append({str(name): _check_raw_dataset(str(name), settings)})
     if not datasets:
         raise ValueError("trainDataConfig holds no dataset")
-    names = [next(iter(d)) for d in datasets]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
+    counts = Counter(next(iter(d)) for d in datasets)
+    duplicates = sorted(name for name, count in counts.items() if count > 1)
     if duplicates:
-        raise ValueError(f"trainDataConfig names dataset {duplicates[0]!r} twice")
+        raise ValueError(f"trainDataConfig names dataset {duplicates[0][:80]!r} twice")
     return datasets
 
 
 def _check_raw_dataset(name: str, settings: Any) -> dict[str, Any]:
-    where = f"trainDataConfig dataset {name!r}"
+    where = f"trainDataConfig dataset {name[:80]!r}"
     if not isinstance(settings, dict):
         raise ValueError(f"{where} must be a mapping of settings such as data_path and strategy")
     if not settings.get("data_path"):
         raise ValueError(f"{where} has no data_path")
     strategy = settings.get("strategy")
     if strategy is not None and str(strategy).lower() not in msg.STRATEGIES:
-        raise ValueError(f"{where}: {msg.STRATEGY.replace('strategy', 'strategy', 1)}")
+        raise ValueError(f"{where}: {msg.STRATEGY}")
     prompt = settings.get("user_prompt")
     if prompt is not None and "{question}" not in str(prompt):
         raise ValueError(f"{where}: user_prompt must contain the placeholder {{question}}")
     exp_type = settings.get("exp_type")
     if exp_type is not None and exp_type not in msg.EXP_TYPES:
         raise ValueError(f"{where}: exp_type must be one of train, inference, eval")
+    if DATA_PATH in name or any(DATA_PATH in text for text in _texts(settings, top=True)):
+        raise ValueError(f"{where}: {msg.DATA_PATH_TEXT}")
     return settings
 
 
-def _yaml_problem(error: yaml.YAMLError) -> str:
-    mark = getattr(error, "problem_mark", None)
-    problem = getattr(error, "problem", None) or str(error)
-    if mark is not None:
-        return f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
-    return str(problem)
+def _texts(value: Any, top: bool = False) -> list[str]:
+    """Every string in a dataset's settings, keys included, but the data_path key the trainer counts."""
+    found: list[str] = []
+    stack: list[tuple[Any, bool]] = [(value, top)]
+    while stack:
+        item, at_top = stack.pop()
+        if isinstance(item, str):
+            found.append(item)
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if not (at_top and key == DATA_PATH):
+                    found.append(str(key))
+                stack.append((child, False))
+        elif isinstance(item, list):
+            stack.extend((child, False) for child in item)
+    return found

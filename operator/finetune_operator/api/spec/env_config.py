@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, field_validator
 
-from finetune_operator.api.base import ApiModel
-from finetune_operator.api.spec.common import CHART_TRAIN_DATA_PATH, Path
+from finetune_operator.api import messages as msg
+from finetune_operator.api.base import ApiModel, cel, cel_string
+from finetune_operator.api.spec.common import CHART_TRAIN_DATA_PATH, Path, cel_rules
+
+# The log's last segment must be a file name the operator can give a per-run suffix.
+LOG_FILE_NAME = r"(^|/)[^/]*[^/.][^/]*$"
 
 
 class LoraPaths(ApiModel):
@@ -39,15 +44,36 @@ class PathSettings(ApiModel):
     nvme_path: Path = Field("/mnt/nvme0", description='aiDAPTIVCache NVMe swap directory. Defaults to "/mnt/nvme0".')
     output_dir: Annotated[str, StringConstraints(min_length=1, max_length=4096)] = Field(
         "/mnt/data/output",
-        description='Where the fine-tuned model is written; created if missing. Defaults to "/mnt/data/output".',
+        description=(
+            "Where the fine-tuned model is written, an absolute path; created if missing. "
+            'Defaults to "/mnt/data/output".'
+        ),
+        json_schema_extra=cel_rules(cel("self.startsWith('/')", msg.OUTPUT_DIR_ABSOLUTE)),
     )
     log_name: Annotated[str, StringConstraints(min_length=1, max_length=4096)] = Field(
         "output.log",
         description=(
-            "The trainer's log file; a relative name is under outputDir. The operator streams it to "
-            'the pod\'s stdout and reads progress from it. Defaults to "output.log".'
+            "The trainer's log file; a relative name is under outputDir. Each run writes its own file: the "
+            "FineTuneJob's name and uid go before the extension (output.log becomes "
+            "output.<name>-<uid>.log), so runs sharing an outputDir never mix their logs. The operator "
+            'streams it to the pod\'s stdout and reads progress from it. Defaults to "output.log".'
         ),
+        json_schema_extra=cel_rules(cel(f"self.matches({cel_string(LOG_FILE_NAME)})", msg.LOG_NAME)),
     )
+
+    @field_validator("output_dir")
+    @classmethod
+    def _output_dir(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(msg.OUTPUT_DIR_ABSOLUTE)
+        return value
+
+    @field_validator("log_name")
+    @classmethod
+    def _log_name(cls, value: str) -> str:
+        if re.search(LOG_FILE_NAME, value) is None:
+            raise ValueError(msg.LOG_NAME)
+        return value
 
 
 class EnvConfig(ApiModel):

@@ -9,7 +9,7 @@ from pydantic import ConfigDict, Field, StringConstraints, field_validator, mode
 
 from finetune_operator.api import messages as msg
 from finetune_operator.api.base import ApiModel, cel, cel_string
-from finetune_operator.api.spec.common import SPECIFY_GPUS_PATTERN, Name, cel_optional, cel_rules
+from finetune_operator.api.spec.common import NOT_BOOL, SPECIFY_GPUS_PATTERN, Name, cel_optional, cel_rules
 
 
 class MultiNodeSettings(ApiModel):
@@ -24,7 +24,9 @@ class MultiNodeSettings(ApiModel):
 class ProcessSettings(ApiModel):
     """How many GPUs the trainer uses and how its processes meet (exp_config process_settings)."""
 
-    num_gpus: Literal[1, 2, 4, 8] = Field(1, description="Number of GPUs to train on: 1, 2, 4 or 8. Defaults to 1.")
+    num_gpus: Annotated[Literal[1, 2, 4, 8], NOT_BOOL] = Field(
+        1, description="Number of GPUs to train on: 1, 2, 4 or 8. Defaults to 1."
+    )
     specify_gpus: Annotated[str, StringConstraints(max_length=64)] | None = Field(
         None,
         description=(
@@ -178,7 +180,9 @@ class RunSettings(ApiModel):
     from_config: bool = Field(
         False, description="Build the model from its config instead of pretrained weights. Defaults to false."
     )
-    precision_mode: Literal[0, 1] = Field(1, description="0 for FP32, 1 for mixed precision. Defaults to 1.")
+    precision_mode: Annotated[Literal[0, 1], NOT_BOOL] = Field(
+        1, description="0 for FP32, 1 for mixed precision. Defaults to 1."
+    )
     enable_save_optimizer_state: bool = Field(
         False, description="Save the optimizer state with checkpoints. Defaults to false."
     )

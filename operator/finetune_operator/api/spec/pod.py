@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
+import re
+from decimal import Decimal
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from finetune_operator.api import messages as msg
 from finetune_operator.api.base import CEL_KEY, ApiModel, cel, cel_string
-from finetune_operator.api.quantity import is_extended_resource, is_quantity, parse_quantity
-from finetune_operator.api.spec.common import DnsLabel, Name, Path, Quantity, cel_rules
+from finetune_operator.api.quantity import (
+    INT64_MAX,
+    in_range,
+    is_extended_resource,
+    is_quantity,
+    is_whole,
+    parse_quantity,
+)
+from finetune_operator.api.spec.common import (
+    DnsLabel,
+    Name,
+    Path,
+    QualifiedName,
+    Quantity,
+    cel_rules,
+    qualified_names_rule,
+)
 
 
 class Image(ApiModel):
@@ -50,7 +67,13 @@ def _resource_list_rules() -> dict[str, Any]:
     return {
         "maxProperties": 32,
         CEL_KEY: [
+            cel(qualified_names_rule(), msg.QUALIFIED_NAME),
             cel("self.all(k, isQuantity(string(self[k])))", msg.QUANTITY),
+            cel(
+                "self.all(k, !isQuantity(string(self[k])) || (quantity(string(self[k])).compareTo(quantity('0')) >= 0 "
+                f"&& quantity(string(self[k])).compareTo(quantity('{INT64_MAX}')) <= 0))",
+                msg.QUANTITY_RANGE,
+            ),
             cel(whole, msg.EXTENDED_WHOLE),
             cel(
                 f"!({pct} in self) || (isQuantity(string(self[{pct}])) && {_quantity_of(msg.VGPUMEM_PERCENTAGE)}"
@@ -75,7 +98,7 @@ def _not_overcommitted_rule() -> dict[str, Any]:
     return cel(" && ".join(same(key) for key in msg.GPU_RESOURCES), msg.EXTENDED_NOT_OVERCOMMITTED)
 
 
-ResourceList = Annotated[dict[Annotated[str, StringConstraints(max_length=253)], Quantity], Field(max_length=32)]
+ResourceList = Annotated[dict[QualifiedName, Quantity], Field(max_length=32)]
 
 
 class Resources(ApiModel):
@@ -96,28 +119,40 @@ class Resources(ApiModel):
 
     @model_validator(mode="after")
     def _quantities(self) -> Self:
-        for values in (self.requests, self.limits):
-            _check_resource_list(values)
-        for name, value in self.requests.items():
-            if is_extended_resource(name) and (
-                name not in self.limits or parse_quantity(value) != parse_quantity(self.limits[name])
-            ):
+        requests = _resource_list(self.requests)
+        limits = _resource_list(self.limits)
+        for name, value in requests.items():
+            if is_extended_resource(name) and (name not in limits or value != limits[name]):
                 raise ValueError(msg.EXTENDED_NOT_OVERCOMMITTED)
         return self
 
 
-def _check_resource_list(values: dict[str, int | str]) -> None:
+def _resource_list(values: dict[str, int | str]) -> dict[str, Decimal]:
+    """The parsed quantities of a requests or limits map, checked one by one and together."""
+    parsed: dict[str, Decimal] = {}
     for name, value in values.items():
-        if not is_quantity(value):
-            raise ValueError(f"{msg.QUANTITY} (got {name}: {value!r})")
-        if is_extended_resource(name) and parse_quantity(value) != int(parse_quantity(value)):
-            raise ValueError(f"{msg.EXTENDED_WHOLE} (got {name}: {value!r})")
-    if msg.VGPUMEM_PERCENTAGE in values:
-        pct = parse_quantity(values[msg.VGPUMEM_PERCENTAGE])
-        if pct != int(pct) or not 0 <= pct <= 100:
-            raise ValueError(msg.VGPUMEM_PERCENTAGE_RANGE)
+        shown = _shown(value)
+        try:
+            quantity = parse_quantity(value)
+        except ValueError:
+            raise ValueError(f"{msg.QUANTITY} (got {name}: {shown})") from None
+        if not in_range(quantity):
+            raise ValueError(f"{msg.QUANTITY_RANGE} (got {name}: {shown})")
+        if is_extended_resource(name) and not is_whole(quantity):
+            raise ValueError(f"{msg.EXTENDED_WHOLE} (got {name}: {shown})")
+        parsed[name] = quantity
+    percentage = parsed.get(msg.VGPUMEM_PERCENTAGE)
+    if percentage is not None and (not is_whole(percentage) or not 0 <= percentage <= 100):
+        raise ValueError(msg.VGPUMEM_PERCENTAGE_RANGE)
     if msg.VGPUMEM_PERCENTAGE in values and msg.VGPUMEM in values:
         raise ValueError(msg.VGPUMEM_EXCLUSIVE)
+    return parsed
+
+
+def _shown(value: int | str) -> str:
+    """A user's value in a message, cut short: messages end up in conditions and terminals."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _default_resources() -> Resources:
@@ -143,6 +178,12 @@ class PvcSource(ApiModel):
     claim_name: Name = Field(description="Name of the PersistentVolumeClaim.")
 
 
+# An absolute path with no empty segment and no trailing slash; `.` and `..` segments are refused apart.
+CANONICAL_ABSOLUTE = r"^(/[^/]+)+$"
+DOT_SEGMENT = r"/\.\.?(/|$)"
+DOT_DOT_SEGMENT = r"(^|/)\.\.(/|$)"
+
+
 class Volume(ApiModel):
     """Storage mounted into the training container: models in, fine-tuned weights out."""
 
@@ -150,7 +191,8 @@ class Volume(ApiModel):
     mount_path: Annotated[str, StringConstraints(min_length=1, max_length=4096)] = Field(
         description="Where the volume appears in the container, such as /mnt/data.",
         json_schema_extra=cel_rules(
-            cel("self.startsWith('/')", msg.MOUNT_PATH_ABSOLUTE),
+            cel(f"self.matches({cel_string(CANONICAL_ABSOLUTE)})", msg.MOUNT_PATH_ABSOLUTE),
+            cel(f"!self.matches({cel_string(DOT_SEGMENT)})", msg.MOUNT_PATH_ABSOLUTE),
             cel(
                 " && ".join(f"self != '{p}' && !self.startsWith('{p}/')" for p in msg.RESERVED_MOUNT_PREFIXES),
                 msg.MOUNT_PATH_RESERVED,
@@ -158,7 +200,13 @@ class Volume(ApiModel):
         ),
     )
     read_only: bool = Field(False, description="Mount read-only. Defaults to false.")
-    sub_path: Path | None = Field(None, description="Mount only this path inside the volume.")
+    sub_path: Path | None = Field(
+        None,
+        description="Mount only this path inside the volume (relative, without .. segments).",
+        json_schema_extra=cel_rules(
+            cel(f"!self.startsWith('/') && !self.matches({cel_string(DOT_DOT_SEGMENT)})", msg.SUB_PATH)
+        ),
+    )
     nfs: NfsSource | None = Field(None, description="An NFS export.")
     persistent_volume_claim: PvcSource | None = Field(None, description="A PersistentVolumeClaim.")
 
@@ -169,10 +217,19 @@ class Volume(ApiModel):
     @field_validator("mount_path")
     @classmethod
     def _mount_path(cls, value: str) -> str:
-        if not value.startswith("/"):
+        # Canonical form only, so that two spellings of one directory cannot pass as two, and a
+        # reserved directory cannot hide behind `//config` or `/mnt/../config`.
+        if re.fullmatch(CANONICAL_ABSOLUTE[1:-1], value) is None or re.search(DOT_SEGMENT, value):
             raise ValueError(msg.MOUNT_PATH_ABSOLUTE)
         if any(value == p or value.startswith(p + "/") for p in msg.RESERVED_MOUNT_PREFIXES):
             raise ValueError(msg.MOUNT_PATH_RESERVED)
+        return value
+
+    @field_validator("sub_path")
+    @classmethod
+    def _sub_path(cls, value: str | None) -> str | None:
+        if value is not None and (value.startswith("/") or re.search(DOT_DOT_SEGMENT, value)):
+            raise ValueError(msg.SUB_PATH)
         return value
 
     @model_validator(mode="after")
