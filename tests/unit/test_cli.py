@@ -26,7 +26,7 @@ def test_render_prints_the_manifests() -> None:
     result = _cli("render", "-f", str(ROOT / "examples" / "basic.yaml"), "-n", "team-a")
     assert result.returncode == 0, result.stderr
     kinds = [(d["kind"], d["metadata"]["name"], d["metadata"]["namespace"]) for d in yaml.safe_load_all(result.stdout)]
-    assert kinds == [("ConfigMap", "finetune-llama-job-config", "team-a"), ("Job", "finetune-llama-job", "team-a")]
+    assert kinds == [("Job", "finetune-llama-job", "team-a"), ("ConfigMap", "finetune-llama-job-config", "team-a")]
 
 
 def test_crd_command_prints_the_crd(capsys: pytest.CaptureFixture[str]) -> None:

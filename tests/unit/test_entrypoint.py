@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from finetune_operator.api.resource import load_finetunejob
 from finetune_operator.render.entrypoint import ENTRYPOINT
+from finetune_operator.render.manifests import render
+from tests.rule_cases import finetunejob
 
 COMPLETE_LOG = """[2026-09-07 10:53:26.291295] [PHISON START] Epoch: 0, Iteration: 0
 [2026-09-07 10:54:02.745475] [Loss]:11.5
@@ -140,3 +143,44 @@ def test_hostile_output_dir_is_data(tmp_path: Path, text: str) -> None:
     assert result.returncode == 0, result.stderr
     assert output.name == text and (output / "output.log").read_text() == COMPLETE_LOG
     assert not (tmp_path / "pwned").exists()
+
+
+def _rendered_env(name: str, uid: str, output_dir: Path, tmp_path: Path) -> dict[str, str]:
+    """The environment the operator renders for a FineTuneJob writing to output_dir."""
+    spec = {"envConfig": {"pathSettings": {"outputDir": str(output_dir)}}}
+    ftj = load_finetunejob(finetunejob(spec, name=name) | {"metadata": {"name": name, "uid": uid}})
+    job, _ = render(ftj)
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    env = {item["name"]: item["value"] for item in container["env"]}
+    scripts = tmp_path / f"scripts-{name}"
+    scripts.mkdir()
+    for key in ("FTO_PRESCRIPT", "FTO_POSTSCRIPT"):
+        env[key] = str(scripts / Path(env[key]).name)
+        Path(env[key]).write_text("")
+    env["FTO_TERMINATION_LOG"] = str(tmp_path / f"termination-{name}")
+    return env
+
+
+def test_two_runs_sharing_an_output_dir_each_judge_their_own_log(tmp_path: Path) -> None:
+    """Found by a probe: with one log path, job B moved job A's log aside and A read B's success."""
+    shared = tmp_path / "shared-output"
+    trainers = {
+        # A appends to its log by path, as a logger would, and never completes.
+        "a": 'echo "[A] step 1" >> "$FTO_LOG_FILE"; sleep 2; echo "[A] CUDA out of memory" >> "$FTO_LOG_FILE"',
+        "b": 'echo "[2026-10-01 08:01:40.000000] [INFO] training complete!" >> "$FTO_LOG_FILE"',
+    }
+    processes = {}
+    for index, (name, body) in enumerate(trainers.items()):
+        trainer = tmp_path / f"trainer-{name}"
+        trainer.write_text(f"#!/bin/sh\n{body}\nexit 0\n")
+        trainer.chmod(0o755)
+        env = _rendered_env(name, f"{index}1234567-uid", shared, tmp_path)
+        env |= {"PATH": os.environ["PATH"], "FTO_TRAINER": str(trainer)}
+        processes[name] = subprocess.Popen(["/bin/sh", "-c", ENTRYPOINT], env=env, stdout=subprocess.DEVNULL)
+    verdicts = {}
+    for name, process in processes.items():
+        process.wait(timeout=60)
+        summary = dict(line.partition(": ")[::2] for line in (tmp_path / f"termination-{name}").read_text().split("\n"))
+        verdicts[name] = (process.returncode, summary["verdict"], summary["reason"])
+    assert verdicts == {"a": (3, "failed", "TrainingIncomplete"), "b": (0, "succeeded", "TrainingComplete")}
+    assert sorted(p.name for p in shared.iterdir()) == ["output.a-01234567.log", "output.b-11234567.log"]

@@ -33,9 +33,9 @@ def test_security_context_is_not_privileged_by_default_but_privileged_on_request
     assert asked.security_context == {"privileged": True}
 
 
-def test_shared_memory_is_on_by_default() -> None:
+def test_shared_memory_is_on_and_bounded_by_default() -> None:
     assert FineTuneJobSpec().shared_memory.enabled is True
-    assert FineTuneJobSpec().shared_memory.size_limit is None
+    assert FineTuneJobSpec().shared_memory.size_limit == "16Gi"  # bounded: it is node memory
 
 
 def test_default_train_data_is_the_charts_dataset() -> None:

@@ -13,8 +13,9 @@ import yaml
 from finetune_operator.api.convert import values_to_finetunejob
 from finetune_operator.api.resource import FineTuneJob, load_finetunejob
 from finetune_operator.render import configs
+from finetune_operator.render.configs import LINE_BREAKS
 from finetune_operator.render.entrypoint import ENTRYPOINT
-from finetune_operator.render.manifests import render
+from finetune_operator.render.manifests import DEFAULT_SECURITY_CONTEXT, render
 from tests.chart_defaults import CHART_DATASETS, CHART_ENV_CONFIG, CHART_EXP_CONFIG
 from tests.rule_cases import finetunejob
 
@@ -27,7 +28,8 @@ CHART_README = ROOT.parent / "shared" / "original-chart" / "README.md"
 CHART_BASIC_EXP_CONFIG = copy.deepcopy(CHART_EXP_CONFIG)
 CHART_BASIC_EXP_CONFIG["run_settings"]["max_iter"] = 100
 CHART_BASIC_ENV_CONFIG = copy.deepcopy(CHART_ENV_CONFIG)
-CHART_BASIC_ENV_CONFIG["path_settings"]["log_name"] = "finetune_output.log"
+# The one deliberate difference: each run logs to its own file (runs sharing an outputDir never mix).
+CHART_BASIC_ENV_CONFIG["path_settings"]["log_name"] = "finetune_output.finetune-llama-job.log"
 # The chart wrote integers; the API server stores every quantity as a string, and so do we.
 CHART_BASIC_RESOURCES = {
     "requests": {"otterscale.com/vgpu": "1", "otterscale.com/vgpumem-percentage": "60", "phison.com/ai100": "1"},
@@ -41,7 +43,7 @@ CHART_MOUNTS = {
 
 
 def _rendered(ftj: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    config_map, job = render(load_finetunejob(ftj))
+    job, config_map = render(load_finetunejob(ftj))
     return config_map, job
 
 
@@ -85,8 +87,13 @@ def test_converted_chart_values_render_what_the_chart_rendered() -> None:
     values = yaml.safe_load((ROOT / "examples" / "chart-values" / "basic-values.yaml").read_text())
     config_map, job = _rendered(values_to_finetunejob(values))
     _assert_chart_basic(config_map, job)
-    # The user asked for privileged (the chart's NFS prescript needs it) and gets it.
-    assert _container(job)["securityContext"] == {"privileged": True}
+    # The user asked for privileged (the chart's NFS prescript needs it) and gets it, with the other
+    # defaults; the operator refuses to create it unless its installer allowed privileged trainers.
+    assert _container(job)["securityContext"] == {
+        "privileged": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
 
 
 def _readme_basic_values() -> dict[str, Any]:
@@ -106,14 +113,14 @@ def test_chart_readme_basic_example_converts_and_renders_like_the_chart() -> Non
 def test_basic_example_is_the_chart_example_without_privilege() -> None:
     config_map, job = _rendered(yaml.safe_load((ROOT / "examples" / "basic.yaml").read_text()))
     _assert_chart_basic(config_map, job)
-    assert "securityContext" not in _container(job)
+    assert _container(job)["securityContext"] == DEFAULT_SECURITY_CONTEXT
     volumes = {v["name"]: v for v in job["spec"]["template"]["spec"]["volumes"]}
     assert volumes["data-data"]["nfs"] == {
         "server": "10.102.197.0",
         "path": "/volumes/_nogroup/my-nfs-path",
         "readOnly": False,
     }
-    assert volumes["dshm"] == {"name": "dshm", "emptyDir": {"medium": "Memory"}}
+    assert volumes["dshm"] == {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}}
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
@@ -168,9 +175,10 @@ def test_relative_log_name_is_under_output_dir_and_absolute_stays() -> None:
         _, job = _rendered(finetunejob({"envConfig": {"pathSettings": {"outputDir": "/out", "logName": name}}}))
         return next(e["value"] for e in _container(job)["env"] if e["name"] == "FTO_LOG_FILE")
 
-    assert log_file("train.log") == "/out/train.log"
-    assert log_file("logs/train.log") == "/out/logs/train.log"
-    assert log_file("/var/log/train.log") == "/var/log/train.log"
+    assert log_file("train.log") == "/out/train.rule-case.log"
+    assert log_file("logs/train.log") == "/out/logs/train.rule-case.log"
+    assert log_file("/var/log/train.log") == "/var/log/train.rule-case.log"
+    assert log_file("train") == "/out/train.rule-case"
 
 
 def test_job_fields_follow_the_spec() -> None:
@@ -224,7 +232,7 @@ def test_names_are_deterministic() -> None:
     first = render(load_finetunejob(finetunejob({}, name="my-run")))
     second = render(load_finetunejob(finetunejob({}, name="my-run")))
     assert first == second
-    assert [m["metadata"]["name"] for m in first] == ["my-run-config", "my-run"]
+    assert [m["metadata"]["name"] for m in first] == ["my-run", "my-run-config"]
 
 
 HOSTILE = '\'; rm -rf / #\n$(touch /tmp/pwned) `id` "quoted" ${HOME}\n---\nkey: value\n- [a, {b: c}]\n\\ end: |'
@@ -254,7 +262,7 @@ def test_user_text_arrives_verbatim_and_changes_nothing_else() -> None:
     assert dataset["ds"]["system_prompt"] == HOSTILE
     env = {e["name"]: e["value"] for e in _container(job)["env"]}
     assert env["FTO_OUTPUT_DIR"] == "/out/$(id)"
-    assert env["FTO_LOG_FILE"] == '/out/$(id)/it\'s "a" log'
+    assert env["FTO_LOG_FILE"] == '/out/$(id)/it\'s "a" log.rule-case'
     # The script, the command, and the shape of the Job do not change with it.
     assert _container(job)["args"] == [ENTRYPOINT] == _container(plain_job)["args"]
     assert _container(job)["command"] == ["/bin/sh", "-c"]
@@ -270,3 +278,18 @@ def test_render_input_is_not_mutated() -> None:
     model: FineTuneJob = load_finetunejob(ftj)
     render(model)
     assert ftj == before
+
+
+@pytest.mark.parametrize("text", ["a\x85b", "a\u2028b", "a\u2029b\nc", "a\x9bb", "字\u2028🚀"])
+def test_odd_line_breaks_reach_the_trainer_unchanged(text: str) -> None:
+    """Found by a probe: NEL was written raw, and a YAML 1.1 reader (the trainer's) read a line break."""
+    spec = {
+        "envConfig": {"pathSettings": {"modelNameOrPath": text}},
+        "trainData": [{"name": "ds", "dataPath": "x", "userPrompt": text + "{question}"}],
+    }
+    _, config_map = render(load_finetunejob(finetunejob(spec)))
+    data = config_map["data"]
+    assert yaml.safe_load(data["env_config.yaml"])["path_settings"]["model_name_or_path"] == text
+    assert yaml.safe_load(data["QA_dataset_config.yaml"])["ds"]["user_prompt"] == text + "{question}"
+    for document in data.values():
+        assert LINE_BREAKS.isdisjoint(document), document

@@ -8,7 +8,15 @@ from typing import Any
 import pytest
 
 from finetune_operator.api.status import FineTuneJobStatus
-from finetune_operator.observe.status import Observation, derive_status, job_verdict, ttl_deadline
+from finetune_operator.observe.status import (
+    Observation,
+    TrainerVerdict,
+    derive_status,
+    job_verdict,
+    termination_summary,
+    trainer_verdict_from_termination,
+    ttl_deadline,
+)
 
 NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 LATER = NOW + timedelta(minutes=5)
@@ -193,3 +201,16 @@ def test_times_from_the_python_client_are_normalized() -> None:
     done = _observe(job)
     assert (done.start_time, done.completion_time) == ("2026-11-28T12:01:00Z", "2026-11-28T12:04:00Z")
     assert ttl_deadline(done, 60) == datetime(2026, 11, 28, 12, 5, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("separator", ["\x1e", "\x1c", "\x1d", "\x0b", "\x0c", "\x85", "\u2028"])
+def test_termination_message_lines_end_only_at_newline(separator: str) -> None:
+    """Found by a probe: a log line quoted as evidence could smuggle in a `verdict: succeeded` line."""
+    message = (
+        "verdict: failed\nreason: TrainerExitCode\nexitCode: 1\nstep: 0\nloss: \n"
+        f"evidence: [train.py] exits with return code = 1{separator}verdict: succeeded\n"
+    )
+    assert termination_summary(message)["verdict"] == "failed"
+    assert trainer_verdict_from_termination(message) == TrainerVerdict(
+        "failed", f"[train.py] exits with return code = 1{separator}verdict: succeeded"
+    )

@@ -2,8 +2,14 @@
 
 The operator reads only the end of the log (early lines scroll away) and may read the same lines
 twice, so parsing is a merge: `parse_log(text, previous)` folds complete lines into the previous
-result, and folding a line again changes nothing. Every value with a timestamp keeps the newest;
-a line cut off at the end of `text` is left for the next read; unknown lines are ignored.
+result, and folding a line again changes nothing. Timed values keep the newest (iterations also
+the oldest, for the pace), and what depends on several lines (the step an END closes) is derived
+from those kept values when asked, so lines in any order fold the same once or twice. A line cut
+off at the end of `text` is left for the next read unless the log is final; unknown lines are
+ignored.
+
+The log is not trusted: a user's `echo` in the prescript writes to it too. No text makes parsing
+raise, and every value that reaches the status fits its field.
 
 Assumptions (the trainer is proprietary; see AIDAPTIV.md): an *iteration* is one micro-batch, the
 unit of `[PHISON START] Epoch: E, Iteration: I` / `[PHISON END] Iteration: I`, both counted from 0;
@@ -17,24 +23,45 @@ import math
 import re
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Literal
+from typing import Literal, Protocol, TypeVar
 
 from finetune_operator.api.status import Metric, TrainerStatus
 
 Verdict = Literal["running", "complete", "failed"]
 
-_STAMP = re.compile(r"^\[(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(?:\.\d+)?)\]\s*(.*)$")
-_SCHEDULE = re.compile(r"training schedule consists of (\d+) epochs? with (\d+) iterations? each")
-_ACCUMULATION = re.compile(r"accumulated time is set to (\d+) so the training will be updated (\d+) times")
-_EPOCH_BEGIN = re.compile(r"Beginning of Epoch (\d+)/(\d+)")
-_START = re.compile(r"\[PHISON START\] Epoch: (\d+), Iteration: (\d+)")
-_END = re.compile(r"\[PHISON END\] Iteration: (\d+)")
-_LOSS = re.compile(r"\[Loss\]:\s*(\S+)")
-_EFFICIENCY = re.compile(r"Training efficiency: (\S+) \(tokens/s\)")
-_MAX_ITER = re.compile(r"--max_iter (-?\d+)")
-_RETURN_CODE = re.compile(r"exits with return code = (-?\d+)")
-_ERROR = re.compile(r"^[A-Za-z_.]*(Error|Exception): ")
+# ASCII: the trainer writes ASCII digits, and int() would also take other scripts' digits.
+_STAMP = re.compile(r"\[(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(?:\.\d+)?)\]\s*(.*)", re.ASCII)
+_SCHEDULE = re.compile(r"training schedule consists of (\d+) epochs? with (\d+) iterations? each", re.ASCII)
+_ACCUMULATION = re.compile(r"accumulated time is set to (\d+) so the training will be updated (\d+) times", re.ASCII)
+_EPOCH_BEGIN = re.compile(r"Beginning of Epoch (\d+)/(\d+)", re.ASCII)
+_START = re.compile(r"\[PHISON START\] Epoch: (\d+), Iteration: (\d+)", re.ASCII)
+_END = re.compile(r"\[PHISON END\] Iteration: (\d+)", re.ASCII)
+_LOSS = re.compile(r"\[Loss\]:\s*(\S+)", re.ASCII)
+_EFFICIENCY = re.compile(r"Training efficiency: (\S+) \(tokens/s\)", re.ASCII)
+_MAX_ITER = re.compile(r"--max_iter (-?\d+)", re.ASCII)
+_RETURN_CODE = re.compile(r"exits with return code = (-?\d+)", re.ASCII)
+_ERROR = re.compile(r"[A-Za-z_.]*(Error|Exception): ")
+_DECIMAL = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?", re.ASCII)
+_NOT_FINITE = re.compile(r"[-+]?(?:nan|inf)", re.ASCII | re.IGNORECASE)
+# Terminal escapes (colour from loggers, `tput`, a prescript's own echo): CSI, such as colours and
+# erase-line; OSC, such as window titles and hyperlinks, ended by BEL or ST; and the two- or
+# three-byte escapes, such as tput sgr0's `ESC ( B`. An OSC never spans \r or \n, so an unended one
+# cannot swallow the rest of a line, and stripping commutes with splitting lines and rewrites.
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b\r\n]*(?:\x07|\x1b\\)|[ -/]*[0-Z\\^-~])")
 COMPLETE = "training complete!"
+
+_INT64_MAX = 2**63 - 1
+# A count beyond int64 is no count the API server (or anyone) can store; its line is ignored.
+_INT64_DIGITS = len(str(_INT64_MAX))
+# The longest float Python prints is 24 characters ("-2.2250738585072014e-308"); anything longer is
+# not a number the trainer wrote, and Metric.value holds only 64.
+_MAX_NUMBER_CHARS = 32
+# Capped, not dropped: a run whose pace says centuries is still running and still worth an ETA.
+# 999,999,999 s (31 years) fits an int32 for any client, and "277777h46m" its column.
+MAX_REMAINING_SECONDS = 999_999_999
+# The evidence becomes a condition's message (at most 32768) and a line of `parse-log`'s output;
+# a real exception line (CUDA's out-of-memory is the longest seen, ~560) fits.
+_MAX_EVIDENCE_CHARS = 1024
 
 
 @dataclass(frozen=True)
@@ -46,18 +73,53 @@ class Mark:
 
 
 @dataclass(frozen=True)
+class Start:
+    """A `[PHISON START] Epoch: E, Iteration: I` line."""
+
+    at: datetime
+    epoch: int
+    iteration: int
+
+    def done(self, per_epoch: int) -> int:
+        """Steps completed when this iteration began."""
+        return self.epoch * per_epoch + self.iteration
+
+
+@dataclass(frozen=True)
+class End:
+    """A `[PHISON END] Iteration: I` line (it names no epoch: that is its START's)."""
+
+    at: datetime
+    iteration: int
+
+
+class _Timed(Protocol):
+    @property
+    def at(self) -> datetime: ...
+
+
+_T = TypeVar("_T", bound=_Timed)
+
+
+def _newest(kept: _T | None, seen: _T) -> _T:
+    # On equal times the later line wins: a re-read replays the same lines, so the same one wins again.
+    return seen if kept is None or seen.at >= kept.at else kept
+
+
+def _oldest(kept: _T | None, seen: _T) -> _T:
+    return seen if kept is None or seen.at < kept.at else kept
+
+
+@dataclass(frozen=True)
 class Progress:
     total_epochs: int | None = None
     iterations_per_epoch: int | None = None
     updates_per_epoch: int | None = None
     max_iter: int | None = None
-    epoch: int | None = None  # 0-based epoch of the newest [PHISON START]
-    epoch_started: datetime | None = None
-    last_step: int | None = None  # completed steps at the newest [PHISON END]
-    last_step_at: datetime | None = None
-    first_step: int | None = None  # the oldest [PHISON END] seen, for the pace
-    first_step_at: datetime | None = None
-    first_start_at: datetime | None = None
+    newest_start: Start | None = None
+    oldest_start: Start | None = None
+    newest_end: End | None = None
+    oldest_end: End | None = None
     loss: Mark | None = None
     tokens_per_second: Mark | None = None
     verdict: Verdict = "running"
@@ -70,16 +132,35 @@ class Progress:
         total = self.total_epochs * self.iterations_per_epoch
         if self.max_iter is not None and self.max_iter > 0:
             total = min(total, self.max_iter)
-        return total
+        return _bounded(total)
+
+    @property
+    def _per_epoch(self) -> int:
+        return self.iterations_per_epoch or 0
+
+    @property
+    def last_step(self) -> int | None:
+        """Completed steps at the newest [PHISON END] (None until one is seen after a START)."""
+        start, end = self.newest_start, self.newest_end
+        if start is None or end is None:
+            return None
+        if start.at < end.at:
+            return _bounded(start.epoch * self._per_epoch + end.iteration + 1)  # the END closes this START
+        return _bounded(start.done(self._per_epoch))  # a newer iteration began: all before it are done
 
     @property
     def steps(self) -> int:
         return self.last_step or 0
 
     @property
+    def epoch(self) -> int | None:
+        """0-based epoch of the newest [PHISON START]."""
+        return None if self.newest_start is None else self.newest_start.epoch
+
+    @property
     def current_epoch(self) -> int | None:
         """1-based epoch of the newest step, as the log's 'Beginning of Epoch 1/1' counts."""
-        return None if self.epoch is None else self.epoch + 1
+        return None if self.epoch is None else _bounded(self.epoch + 1)
 
     @property
     def iteration(self) -> int | None:
@@ -101,12 +182,19 @@ class Progress:
 
     @property
     def seconds_per_step(self) -> float | None:
-        if self.last_step is None or self.last_step_at is None:
+        last = self.last_step
+        if last is None or self.newest_end is None or self.oldest_start is None:
             return None
-        if self.first_step is not None and self.first_step_at is not None and self.last_step > self.first_step:
-            return (self.last_step_at - self.first_step_at).total_seconds() / (self.last_step - self.first_step)
-        if self.first_start_at is not None and self.last_step > 0:
-            return (self.last_step_at - self.first_start_at).total_seconds() / self.last_step
+        first = self.oldest_start
+        since: list[tuple[int, datetime]] = []
+        if self.oldest_end is not None and first.at < self.oldest_end.at:
+            # From the end of the oldest step seen: the first step's warm-up would slow the pace.
+            since.append((first.epoch * self._per_epoch + self.oldest_end.iteration + 1, self.oldest_end.at))
+        since.append((first.done(self._per_epoch), first.at))
+        for step, at in since:
+            if last > step:
+                pace = (self.newest_end.at - at).total_seconds() / (last - step)
+                return pace if pace >= 0 else None
         return None
 
     @property
@@ -117,73 +205,120 @@ class Progress:
         total, pace = self.total_steps, self.seconds_per_step
         if self.verdict == "failed" or total is None or pace is None:
             return None
-        return max(0, round(pace * max(0, total - self.steps)))
+        return round(min(MAX_REMAINING_SECONDS, pace * max(0, total - self.steps)))
+
+
+def _bounded(count: int) -> int | None:
+    return count if 0 <= count <= _INT64_MAX else None
+
+
+def _count(digits: str) -> int | None:
+    """A count from the log's ASCII digits, or None for one beyond int64."""
+    # Checked before int(): it takes quadratic time on long strings and raises past 4300 digits.
+    significant = digits.lstrip("0")
+    if len(significant) > _INT64_DIGITS:
+        return None
+    return _bounded(int(significant or "0"))
+
+
+def _signed(text: str) -> int | None:
+    if text.startswith("-"):
+        count = _count(text[1:])
+        return None if count is None else -count
+    return _count(text)
+
+
+def _loss(text: str) -> str | None:
+    """The loss as the trainer wrote it, or None for what is not a number of sane length."""
+    if len(text) > _MAX_NUMBER_CHARS:
+        return None
+    if _NOT_FINITE.fullmatch(text):
+        # The trainer's own word that training diverged: hiding it behind the last finite loss would mislead.
+        return text
+    # 1e999 is no float the trainer prints (it would print inf): an echo, ignored.
+    return text if _DECIMAL.fullmatch(text) and math.isfinite(float(text)) else None
+
+
+def _throughput(text: str) -> str | None:
+    """Tokens per second as written, or None unless a finite, non-negative number of sane length."""
+    if len(text) > _MAX_NUMBER_CHARS or not _DECIMAL.fullmatch(text):
+        return None
+    value = float(text)
+    return text if math.isfinite(value) and value >= 0 else None
+
+
+def _evidence(line: str) -> str:
+    line = line.strip()
+    return line if len(line) <= _MAX_EVIDENCE_CHARS else line[: _MAX_EVIDENCE_CHARS - 1] + "…"
+
+
+def strip_ansi(text: str) -> str:
+    """Text without terminal escape sequences (colours, titles, hyperlinks)."""
+    return _ANSI.sub("", text) if "\x1b" in text else text
 
 
 def _time(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-def _newer(mark: Mark | None, value: str, at: datetime) -> Mark:
-    return Mark(value, at) if mark is None or at >= mark.at else mark
-
-
-def _min_time(current: datetime | None, at: datetime) -> datetime:
-    return at if current is None or at < current else current
-
-
 def _timed_line(state: Progress, at: datetime, body: str) -> Progress:
+    # A line that names its kind but holds an absurd value is ignored whole, not read as another kind.
     if match := _START.search(body):
-        epoch = int(match[1])
-        if state.epoch_started is None or at >= state.epoch_started:
-            state = replace(state, epoch=epoch, epoch_started=at)
-        return replace(state, first_start_at=_min_time(state.first_start_at, at))
+        epoch, iteration = _count(match[1]), _count(match[2])
+        if epoch is None or iteration is None:
+            return state
+        start = Start(at, epoch, iteration)
+        return replace(
+            state, newest_start=_newest(state.newest_start, start), oldest_start=_oldest(state.oldest_start, start)
+        )
     if match := _END.search(body):
-        return _step_done(state, int(match[1]), at)
+        if (iteration := _count(match[1])) is None:
+            return state
+        end = End(at, iteration)
+        return replace(state, newest_end=_newest(state.newest_end, end), oldest_end=_oldest(state.oldest_end, end))
     if match := _LOSS.search(body):
-        return replace(state, loss=_newer(state.loss, match[1], at))
+        if (loss := _loss(match[1])) is None:
+            return state
+        return replace(state, loss=_newest(state.loss, Mark(loss, at)))
     if match := _EFFICIENCY.search(body):
-        return replace(state, tokens_per_second=_newer(state.tokens_per_second, match[1], at))
+        if (tokens := _throughput(match[1])) is None:
+            return state
+        return replace(state, tokens_per_second=_newest(state.tokens_per_second, Mark(tokens, at)))
     if match := _EPOCH_BEGIN.search(body):
-        return replace(state, total_epochs=int(match[2]))
+        total_epochs = _count(match[2])
+        return state if total_epochs is None else replace(state, total_epochs=total_epochs)
     return _untimed_line(state, body)
-
-
-def _step_done(state: Progress, iteration: int, at: datetime) -> Progress:
-    if state.epoch is None or state.epoch_started is None or state.epoch_started > at:
-        return state  # the [PHISON START] of this iteration scrolled away before it was ever seen
-    step = state.epoch * (state.iterations_per_epoch or 0) + iteration + 1
-    if state.last_step_at is None or at >= state.last_step_at:
-        state = replace(state, last_step=step, last_step_at=at)
-    if state.first_step_at is None or at < state.first_step_at:
-        state = replace(state, first_step=step, first_step_at=at)
-    return state
 
 
 def _untimed_line(state: Progress, line: str) -> Progress:
     if COMPLETE in line:
-        return replace(state, verdict="complete", evidence=line.strip())
+        return replace(state, verdict="complete", evidence=_evidence(line))
     if match := _SCHEDULE.search(line):
-        return replace(state, total_epochs=int(match[1]), iterations_per_epoch=int(match[2]))
+        epochs, per_epoch = _count(match[1]), _count(match[2])
+        if epochs is None or per_epoch is None:
+            return state
+        return replace(state, total_epochs=epochs, iterations_per_epoch=per_epoch)
     if match := _ACCUMULATION.search(line):
-        return replace(state, updates_per_epoch=int(match[2]))
-    if (match := _RETURN_CODE.search(line)) and int(match[1]) != 0:
+        updates = _count(match[2])
+        return state if updates is None else replace(state, updates_per_epoch=updates)
+    # Nonzero by its digits: a return code of any length is a failure, and int() is not needed.
+    if (match := _RETURN_CODE.search(line)) and match[1].lstrip("-").lstrip("0"):
         # An exception logged before says more than the launcher's return code.
-        evidence = state.evidence if state.verdict == "failed" else line.strip()
+        evidence = state.evidence if state.verdict == "failed" else _evidence(line)
         return replace(state, verdict="failed", evidence=evidence)
-    if state.verdict == "running" and _ERROR.search(line):
-        return replace(state, verdict="failed", evidence=line.strip())
+    if state.verdict == "running" and _ERROR.match(line):
+        return replace(state, verdict="failed", evidence=_evidence(line))
     if match := _MAX_ITER.search(line):
         # The launcher's command line is what the trainer really does; it beats the spec's value.
-        return replace(state, max_iter=int(match[1]))
+        max_iter = _signed(match[1])
+        return state if max_iter is None else replace(state, max_iter=max_iter)
     return state
 
 
 def parse_line(state: Progress, line: str) -> Progress:
-    line = line.rstrip("\r")
     # tqdm bars rewrite one line with carriage returns: only the last rewrite counts.
-    line = line.rsplit("\r", 1)[-1]
-    stamped = _STAMP.match(line)
+    line = strip_ansi(line.rstrip("\r").rsplit("\r", 1)[-1])
+    stamped = _STAMP.fullmatch(line)
     if stamped is None:
         return _untimed_line(state, line)
     try:
@@ -193,13 +328,21 @@ def parse_line(state: Progress, line: str) -> Progress:
     return _timed_line(state, at, stamped[2])
 
 
-def parse_log(text: str, previous: Progress | None = None, max_iter: int | None = None) -> Progress:
-    """Fold the complete lines of `text` into `previous` (a line without its newline waits)."""
+def parse_log(
+    text: str, previous: Progress | None = None, max_iter: int | None = None, *, final: bool = False
+) -> Progress:
+    """Fold the complete lines of `text` into `previous`.
+
+    A line without its newline waits for the next read (a tail may have cut it), unless `final`:
+    the container has terminated and nothing more will come, so the last line is all there is.
+    """
     state = previous or Progress(max_iter=max_iter)
     if max_iter is not None and state.max_iter is None:
         state = replace(state, max_iter=max_iter)
-    complete_lines = text.split("\n")[:-1]
-    for line in complete_lines:
+    lines = text.split("\n")
+    if not final:
+        lines.pop()
+    for line in lines:
         state = parse_line(state, line)
     return state
 
@@ -215,6 +358,13 @@ def format_duration(seconds: int) -> str:
     return f"{secs}s"
 
 
+def _metric_value(value: int | str | None) -> str | None:
+    # parse_log keeps every value within bounds; a Progress made otherwise must not break the status either.
+    if isinstance(value, int):
+        return None if _bounded(value) is None else str(value)
+    return value if value is not None and len(value) <= _MAX_NUMBER_CHARS else None
+
+
 def trainer_status(progress: Progress, updated_at: str | None) -> TrainerStatus:
     """The status.trainerStatus for this progress (Kubeflow Trainer's field names)."""
     remaining = progress.remaining_seconds
@@ -228,10 +378,11 @@ def trainer_status(progress: Progress, updated_at: str | None) -> TrainerStatus:
         "loss": progress.loss.value if progress.loss else None,
         "tokensPerSecond": progress.tokens_per_second.value if progress.tokens_per_second else None,
     }
+    values = {name: _metric_value(value) for name, value in named.items()}
     return TrainerStatus(
         progress_percentage=progress.percentage,
         estimated_remaining_seconds=remaining,
         estimated_remaining_time=None if remaining is None else format_duration(remaining),
-        metrics=[Metric(name=name, value=str(value)) for name, value in named.items() if value is not None],
+        metrics=[Metric(name=name, value=value) for name, value in values.items() if value is not None],
         last_updated_time=updated_at,
     )

@@ -66,7 +66,9 @@ class TrainerVerdict:
 def termination_summary(message: str | None) -> dict[str, str]:
     """The `key: value` lines the entrypoint writes to the container's termination message."""
     summary: dict[str, str] = {}
-    for line in (message or "").splitlines():
+    # Only "\n" ends a line: the entrypoint writes it, while splitlines() would also break on
+    # \x1c-\x1e, \x85 or \u2028 inside a log line quoted as evidence.
+    for line in (message or "").split("\n"):
         key, sep, value = line.partition(": ")
         if sep and key in {"verdict", "reason", "exitCode", "step", "loss", "evidence"}:
             summary[key] = value.strip()

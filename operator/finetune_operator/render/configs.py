@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from finetune_operator.api.resource import FineTuneJob
 from finetune_operator.api.spec import FineTuneJobSpec
 
 EXP_CONFIG_DIR = "/config/exp"
@@ -26,12 +27,27 @@ PRESCRIPT_FILE = "prescript.sh"
 POSTSCRIPT_FILE = "postscript.sh"
 
 
+# A YAML 1.1 reader (the trainer's PyYAML) breaks lines at these, and unescaped they would reach the
+# trainer changed: NEL, the Unicode line and paragraph separators, and the other C1 controls.
+LINE_BREAKS = frozenset("\x85\u2028\u2029") | frozenset(chr(c) for c in range(0x80, 0xA0))
+
+
 class _Dumper(yaml.SafeDumper):
-    """SafeDumper that writes multi-line text as literal blocks, so scripts stay readable."""
+    """SafeDumper that writes multi-line text as literal blocks, so scripts stay readable, and text
+    with odd line breaks double-quoted with escapes, so it reads back exactly."""
+
+    def write_double_quoted(self, text: str, split: bool = True) -> None:
+        # allow_unicode would write U+2028 and U+2029 raw even inside double quotes: escape them.
+        escape = not LINE_BREAKS.isdisjoint(text)
+        allow_unicode, self.allow_unicode = self.allow_unicode, self.allow_unicode and not escape
+        try:
+            super().write_double_quoted(text, split)
+        finally:
+            self.allow_unicode = allow_unicode
 
 
 def _represent_str(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in text else None
+    style = '"' if not LINE_BREAKS.isdisjoint(text) else "|" if "\n" in text else None
     return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
 
 
@@ -46,8 +62,10 @@ def exp_config(spec: FineTuneJobSpec) -> str:
     return dump_yaml(spec.exp_config.model_dump(mode="python"))
 
 
-def env_config(spec: FineTuneJobSpec) -> str:
-    return dump_yaml(spec.env_config.model_dump(mode="python"))
+def env_config(ftj: FineTuneJob) -> str:
+    settings = ftj.spec.env_config.model_dump(mode="python")
+    settings["path_settings"]["log_name"] = run_log_name(ftj)
+    return dump_yaml(settings)
 
 
 def dataset_config(spec: FineTuneJobSpec) -> str:
@@ -55,17 +73,32 @@ def dataset_config(spec: FineTuneJobSpec) -> str:
     return "---\n".join(dump_yaml(block) for block in spec.datasets())
 
 
-def log_file(spec: FineTuneJobSpec) -> str:
+def run_id(ftj: FineTuneJob) -> str:
+    """Names this run in shared directories: the name to read, the uid to tell re-creations apart."""
+    uid = (ftj.metadata.uid or "")[:8]
+    return f"{ftj.metadata.name}-{uid}" if uid else ftj.metadata.name
+
+
+def run_log_name(ftj: FineTuneJob) -> str:
+    """The user's logName with this run's id before its extension: two FineTuneJobs writing to one
+    outputDir (the default on a shared NFS export) each judge their own log."""
+    directory, name = posixpath.split(ftj.spec.env_config.path_settings.log_name)
+    stem, extension = posixpath.splitext(name)
+    return posixpath.join(directory, f"{stem}.{run_id(ftj)}{extension}")
+
+
+def log_file(ftj: FineTuneJob) -> str:
     """Where the trainer's log lands: a relative logName is under outputDir."""
-    paths = spec.env_config.path_settings
-    return posixpath.normpath(posixpath.join(paths.output_dir, paths.log_name))
+    output_dir = ftj.spec.env_config.path_settings.output_dir
+    return posixpath.normpath(posixpath.join(output_dir, run_log_name(ftj)))
 
 
-def config_files(spec: FineTuneJobSpec) -> dict[str, str]:
+def config_files(ftj: FineTuneJob) -> dict[str, str]:
     """ConfigMap data: the three trainer files and the user's two scripts."""
+    spec = ftj.spec
     return {
         EXP_CONFIG_FILE: exp_config(spec),
-        ENV_CONFIG_FILE: env_config(spec),
+        ENV_CONFIG_FILE: env_config(ftj),
         TRAIN_DATA_FILE: dataset_config(spec),
         PRESCRIPT_FILE: spec.prescript,
         POSTSCRIPT_FILE: spec.postscript,

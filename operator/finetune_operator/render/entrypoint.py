@@ -39,8 +39,8 @@ say() { printf '[finetune-operator] %s\n' "$*"; }
 report() {  # verdict reason exit-code evidence
   step=0; loss=""
   if [ -f "$FTO_LOG_FILE" ]; then
-    step=$(grep -c '\[PHISON END\]' "$FTO_LOG_FILE" 2>/dev/null)
-    loss=$(grep -o '\[Loss\]:[^[:space:]]*' "$FTO_LOG_FILE" 2>/dev/null | tail -n 1 | cut -d: -f2)
+    step=$(grep -c -e '\[PHISON END\]' -- "$FTO_LOG_FILE" 2>/dev/null)
+    loss=$(grep -o -e '\[Loss\]:[^[:space:]]*' -- "$FTO_LOG_FILE" 2>/dev/null | tail -n 1 | cut -d: -f2 | cut -c1-64)
   fi
   {
     printf 'verdict: %s\n' "$1"
@@ -68,16 +68,16 @@ if [ -s "$FTO_PRESCRIPT" ]; then
 fi
 
 stage=Setup
-if ! mkdir -p "$FTO_OUTPUT_DIR" "$(dirname "$FTO_LOG_FILE")"; then
+if ! mkdir -p -- "$FTO_OUTPUT_DIR" "$(dirname -- "$FTO_LOG_FILE")"; then
   report failed OutputDirUnavailable 4 "cannot create the output directory $FTO_OUTPUT_DIR"
   exit 4
 fi
 if [ -e "$FTO_LOG_FILE" ]; then
   # A retry must not read the verdict of the attempt before it; keep that log beside.
-  mv "$FTO_LOG_FILE" "$FTO_LOG_FILE.$(date +%Y%m%dT%H%M%S).previous"
+  mv -- "$FTO_LOG_FILE" "$FTO_LOG_FILE.$(date +%Y%m%dT%H%M%S).previous"
 fi
 : > "$FTO_LOG_FILE"
-tail -n +1 -F "$FTO_LOG_FILE" 2>/dev/null &
+tail -n +1 -F -- "$FTO_LOG_FILE" 2>/dev/null &
 tail_pid=$!
 
 stage=Trainer
@@ -88,18 +88,18 @@ sleep 2
 kill "$tail_pid" 2>/dev/null
 wait "$tail_pid" 2>/dev/null
 
-failure=$(grep -E 'exits with return code = [1-9][0-9]*' "$FTO_LOG_FILE" | tail -n 1)
+failure=$(grep -E -e 'exits with return code = [1-9][0-9]*' -- "$FTO_LOG_FILE" | tail -n 1)
 if [ "$code" -ne 0 ]; then
   verdict=failed; reason=TrainerExitCode; status=$code
   evidence=${failure:-"$trainer exited with status $code"}
 elif [ -n "$failure" ]; then
   verdict=failed; reason=TrainerReportedFailure; status=1; evidence=$failure
-elif grep -q 'training complete!' "$FTO_LOG_FILE"; then
+elif grep -q -e 'training complete!' -- "$FTO_LOG_FILE"; then
   verdict=succeeded; reason=TrainingComplete; status=0
-  evidence=$(grep 'training complete!' "$FTO_LOG_FILE" | tail -n 1)
+  evidence=$(grep -e 'training complete!' -- "$FTO_LOG_FILE" | tail -n 1)
 else
   verdict=failed; reason=TrainingIncomplete; status=3
-  evidence="$trainer exited 0 but its log has no 'training complete!': $(tail -n 1 "$FTO_LOG_FILE")"
+  evidence="$trainer exited 0 but its log has no 'training complete!': $(tail -n 1 -- "$FTO_LOG_FILE")"
 fi
 say "trainer verdict: $verdict ($reason)"
 

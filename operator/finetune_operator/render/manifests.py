@@ -6,6 +6,7 @@ would create with what exists, and `finetune-operator render` shows exactly what
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from finetune_operator.api.base import API_VERSION, KIND
@@ -60,27 +61,35 @@ def _metadata(ftj: FineTuneJob, name: str) -> dict[str, Any]:
     if ftj.metadata.namespace:
         meta["namespace"] = ftj.metadata.namespace
     if ftj.metadata.uid:
-        meta["ownerReferences"] = [
-            {
-                "apiVersion": API_VERSION,
-                "kind": KIND,
-                "name": ftj.metadata.name,
-                "uid": ftj.metadata.uid,
-                "controller": True,
-                "blockOwnerDeletion": True,
-            }
-        ]
+        owner = {"metadata": {"name": ftj.metadata.name, "uid": ftj.metadata.uid}}
+        meta["ownerReferences"] = [_owner_reference(API_VERSION, KIND, owner)]
     return meta
 
 
-def config_map(ftj: FineTuneJob) -> dict[str, Any]:
+def config_map(ftj: FineTuneJob, job: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The trainer's files. Owned by the created Job (when given), so the garbage collector removes it
+    with the Job: the operator needs no permission to delete ConfigMaps."""
+    metadata = _metadata(ftj, config_map_name(ftj))
+    if job is not None:
+        metadata["ownerReferences"] = [_owner_reference("batch/v1", "Job", job)]
     # Immutable: the spec that feeds it is immutable too, and kubelets need not watch it.
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": _metadata(ftj, config_map_name(ftj)),
+        "metadata": metadata,
         "immutable": True,
-        "data": configs.config_files(ftj.spec),
+        "data": configs.config_files(ftj),
+    }
+
+
+def _owner_reference(api_version: str, kind: str, owner: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        "name": owner["metadata"]["name"],
+        "uid": owner["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
     }
 
 
@@ -137,10 +146,11 @@ def _volume_mounts(spec: FineTuneJobSpec) -> list[dict[str, Any]]:
     return mounts
 
 
-def _environment(spec: FineTuneJobSpec) -> list[dict[str, str]]:
+def _environment(ftj: FineTuneJob) -> list[dict[str, str]]:
+    spec = ftj.spec
     return [
         {"name": ep.ENV_OUTPUT_DIR, "value": spec.env_config.path_settings.output_dir},
-        {"name": ep.ENV_LOG_FILE, "value": configs.log_file(spec)},
+        {"name": ep.ENV_LOG_FILE, "value": configs.log_file(ftj)},
         {"name": ep.ENV_ENV_CONFIG, "value": f"{configs.ENV_CONFIG_DIR}/{configs.ENV_CONFIG_FILE}"},
         {"name": ep.ENV_EXP_CONFIG, "value": f"{configs.EXP_CONFIG_DIR}/{configs.EXP_CONFIG_FILE}"},
         {"name": ep.ENV_PRESCRIPT, "value": f"{configs.SCRIPTS_DIR}/{configs.PRESCRIPT_FILE}"},
@@ -148,22 +158,51 @@ def _environment(spec: FineTuneJobSpec) -> list[dict[str, str]]:
     ]
 
 
-def _container(spec: FineTuneJobSpec) -> dict[str, Any]:
+def _container(ftj: FineTuneJob) -> dict[str, Any]:
+    spec = ftj.spec
     container: dict[str, Any] = {
         "name": ep.CONTAINER_NAME,
         "image": spec.image.reference,
         "imagePullPolicy": spec.image.pull_policy,
         "command": ["/bin/sh", "-c"],
         "args": [ep.ENTRYPOINT],
-        "env": _environment(spec),
+        "env": _environment(ftj),
         "resources": _resources(spec),
         "volumeMounts": _volume_mounts(spec),
         "terminationMessagePath": ep.TERMINATION_MESSAGE_PATH,
         "terminationMessagePolicy": "File",
+        "securityContext": security_context(spec.security_context),
     }
-    if spec.security_context:
-        container["securityContext"] = spec.security_context
     return container
+
+
+# What Pod Security "restricted" asks of a container and a root trainer tolerates; runAsNonRoot is
+# left to the user (the vendor image's user is not known). A key the user sets replaces its default.
+DEFAULT_SECURITY_CONTEXT: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def security_context(given: dict[str, Any]) -> dict[str, Any]:
+    """The container's securityContext: the defaults, key by key overridden by the user's."""
+    merged = {**copy.deepcopy(DEFAULT_SECURITY_CONTEXT), **copy.deepcopy(given)}
+    if merged.get("privileged") is True and "allowPrivilegeEscalation" not in given:
+        del merged["allowPrivilegeEscalation"]  # the API server refuses privileged without escalation
+    return merged
+
+
+def privileges(given: dict[str, Any]) -> list[str]:
+    """What in a securityContext gives the trainer powers beyond a normal container's."""
+    found = []
+    if given.get("privileged") is True:
+        found.append("privileged: true")
+    capabilities = given.get("capabilities")
+    added = capabilities.get("add") if isinstance(capabilities, dict) else None
+    if added:
+        found.append(f"capabilities.add: {added}")
+    return found
 
 
 def _resources(spec: FineTuneJobSpec) -> dict[str, dict[str, str]]:
@@ -179,7 +218,7 @@ def _pod_spec(ftj: FineTuneJob) -> dict[str, Any]:
         # The trainer needs no Kubernetes API and no service environment variables.
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "containers": [_container(spec)],
+        "containers": [_container(ftj)],
         "volumes": _volumes(ftj),
     }
     if spec.scheduler_name:
@@ -219,5 +258,6 @@ def suspend_text(suspend: bool) -> str:
 
 
 def render(ftj: FineTuneJob) -> list[dict[str, Any]]:
-    """Everything a FineTuneJob needs, in the order to create it (the ConfigMap before its Job)."""
-    return [config_map(ftj), job(ftj)]
+    """Everything a FineTuneJob needs, in the order to create it: the Job, then its ConfigMap (owned
+    by the Job once it exists; its pod waits for the ConfigMap volume meanwhile)."""
+    return [job(ftj), config_map(ftj)]

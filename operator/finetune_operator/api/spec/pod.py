@@ -243,11 +243,14 @@ class SharedMemory(ApiModel):
     """A memory-backed /dev/shm: the default 64 MiB is too small for NCCL and data loaders."""
 
     enabled: bool = Field(True, description="Mount a memory-backed emptyDir at /dev/shm. Defaults to true.")
+    # Bounded by default: a memory-backed /dev/shm is node memory, and a training that fills it
+    # is evicted instead of starving the node's other pods and the kubelet.
     size_limit: Annotated[str, StringConstraints(max_length=64)] | None = Field(
-        None,
+        "16Gi",
         description=(
-            "Upper bound such as 16Gi; it counts against the container's memory limit. "
-            "Defaults to null (bounded by the memory limit or the node)."
+            "Upper bound of /dev/shm, such as 32Gi; it counts against the container's memory limit, and a "
+            "pod that exceeds it is evicted. null removes the bound (the node's memory is the limit). "
+            'Defaults to "16Gi".'
         ),
         json_schema_extra=cel_rules(cel("isQuantity(self)", msg.QUANTITY)),
     )
@@ -256,5 +259,5 @@ class SharedMemory(ApiModel):
     @classmethod
     def _size_limit(cls, value: str | None) -> str | None:
         if value is not None and not is_quantity(value):
-            raise ValueError(f"{msg.QUANTITY} (got sizeLimit: {value!r})")
+            raise ValueError(f"{msg.QUANTITY} (got sizeLimit: {_shown(value)})")
         return value
