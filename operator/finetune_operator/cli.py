@@ -88,7 +88,7 @@ def command_convert(args: argparse.Namespace, out: TextIO) -> None:
 
 def command_parse_log(args: argparse.Namespace, out: TextIO) -> None:
     max_iter = args.max_iter
-    progress = parse_log(_read_text(args.file), max_iter=max_iter)
+    progress = parse_log(_read_text(args.file), max_iter=max_iter, final=True)
     status = trainer_status(progress, None).model_dump(by_alias=True, exclude_none=True)
     status["verdict"] = progress.verdict
     if progress.evidence:

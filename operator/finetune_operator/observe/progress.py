@@ -60,7 +60,7 @@ _MAX_NUMBER_CHARS = 32
 # 999,999,999 s (31 years) fits an int32 for any client, and "277777h46m" its column.
 MAX_REMAINING_SECONDS = 999_999_999
 # The evidence becomes a condition's message (at most 32768) and a line of `parse-log`'s output;
-# a real exception line (CUDA's out-of-memory is the longest seen, ~560) fits.
+# a real exception line (PyTorch's CUDA out-of-memory one runs to a few hundred) fits.
 _MAX_EVIDENCE_CHARS = 1024
 
 
@@ -146,7 +146,8 @@ class Progress:
             return None
         if start.at < end.at:
             return _bounded(start.epoch * self._per_epoch + end.iteration + 1)  # the END closes this START
-        return _bounded(start.done(self._per_epoch))  # a newer iteration began: all before it are done
+        # An iteration began at or after the newest END: every one before it is done.
+        return _bounded(start.done(self._per_epoch))
 
     @property
     def steps(self) -> int:
@@ -190,6 +191,7 @@ class Progress:
         if self.oldest_end is not None and first.at < self.oldest_end.at:
             # From the end of the oldest step seen: the first step's warm-up would slow the pace.
             since.append((first.epoch * self._per_epoch + self.oldest_end.iteration + 1, self.oldest_end.at))
+        # Else from the oldest START: one step in, or a tail whose oldest END closed a START never seen.
         since.append((first.done(self._per_epoch), first.at))
         for step, at in since:
             if last > step:
