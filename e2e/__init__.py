@@ -1,5 +1,6 @@
 """Local Kubernetes control plane for the e2e tests (see e2e/README.md).
 
-``e2e.localcluster`` starts and stops the cluster and holds the test helpers;
-``e2e.build_toolchain`` builds its binaries from the Go module proxy.
+``e2e.localcluster`` gathers the public names (the cluster, its handle, the test helpers; the
+code is in the modules it names); ``e2e.build_toolchain`` builds the binaries from the Go
+module proxy; ``e2e.kstatus`` runs the kstatus verdict tool.
 """

@@ -2,14 +2,16 @@
 """Build the local e2e toolchain from the Go module proxy.
 
 Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok,
-kwokctl and helm with the Go toolchain on the machine, from the wrapper modules under
-``e2e/toolchain/<name>/`` (their go.mod/go.sum pin every version). The binaries land in
-a cache directory outside the repository, one per set of versions::
+helm and kstatus (a small verdict tool of our own, on sigs.k8s.io/cli-utils) with the Go
+toolchain on the machine, from the wrapper modules under ``e2e/toolchain/<name>/`` (their
+go.mod/go.sum pin every version). The binaries land in a cache directory outside the
+repository, one per set of versions of the cluster's components::
 
     ${FTO_TOOLCHAIN_DIR:-~/.cache/finetune-operator/toolchain}/<k8s>-<etcd>-<kwok>-<helm>/bin
 
 Each binary carries a stamp (hash of the Go version, the wrapper's go.mod/go.sum, the
-package and the ldflags), so a second run with everything cached only checks stamps.
+package, the ldflags, and the wrapper's own sources if it has any), so a second run with
+everything cached only checks stamps, and a new binary is built alone into an existing dir.
 
 Usage::
 
@@ -32,7 +34,6 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,12 @@ WRAPPER_MODULES: dict[str, str] = {
     "etcd": "go.etcd.io/etcd/server/v3",
     "kwok": "sigs.k8s.io/kwok",
     "helm": "helm.sh/helm/v3",
+}
+
+#: Wrappers of test tools: pinned like the others, but not part of the cache dir's name, so
+#: adding or moving one builds that binary alone instead of a whole new toolchain dir.
+TOOL_MODULES: dict[str, tuple[str, str]] = {
+    "cli-utils": ("kstatus", "sigs.k8s.io/cli-utils"),
 }
 
 #: kwok CRDs copied next to the binaries (kwok reads Stages, Logs and ClusterLogs from the API).
@@ -63,8 +70,8 @@ BINARIES: tuple[str, ...] = (
     "kube-scheduler",
     "kubectl",
     "kwok",
-    "kwokctl",
     "helm",
+    "kstatus",
 )
 
 
@@ -80,6 +87,8 @@ class Target:
     wrapper: str
     package: str
     ldflags: tuple[str, ...] = field(default_factory=tuple)
+    #: Files of the wrapper compiled into the binary (a wrapper with its own main package).
+    sources: tuple[str, ...] = field(default_factory=tuple)
 
 
 def log(message: str) -> None:
@@ -100,8 +109,10 @@ def read_require(wrapper: str, module: str) -> str:
 
 
 def versions() -> dict[str, str]:
-    """Pinned version of each wrapper, e.g. ``{"kubernetes": "v1.36.3", ...}``."""
-    return {name: read_require(name, module) for name, module in WRAPPER_MODULES.items()}
+    """Pinned version of each wrapper, e.g. ``{"kubernetes": "v1.36.3", ..., "cli-utils": "v0.37.2"}``."""
+    pinned = {name: read_require(name, module) for name, module in WRAPPER_MODULES.items()}
+    pinned.update({name: read_require(wrapper, module) for name, (wrapper, module) in TOOL_MODULES.items()})
+    return pinned
 
 
 def cache_root() -> Path:
@@ -166,12 +177,12 @@ def targets() -> list[Target]:
     return [
         Target("etcd", "etcd", "go.etcd.io/etcd/server/v3", etcd_flags),
         Target("kwok", "kwok", "sigs.k8s.io/kwok/cmd/kwok", kwok_flags),
-        Target("kwokctl", "kwok", "sigs.k8s.io/kwok/cmd/kwokctl", kwok_flags),
         Target("helm", "helm", "helm.sh/helm/v3/cmd/helm", helm_flags),
         Target("kube-apiserver", "kubernetes", "k8s.io/kubernetes/cmd/kube-apiserver", k8s_flags),
         Target("kube-controller-manager", "kubernetes", "k8s.io/kubernetes/cmd/kube-controller-manager", k8s_flags),
         Target("kube-scheduler", "kubernetes", "k8s.io/kubernetes/cmd/kube-scheduler", k8s_flags),
         Target("kubectl", "kubernetes", "k8s.io/kubernetes/cmd/kubectl", k8s_flags),
+        Target("kstatus", "kstatus", "finetune-operator.local/e2e/toolchain/kstatus", sources=("main.go",)),
     ]
 
 
@@ -207,6 +218,8 @@ def _stamp(target: Target, go_version: str) -> str:
         " ".join(target.ldflags),
         (wrapper / "go.mod").read_text(),
         (wrapper / "go.sum").read_text(),
+        # Only wrappers with sources hash them: the stamps of the others stay as they were.
+        *((wrapper / name).read_text() for name in target.sources),
     ):
         digest.update(part.encode())
         digest.update(b"\0")
@@ -334,45 +347,6 @@ def build(only: Sequence[str] = ()) -> Path:
     return bins
 
 
-def pin_kubernetes(version: str) -> None:
-    """Rewrite e2e/toolchain/kubernetes/go.mod for ``version`` and run ``go mod tidy``.
-
-    k8s.io/kubernetes replaces its staging modules with local directories, which only
-    works in the main module, so the wrapper replaces each staging module with the
-    matching published v0.X.Y version. The list is taken from the release's own go.mod.
-    """
-    go = _go()
-    proxy = (os.environ.get("GOPROXY") or "https://proxy.golang.org").split(",")[0].split("|")[0]
-    if proxy in ("direct", "off"):
-        raise BuildError("pin-kubernetes needs a module proxy in GOPROXY")
-    with urllib.request.urlopen(f"{proxy}/k8s.io/kubernetes/@v/{version}.mod", timeout=60) as resp:
-        upstream = resp.read().decode()
-    staging = sorted(set(re.findall(r"^\s*(k8s\.io/\S+)\s+=>\s+\./staging/", upstream, re.MULTILINE)))
-    if not staging:
-        raise BuildError(f"no staging replaces found in k8s.io/kubernetes@{version} go.mod")
-    go_line = re.search(r"^go (\S+)", upstream, re.MULTILINE)
-    staging_version = "v0." + version.lstrip("v").split(".", 1)[1]
-    lines = [
-        "// Wrapper module pinning the Kubernetes release built for the local e2e control plane.",
-        "// Regenerate with: e2e/build_toolchain.py pin-kubernetes vX.Y.Z",
-        "module finetune-operator.local/e2e/toolchain/kubernetes",
-        "",
-        f"go {go_line.group(1) if go_line else '1.26.0'}",
-        "",
-        f"require k8s.io/kubernetes {version}",
-        "",
-        "replace (",
-        *(f"\t{mod} => {mod} {staging_version}" for mod in staging),
-        ")",
-        "",
-    ]
-    wrapper = WRAPPERS_DIR / "kubernetes"
-    (wrapper / "go.mod").write_text("\n".join(lines))
-    (wrapper / "go.sum").write_text("")
-    subprocess.run([go, "mod", "tidy"], cwd=wrapper, env={**_go_env(), "GOFLAGS": "-mod=mod"}, check=True)
-    log(f"pinned Kubernetes {version} ({len(staging)} staging modules at {staging_version})")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     command = args.pop(0) if args else "build"
@@ -384,6 +358,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif command == "versions":
             print(json.dumps(versions(), indent=2))
         elif command == "pin-kubernetes" and len(args) == 1:
+            from e2e.pin_kubernetes import pin_kubernetes  # rarely used: kept out of the build's code
+
             pin_kubernetes(args[0])
         else:
             print(__doc__, file=sys.stderr)
@@ -395,4 +371,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(E2E_DIR.parent))  # the repo root: package "e2e" (for pin-kubernetes)
     sys.exit(main())

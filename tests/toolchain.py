@@ -1,4 +1,4 @@
-"""The local toolchain's binaries (helm, kubectl) for tests: required in CI, a skip elsewhere."""
+"""The local toolchain's binaries (helm, kubectl, kstatus) for tests: required in CI, a skip elsewhere."""
 
 from __future__ import annotations
 

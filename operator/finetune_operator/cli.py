@@ -98,19 +98,22 @@ def command_parse_log(args: argparse.Namespace, out: TextIO) -> None:
 
 def command_run(args: argparse.Namespace, out: TextIO) -> None:
     # Imported here: the other commands need neither kopf nor a cluster.
-    from finetune_operator.controller.run import CrdMissing, run
+    from finetune_operator.controller.controller import Settings
+    from finetune_operator.controller.run import CrdMissing, Options, run
 
     try:
         run(
-            namespaces=args.namespace or [],
-            dev=args.dev,
-            install=args.install_crd,
-            liveness=args.liveness,
-            peering=args.peering,
-            priority=args.priority,
-            peering_lifetime=args.peering_lifetime,
-            log_interval=args.log_interval,
-            metrics=(args.metrics_address, args.metrics_port) if args.metrics_port else None,
+            Options(
+                namespaces=args.namespace or [],
+                dev=args.dev,
+                install_crd=args.install_crd,
+                liveness=args.liveness,
+                peering=args.peering,
+                priority=args.priority,
+                peering_lifetime=args.peering_lifetime,
+                metrics=(args.metrics_address, args.metrics_port) if args.metrics_port else None,
+                settings=Settings(log_interval=args.log_interval, allow_privileged=args.allow_privileged),
+            )
         )
     except CrdMissing as error:
         raise UsageError(str(error)) from None
@@ -147,6 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run_cmd.add_argument(
         "--log-interval", type=float, default=15.0, help="seconds between reads of a running training's log"
+    )
+    run_cmd.add_argument(
+        "--allow-privileged",
+        action="store_true",
+        help="let FineTuneJobs ask for a privileged trainer or added capabilities (refused by default)",
     )
     run_cmd.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
     run_cmd.add_argument("--metrics-address", default="0.0.0.0", help="address of the metrics server")

@@ -8,6 +8,10 @@
   ``.fake_logs(...)``, ``.hold_namespace(...)``, ``.fail_namespace(...)``, ... (``.local``
   tells whether kwok helpers work).
 * ``local_cluster``: the same, but skips the test on an external cluster.
+* ``local_control_plane``: the ``e2e.localcluster.LocalCluster`` behind ``local_cluster`` (also
+  ``cluster.control_plane()``), to SIGKILL and restart one of its processes with the same
+  arguments: ``.kill_component("kube-apiserver")``, ``.start_component("etcd")``,
+  ``.restart_component(name)``, ``.wait_healthy()``. A test that kills something restarts it.
 * ``namespace`` (per test): a fresh namespace, deleted after the test.
 
 Every test under tests/e2e is marked ``e2e``, so ``pytest -m "not e2e"`` needs no cluster.
@@ -70,6 +74,11 @@ def local_cluster(cluster: lc.Cluster) -> lc.Cluster:
     if not cluster.local:
         pytest.skip("needs the local kwok cluster (fake GPU nodes, fake logs); E2E_KUBECONFIG is set")
     return cluster
+
+
+@pytest.fixture
+def local_control_plane(local_cluster: lc.Cluster) -> lc.LocalCluster:
+    return local_cluster.control_plane()
 
 
 @pytest.fixture

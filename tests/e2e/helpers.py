@@ -59,3 +59,9 @@ def ftj_events(cluster: lc.Cluster, namespace: str, name: str) -> dict[str, str]
             when = event.get("firstTimestamp") or event.get("eventTime") or ""
             found[event["reason"]] = min(found.get(event["reason"], when), when)
     return found
+
+
+def config_maps_of(cluster: lc.Cluster, namespace: str, name: str) -> list[dict[str, Any]]:
+    """The ConfigMaps made for a FineTuneJob (their names carry its uid), by the operator's label."""
+    found = cluster.get_json("configmaps", "-n", namespace, "-l", f"finetune.aidaptiv.io/name={name}")
+    return list((found or {}).get("items") or [])

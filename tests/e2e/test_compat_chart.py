@@ -70,15 +70,39 @@ def _uninstall(cluster: lc.Cluster, helm: Helm, namespace: str, name: str) -> No
     assert helm("list", "-n", namespace, "-q").stdout.strip() == ""
 
 
-def test_helm_install_of_the_basic_values_runs_to_succeeded_and_uninstalls(
+def test_the_charts_privileged_default_needs_the_operators_permission(
     cluster: lc.Cluster, namespace: str, running: OperatorProcess, helm: Helm
 ) -> None:
+    """The chart ran its trainer privileged (for a prescript's NFS mount): a default operator refuses it."""
     name = yaml.safe_load(BASIC_VALUES.read_text())["job"]["name"]
-    result = helm("install", RELEASE, str(CHART), "-f", str(BASIC_VALUES), "-n", namespace)
-    assert "STATUS: deployed" in result.stdout
-    assert f"kubectl get finetunejobs -n {namespace}" in result.stdout  # NOTES.txt
+    helm("install", RELEASE, str(CHART), "-f", str(BASIC_VALUES), "-n", namespace)
+    ftj = wait_phase(cluster, namespace, name, "Failed", running)
+    stalled = next(c for c in ftj["status"]["conditions"] if c["type"] == "Stalled")
+    assert (stalled["status"], stalled["reason"]) == ("True", "InvalidSpec")
+    assert "privileged: true gives the trainer powers over its node" in stalled["message"]
+    assert "--allow-privileged" in stalled["message"] and "allowPrivilegedTrainers" in stalled["message"]
+    assert cluster.get_json("job", name, "-n", namespace) is None
+    _uninstall(cluster, helm, namespace, name)
 
-    ftj = wait_phase(cluster, namespace, name, "Succeeded", running)
+
+def test_helm_install_of_the_basic_values_runs_to_succeeded_and_uninstalls(
+    cluster: lc.Cluster,
+    namespace: str,
+    crd: None,
+    without_shared_operator: None,
+    helm: Helm,
+    tmp_path: Path,
+) -> None:
+    name = yaml.safe_load(BASIC_VALUES.read_text())["job"]["name"]
+    allowing = OperatorProcess(cluster.kubeconfig, tmp_path / "operator", ("--log-interval", "1", "--allow-privileged"))
+    allowing.start()
+    try:
+        result = helm("install", RELEASE, str(CHART), "-f", str(BASIC_VALUES), "-n", namespace)
+        assert "STATUS: deployed" in result.stdout
+        assert f"kubectl get finetunejobs -n {namespace}" in result.stdout  # NOTES.txt
+        ftj = wait_phase(cluster, namespace, name, "Succeeded", allowing)
+    finally:
+        allowing.stop()
     # The release's one object, in the namespace given by -n, is the FineTuneJob convert writes.
     expected = _convert(BASIC_VALUES, name, namespace)
     assert (ftj["apiVersion"], ftj["kind"]) == (API_VERSION, KIND)

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from e2e import localcluster as lc
-from tests.e2e.helpers import LIGHT, condition, ftj_events, get_ftj, wait_phase
+from tests.e2e.helpers import LIGHT, condition, config_maps_of, ftj_events, get_ftj, wait_phase
 from tests.e2e.operator_process import OperatorProcess
 from tests.rule_cases import LONG_NAME, NAME_CASE, RULE_CASES, RuleCase, finetunejob
 
@@ -29,11 +29,15 @@ def test_basic_example_runs_to_succeeded(cluster: lc.Cluster, namespace: str, ru
     name = "finetune-llama-job"
     ftj = wait_phase(cluster, namespace, name, "Succeeded", running)
     uid = ftj["metadata"]["uid"]
-    for kind, child in (("configmap", f"{name}-config"), ("job", name)):
-        obj = cluster.get_json(kind, child, "-n", namespace)
-        assert obj is not None, f"{kind} {child} is missing"
-        (ref,) = obj["metadata"]["ownerReferences"]
-        assert (ref["kind"], ref["name"], ref["uid"], ref["controller"]) == ("FineTuneJob", name, uid, True)
+    job = cluster.get_json("job", name, "-n", namespace)
+    assert job is not None, f"job {name} is missing"
+    (ref,) = job["metadata"]["ownerReferences"]
+    assert (ref["kind"], ref["name"], ref["uid"], ref["controller"]) == ("FineTuneJob", name, uid, True)
+    # The ConfigMap belongs to the Job, and goes with it (the operator cannot delete ConfigMaps).
+    (config,) = config_maps_of(cluster, namespace, name)
+    assert config["metadata"]["name"] == f"{name}-config-{uid[:8]}"
+    (ref,) = config["metadata"]["ownerReferences"]
+    assert (ref["kind"], ref["name"], ref["uid"], ref["controller"]) == ("Job", name, job["metadata"]["uid"], True)
     assert ftj["status"]["jobName"] == name
     assert ftj["status"]["observedGeneration"] == ftj["metadata"]["generation"]
     assert ftj["status"]["completionTime"] and ftj["status"]["startTime"]
@@ -115,7 +119,11 @@ def test_ttl_deletes_children_keeps_the_record_across_restarts(
 
     ftj = cluster.wait_for(cleaned, what="TTL cleanup", timeout=60, state=running.log)
     assert cluster.get_json("job", "short-lived", "-n", namespace) is None
-    assert cluster.get_json("configmap", "short-lived-config", "-n", namespace) is None
+    cluster.wait_for(
+        lambda: config_maps_of(cluster, namespace, "short-lived") == [] or None,
+        what="the ConfigMap collected with its Job",
+        timeout=60,
+    )
     cluster.wait_for(lambda: cluster.pods(namespace) == [] or None, what="pods deleted with the Job", timeout=60)
     assert condition(ftj, "CleanedUp")["reason"] == "TTLExpired"
     assert "TTLExpired" in _reasons(cluster, namespace, "short-lived")
@@ -148,7 +156,7 @@ def test_invalid_spec_the_crd_lets_through_is_stalled_with_no_children(
     assert (stalled["status"], stalled["reason"]) == ("True", "InvalidSpec")
     assert "user_prompt must contain the placeholder {question}" in stalled["message"]
     assert cluster.get_json("job", "bad-data", "-n", namespace) is None
-    assert cluster.get_json("configmap", "bad-data-config", "-n", namespace) is None
+    assert config_maps_of(cluster, namespace, "bad-data") == []
     warnings = [e for e in cluster.events(namespace) if e["type"] == "Warning" and e["reason"] == "InvalidSpec"]
     assert warnings and "{question}" in warnings[0]["message"]
 
@@ -274,7 +282,6 @@ def test_deleting_a_finetunejob_takes_its_children(
 
     def children_gone() -> bool | None:
         job = cluster.get_json("job", "doomed", "-n", namespace)
-        config = cluster.get_json("configmap", "doomed-config", "-n", namespace)
-        return True if job is None and config is None else None
+        return True if job is None and config_maps_of(cluster, namespace, "doomed") == [] else None
 
     cluster.wait_for(children_gone, what="the garbage collector to delete the Job and ConfigMap", timeout=90)

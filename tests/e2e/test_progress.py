@@ -107,7 +107,11 @@ def test_trainer_failure_in_the_log_names_the_reason(
     ftj = wait_phase(local_cluster, namespace, "crashes", "Failed", running)
     failed = next(c for c in ftj["status"]["conditions"] if c["type"] == "Failed")
     assert failed["reason"] == "TrainerReportedFailure"
-    assert failed["message"] == "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"
+    evidence, kept = failed["message"].split("\nlast lines of the trainer's log:\n")
+    assert evidence == "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"
+    # The record outlives the pod: the log's end stays in the condition after the TTL cleanup.
+    expected = [line.strip() for line in (FIXTURES / "crashed.log").read_text().splitlines() if line.strip()]
+    assert kept.split("\n") == [line[:200] for line in expected[-20:]]
 
 
 def test_one_log_read_per_job_per_interval_and_no_idle_writes(

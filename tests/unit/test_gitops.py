@@ -18,9 +18,11 @@ import lupa.lua51
 import pytest
 import yaml
 
-from finetune_operator.api.base import API_VERSION, GROUP, KIND
+from e2e import kstatus
+from finetune_operator.api.base import ANNOTATION_REQUESTED_SUSPEND, API_VERSION, GROUP, KIND
 from finetune_operator.api.status import FineTuneJobStatus
-from finetune_operator.observe.status import Observation, derive_status
+from finetune_operator.observe.status import Observation, Verdict, derive_status
+from tests.toolchain import tool
 
 GITOPS = Path(__file__).resolve().parents[2] / "deploy" / "gitops"
 HEALTH_LUA = GITOPS / "argocd" / "health.lua"
@@ -38,11 +40,15 @@ COMPLETE = "the trainer logged 'training complete!' and exited 0"
 # --- FineTuneJobs as the operator leaves them ---------------------------------------------------------------
 
 
-def _job(*, suspend: bool = False, ready: int = 0, conditions: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    labels = {"kueue.x-k8s.io/queue-name": "gpus"} if suspend else {}
+def _job(
+    *, suspend: bool = False, queued: bool = False, ready: int = 0, conditions: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """A Job; `queued`: suspended by a queue controller although the operator asked for it to run."""
+    labels = {"kueue.x-k8s.io/queue-name": "gpus"} if queued else {}
+    asked = {ANNOTATION_REQUESTED_SUSPEND: "false" if queued else str(suspend).lower()}
     return {
-        "metadata": {"name": "llama", "labels": labels},
-        "spec": {"suspend": suspend},
+        "metadata": {"name": "llama", "labels": labels, "annotations": asked},
+        "spec": {"suspend": suspend or queued},
         "status": {"active": 1 if ready else 0, "ready": ready, "conditions": conditions or []},
     }
 
@@ -70,6 +76,7 @@ PENDING = _status(_job())
 RUNNING = _status(_job(ready=1))
 RUNNING_HALFWAY = {**RUNNING, "trainerStatus": {"progressPercentage": 50, "estimatedRemainingSeconds": 30}}
 SUSPENDED = _status(_job(suspend=True))
+QUEUED = _status(_job(queued=True))
 SUCCEEDED = _status(_job(conditions=[{"type": "Complete", "status": "True"}]))
 FAILED = _status(
     _job(conditions=[{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": BACKOFF}])
@@ -86,52 +93,87 @@ STALLED_RUNNING = {
     ],
 }
 NO_OBSERVED_GENERATION = {"phase": "Running"}
+CONFLICT = "a Job named llama exists and does not belong to this FineTuneJob: delete or rename it"
+NAME_TAKEN = derive_status(
+    Observation(
+        generation=1,
+        status=FineTuneJobStatus(),
+        job=None,
+        job_name="llama",
+        now=NOW,
+        blocked=Verdict("Pending", "NameConflict", CONFLICT, stalled=True),
+    )
+).model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
 @dataclass(frozen=True)
 class Case:
+    """A FineTuneJob and what each GitOps tool says of it: the table of deploy/gitops/README.md."""
+
     obj: dict[str, Any]
     argocd: tuple[str, str]
-    flux: str
+    flux: str  # with the healthCheckExprs of deploy/gitops/flux
+    kstatus: str  # plain kstatus (sigs.k8s.io/cli-utils): Flux without them, kpt, Config Sync
 
 
 LAG = "generation 2 not observed yet (observed 1)"
 CASES = {
-    "no status": Case(_ftj(None), ("Progressing", "Waiting for the operator to report a status"), "Error"),
+    # Before the operator's first status write (well under a second) kstatus has nothing to go on.
+    "no status": Case(_ftj(None), ("Progressing", "Waiting for the operator to report a status"), "Error", "Current"),
     "empty status": Case(
-        _ftj({"observedGeneration": 1}), ("Progressing", "Waiting for the operator to set a phase"), "InProgress"
+        _ftj({"observedGeneration": 1}),
+        ("Progressing", "Waiting for the operator to set a phase"),
+        "InProgress",
+        "Current",
     ),
     "pending": Case(
-        _ftj(PENDING), ("Progressing", "Pending: waiting for the training Job and its pod to start"), "InProgress"
+        _ftj(PENDING),
+        ("Progressing", "Pending: waiting for the training Job and its pod to start"),
+        "InProgress",
+        "InProgress",
     ),
-    "running": Case(_ftj(RUNNING), ("Progressing", "PodsRunning: the training pod is running"), "InProgress"),
+    "running": Case(
+        _ftj(RUNNING), ("Progressing", "PodsRunning: the training pod is running"), "InProgress", "InProgress"
+    ),
     "running with progress": Case(
-        _ftj(RUNNING_HALFWAY), ("Progressing", "PodsRunning: the training pod is running (50%)"), "InProgress"
+        _ftj(RUNNING_HALFWAY),
+        ("Progressing", "PodsRunning: the training pod is running (50%)"),
+        "InProgress",
+        "InProgress",
     ),
-    "suspended": Case(
-        _ftj(SUSPENDED), ("Suspended", "JobSuspended: waiting for admission by queue gpus"), "InProgress"
+    "waiting in a queue": Case(
+        _ftj(QUEUED),
+        ("Progressing", "WaitingForAdmission: waiting for admission by queue gpus"),
+        "InProgress",
+        "InProgress",
     ),
-    "succeeded": Case(_ftj(SUCCEEDED), ("Healthy", f"TrainingComplete: {COMPLETE}"), "Current"),
-    "failed": Case(_ftj(FAILED), ("Degraded", f"BackoffLimitExceeded: {BACKOFF}"), "Failed"),
-    "invalid spec": Case(_ftj(INVALID_SPEC), ("Degraded", f"InvalidSpec: {INVALID}"), "Failed"),
-    "stalled while running": Case(_ftj(STALLED_RUNNING), ("Degraded", "ImagePullBackOff: no such image"), "Failed"),
+    # Held on purpose: kstatus calls it done, Argo CD Suspended; the Flux checks still wait for the training.
+    "suspended": Case(_ftj(SUSPENDED), ("Suspended", "JobSuspended: spec.suspend is true"), "InProgress", "Current"),
+    "succeeded": Case(_ftj(SUCCEEDED), ("Healthy", f"TrainingComplete: {COMPLETE}"), "Current", "Current"),
+    "failed": Case(_ftj(FAILED), ("Degraded", f"BackoffLimitExceeded: {BACKOFF}"), "Failed", "Failed"),
+    "invalid spec": Case(_ftj(INVALID_SPEC), ("Degraded", f"InvalidSpec: {INVALID}"), "Failed", "Failed"),
+    "name taken": Case(_ftj(NAME_TAKEN), ("Degraded", f"NameConflict: {CONFLICT}"), "Failed", "Failed"),
+    "stalled while running": Case(
+        _ftj(STALLED_RUNNING), ("Degraded", "ImagePullBackOff: no such image"), "Failed", "Failed"
+    ),
     "running, generation lags": Case(
-        _ftj(RUNNING, generation=2), ("Progressing", f"Waiting for the operator: {LAG}"), "InProgress"
+        _ftj(RUNNING, generation=2), ("Progressing", f"Waiting for the operator: {LAG}"), "InProgress", "InProgress"
     ),
     "succeeded, generation lags": Case(
-        _ftj(SUCCEEDED, generation=2), ("Progressing", f"Waiting for the operator: {LAG}"), "InProgress"
+        _ftj(SUCCEEDED, generation=2), ("Progressing", f"Waiting for the operator: {LAG}"), "InProgress", "InProgress"
     ),
     "suspended, generation lags": Case(
-        _ftj(SUSPENDED, generation=2), ("Progressing", f"Waiting for the operator: {LAG}"), "InProgress"
+        _ftj(SUSPENDED, generation=2), ("Progressing", f"Waiting for the operator: {LAG}"), "InProgress", "InProgress"
     ),
-    # Failed is final for this operator: Argo CD says so at once; Flux's own generation check comes first.
+    # A status of an older generation decides nothing, not even a failure (kstatus's rule, and Flux's).
     "failed, generation lags": Case(
-        _ftj(FAILED, generation=2), ("Degraded", f"BackoffLimitExceeded: {BACKOFF}; {LAG}"), "InProgress"
+        _ftj(FAILED, generation=2), ("Progressing", f"Waiting for the operator: {LAG}"), "InProgress", "InProgress"
     ),
     "no observedGeneration": Case(
         _ftj(NO_OBSERVED_GENERATION),
         ("Progressing", "Waiting for the operator: generation 1 not observed yet (observed none)"),
         "InProgress",
+        "Current",
     ),
 }
 
@@ -241,43 +283,34 @@ def test_argocd_and_flux_agree(case: Case):
     assert case.flux == expected
 
 
-# --- kstatus conventions ----------------------------------------------------------------------------------------
+# --- kstatus, the real one ------------------------------------------------------------------------------------
 
 
-def kstatus(obj: dict[str, Any]) -> str:
-    """kstatus's generic rules (sigs.k8s.io/cli-utils), what Flux and kubectl-style waiters apply by default."""
-    status = obj.get("status") or {}
-    observed = status.get("observedGeneration")
-    if observed is not None and observed != obj["metadata"]["generation"]:
-        return "InProgress"
-    conditions = {c["type"]: c["status"] for c in status.get("conditions") or []}
-    if conditions.get("Reconciling") == "True":
-        return "InProgress"
-    if conditions.get("Stalled") == "True":
-        return "Failed"
-    return "Current"
+@pytest.fixture(scope="module")
+def kstatus_verdicts() -> dict[str, str]:
+    """What sigs.k8s.io/cli-utils' kstatus says of every case (the toolchain's kstatus tool)."""
+    binary = tool("kstatus")
+    verdicts = kstatus.compute([case.obj for case in CASES.values()], binary=binary)
+    return {name: status for name, (status, _) in zip(CASES, verdicts, strict=True)}
 
 
-@pytest.mark.parametrize(
-    ("status", "generation", "expected"),
-    [
-        (FAILED, 1, "Failed"),
-        (INVALID_SPEC, 1, "Failed"),
-        (_status(_job(ready=1), generation=3), 4, "InProgress"),
-        (SUCCEEDED, 1, "Current"),
-        # No Reconciling condition: plain kstatus would call a running training done, hence healthCheckExprs.
-        (RUNNING, 1, "Current"),
-    ],
-    ids=["failed job", "invalid spec", "generation lags", "succeeded", "running"],
-)
-def test_finetunejob_status_reads_per_kstatus(status: dict[str, Any], generation: int, expected: str):
-    assert kstatus(_ftj(status, generation=generation)) == expected
+@pytest.mark.parametrize("name", CASES.keys())
+def test_kstatus(name: str, kstatus_verdicts: dict[str, str]):
+    assert kstatus_verdicts[name] == CASES[name].kstatus
 
 
-@pytest.mark.parametrize("status", [PENDING, RUNNING, SUSPENDED, SUCCEEDED, FAILED, INVALID_SPEC])
+@pytest.mark.parametrize("name", [n for n in CASES if n not in {"no status", "empty status", "no observedGeneration"}])
+def test_kstatus_waits_exactly_while_argocd_says_progressing(name: str, kstatus_verdicts: dict[str, str]):
+    """Whatever the operator writes: a pipeline on kstatus and one on Argo CD wait for the same trainings.
+    (Before the operator's first write there is no status to agree on.)"""
+    assert (kstatus_verdicts[name] == "InProgress") == (CASES[name].argocd[0] == "Progressing")
+
+
+@pytest.mark.parametrize("status", [PENDING, RUNNING, QUEUED, SUSPENDED, SUCCEEDED, FAILED, INVALID_SPEC, NAME_TAKEN])
 def test_conditions_follow_kstatus_conventions(status: dict[str, Any]):
-    """Stalled is always present, True exactly when failed; every condition names the generation it is for."""
-    stalled = next(c for c in status["conditions"] if c["type"] == "Stalled")
-    assert (stalled["status"] == "True") == (status["phase"] == "Failed")
+    """Stalled and Reconciling are always present, never both True; every condition names its generation."""
+    conditions = {c["type"]: c["status"] for c in status["conditions"]}
+    assert (conditions["Stalled"], conditions["Reconciling"]) != ("True", "True")
+    waiting = status["phase"] in ("Pending", "Running") or status is QUEUED
+    assert (conditions["Reconciling"] == "True") == (waiting and conditions["Stalled"] == "False")
     assert all(c["observedGeneration"] == status["observedGeneration"] for c in status["conditions"])
-    assert not any(c["type"] in {"Reconciling", "Ready"} for c in status["conditions"])

@@ -50,14 +50,29 @@ def test_each_running_training_reports_progress_loss_throughput_and_eta() -> Non
 
 
 def test_reconcile_metrics_use_controller_runtime_names() -> None:
-    def sample(name: str, **labels: str) -> float:
-        return prometheus_client.REGISTRY.get_sample_value(name, labels) or 0.0
+    registry = CollectorRegistry()
+    made = metrics.Metrics(registry)
 
-    before_ok = sample("controller_runtime_reconcile_total", controller="finetunejob", result="success")
-    before_err = sample("controller_runtime_reconcile_errors_total", controller="finetunejob")
-    before_count = sample("controller_runtime_reconcile_time_seconds_count", controller="finetunejob")
-    metrics.record_reconcile(0.02, failed=False)
-    metrics.record_reconcile(0.5, failed=True)
-    assert sample("controller_runtime_reconcile_total", controller="finetunejob", result="success") == before_ok + 1
-    assert sample("controller_runtime_reconcile_errors_total", controller="finetunejob") == before_err + 1
-    assert sample("controller_runtime_reconcile_time_seconds_count", controller="finetunejob") == before_count + 2
+    def sample(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    made.record_reconcile(0.02, failed=False)
+    made.record_reconcile(0.5, failed=True)
+    made.count_request("create_job")
+    assert sample("controller_runtime_reconcile_total", controller="finetunejob", result="success") == 1
+    assert sample("controller_runtime_reconcile_total", controller="finetunejob", result="error") == 1
+    assert sample("controller_runtime_reconcile_errors_total", controller="finetunejob") == 1
+    assert sample("controller_runtime_reconcile_time_seconds_count", controller="finetunejob") == 2
+    assert sample("controller_runtime_reconcile_time_seconds_bucket", controller="finetunejob", le="0.025") == 1
+    assert sample("finetune_operator_api_requests_total", operation="create_job") == 1
+    assert made.reconciles() == 2
+
+
+def test_importing_the_operator_registers_no_metric() -> None:
+    """Metrics are made when the operator starts, on the registry it is given."""
+    import importlib
+
+    for module in ("finetune_operator.controller.run", "finetune_operator.controller.adapters"):
+        importlib.import_module(module)
+    names = {metric.name for metric in prometheus_client.REGISTRY.collect()}
+    assert not any(name.startswith(("controller_runtime", "finetune_operator")) for name in names)

@@ -19,13 +19,15 @@ CHART = ROOT / "deploy" / "helm" / "finetune-operator"
 
 # Exactly what the operator calls, per namespace: a new call needs a new line here and in the chart.
 NAMESPACED_RULES = [
-    {"apiGroups": ["finetune.aidaptiv.io"], "resources": ["finetunejobs"], "verbs": ["get", "list", "watch", "delete"]},
+    {"apiGroups": ["finetune.aidaptiv.io"], "resources": ["finetunejobs"], "verbs": ["list", "watch", "delete"]},
     {"apiGroups": ["finetune.aidaptiv.io"], "resources": ["finetunejobs/status"], "verbs": ["patch"]},
     {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
-    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "delete"]},
-    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+    # get: to tell its own ConfigMap from a namesake; no delete: each goes with the Job that owns it.
+    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "get"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]},
     {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
-    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+    # list: the Job controller's FailedCreate events, the only record of a pod it cannot create.
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "list"]},
 ]
 
 

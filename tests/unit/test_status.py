@@ -11,12 +11,13 @@ from finetune_operator.api.status import FineTuneJobStatus
 from finetune_operator.observe.status import (
     Observation,
     TrainerVerdict,
+    Verdict,
     derive_status,
     job_verdict,
     termination_summary,
     trainer_verdict_from_termination,
-    ttl_deadline,
 )
+from finetune_operator.observe.ttl import Retention, cleanup_deadline
 
 NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 LATER = NOW + timedelta(minutes=5)
@@ -97,9 +98,19 @@ def test_job_verdict(job: dict[str, Any], phase: str, reason: str) -> None:
     assert (result.phase, result.reason) == (phase, reason)
 
 
-def test_kueue_suspension_says_it_waits_for_the_queue() -> None:
-    result = job_verdict(_job(suspend=True, labels={"kueue.x-k8s.io/queue-name": "gpus"}))
-    assert result.message == "waiting for admission by queue gpus"
+def test_a_queues_suspension_says_it_waits_for_the_queue() -> None:
+    """Suspended although the operator asked for it to run: a queue controller holds it."""
+    queued = _job(suspend=True, labels={"kueue.x-k8s.io/queue-name": "gpus"})
+    queued["metadata"]["annotations"] = {"finetune.aidaptiv.io/requested-suspend": "false"}
+    result = job_verdict(queued)
+    assert (result.phase, result.reason, result.message) == (
+        "Suspended",
+        "WaitingForAdmission",
+        "waiting for admission by queue gpus",
+    )
+    asked = _job(suspend=True, labels={"kueue.x-k8s.io/queue-name": "gpus"})
+    asked["metadata"]["annotations"] = {"finetune.aidaptiv.io/requested-suspend": "true"}
+    assert (job_verdict(asked).reason, job_verdict(asked).message) == ("JobSuspended", "spec.suspend is true")
 
 
 def test_running_status_has_one_true_condition_and_the_job_name() -> None:
@@ -115,6 +126,7 @@ def test_running_status_has_one_true_condition_and_the_job_name() -> None:
         "Succeeded": ("False", "NotSucceeded"),
         "Failed": ("False", "NotFailed"),
         "Stalled": ("False", "AsExpected"),
+        "Reconciling": ("True", "PodsRunning"),
     }
     assert all(
         c.observed_generation == 3 and c.last_transition_time == "2026-11-28T12:00:00Z" for c in status.conditions
@@ -185,10 +197,11 @@ def test_other_conditions_pass_through() -> None:
 
 def test_ttl_deadline_comes_from_the_recorded_completion() -> None:
     done = _observe(_job(conditions=[{"type": "Complete", "status": "True"}], completionTime="2026-11-28T12:04:00Z"))
-    assert ttl_deadline(done, 60) == datetime(2026, 11, 28, 12, 5, 0, tzinfo=UTC)
-    assert ttl_deadline(done, None) is None
-    assert ttl_deadline(_observe(_job(active=1, ready=1)), 60) is None
-    assert ttl_deadline(done.model_copy(update={"cleanup_time": "2026-11-28T12:05:00Z"}), 60) is None
+    assert cleanup_deadline(done, Retention(60, None)) == datetime(2026, 11, 28, 12, 5, 0, tzinfo=UTC)
+    assert cleanup_deadline(done, Retention(None, 60)) is None
+    assert cleanup_deadline(_observe(_job(active=1, ready=1)), Retention(60, 60)) is None
+    done_and_cleaned = done.model_copy(update={"cleanup_time": "2026-11-28T12:05:00Z"})
+    assert cleanup_deadline(done_and_cleaned, Retention(60, 60)) is None
 
 
 def test_times_from_the_python_client_are_normalized() -> None:
@@ -200,7 +213,7 @@ def test_times_from_the_python_client_are_normalized() -> None:
     )
     done = _observe(job)
     assert (done.start_time, done.completion_time) == ("2026-11-28T12:01:00Z", "2026-11-28T12:04:00Z")
-    assert ttl_deadline(done, 60) == datetime(2026, 11, 28, 12, 5, 0, tzinfo=UTC)
+    assert cleanup_deadline(done, Retention(60, None)) == datetime(2026, 11, 28, 12, 5, 0, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("separator", ["\x1e", "\x1c", "\x1d", "\x0b", "\x0c", "\x85", "\u2028"])
@@ -214,3 +227,28 @@ def test_termination_message_lines_end_only_at_newline(separator: str) -> None:
     assert trainer_verdict_from_termination(message) == TrainerVerdict(
         "failed", f"[train.py] exits with return code = 1{separator}verdict: succeeded"
     )
+
+
+@pytest.mark.parametrize(
+    ("job", "status", "reconciling"),
+    [
+        (_job(active=1), "True", "PodsPending"),
+        (_job(active=1, ready=1), "True", "PodsRunning"),
+        (_job(suspend=True), "False", "Suspended"),
+        (_job(conditions=[{"type": "Complete", "status": "True"}]), "False", "Succeeded"),
+        (_job(conditions=[{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]), "False", "Stalled"),
+    ],
+)
+def test_reconciling_is_true_exactly_while_pending_or_running(
+    job: dict[str, Any], status: str, reconciling: str
+) -> None:
+    """kstatus reads Reconciling=True as InProgress: it must say so while Argo CD says Progressing."""
+    assert _conditions(_observe(job))["Reconciling"] == (status, reconciling)
+
+
+def test_a_blocked_finetunejob_is_pending_and_stalled_not_reconciling() -> None:
+    blocked = Verdict("Pending", "NameConflict", "a Job named run exists", stalled=True)
+    status = _observe(None, blocked=blocked)
+    assert status.phase == "Pending"
+    assert _conditions(status)["Stalled"] == ("True", "NameConflict")
+    assert _conditions(status)["Reconciling"] == ("False", "Stalled")

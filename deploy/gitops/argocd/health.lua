@@ -1,13 +1,15 @@
 -- Argo CD health check for finetune.aidaptiv.io/FineTuneJob (Lua 5.1, as Argo CD runs it).
 --
---   Failed phase, or any Stalled=True condition  -> Degraded
 --   status.observedGeneration missing or != metadata.generation -> Progressing
---   Succeeded -> Healthy;  Suspended -> Suspended;  Pending, Running, no status -> Progressing
+--   Failed phase, or any Stalled=True condition  -> Degraded
+--   Succeeded -> Healthy;  Suspended by spec.suspend -> Suspended;
+--   Pending, Running, waiting in a queue (Suspended, reason WaitingForAdmission), no status -> Progressing
 --
--- A failure is reported even while the generation lags: Failed is final for this operator (it never
--- recreates a failed training), so no newer generation can make it healthy, and Progressing would only
--- hide the failure until the sync times out. Healthy and Suspended, on the other hand, need a status
--- written for the current generation.
+-- Progressing here is exactly kstatus's InProgress (the operator's Reconciling=True condition), so
+-- Argo CD and kstatus-based tools (Flux, kpt, Config Sync) wait for the same trainings.
+--
+-- A status written for an older generation decides nothing, a failure included: that is kstatus's rule
+-- too, and the operator observes a new generation within a second of the edit.
 local hs = {}
 
 local function condition(status, kind)
@@ -54,6 +56,12 @@ local lagging = status.observedGeneration == nil
   or (generation ~= nil and status.observedGeneration ~= generation)
 local lag = "generation " .. number(generation) .. " not observed yet (observed " .. number(status.observedGeneration) .. ")"
 
+if lagging then
+  hs.status = "Progressing"
+  hs.message = "Waiting for the operator: " .. lag
+  return hs
+end
+
 local stalled = condition(status, "Stalled")
 if stalled ~= nil and stalled.status ~= "True" then
   stalled = nil
@@ -65,15 +73,6 @@ if status.phase == "Failed" or stalled ~= nil then
   end
   hs.status = "Degraded"
   hs.message = describe(failed, "FineTuneJob failed")
-  if lagging then
-    hs.message = hs.message .. "; " .. lag
-  end
-  return hs
-end
-
-if lagging then
-  hs.status = "Progressing"
-  hs.message = "Waiting for the operator: " .. lag
   return hs
 end
 
@@ -83,9 +82,10 @@ if status.phase == "Succeeded" then
   return hs
 end
 
-if status.phase == "Suspended" then
+local suspended = condition(status, "Suspended")
+if status.phase == "Suspended" and (suspended == nil or suspended.reason ~= "WaitingForAdmission") then
   hs.status = "Suspended"
-  hs.message = describe(condition(status, "Suspended"), "Training suspended")
+  hs.message = describe(suspended, "Training suspended")
   return hs
 end
 
@@ -96,6 +96,8 @@ if status.phase == "Running" then
   if progress ~= nil and progress.progressPercentage ~= nil then
     hs.message = hs.message .. " (" .. number(progress.progressPercentage) .. "%)"
   end
+elseif status.phase == "Suspended" then
+  hs.message = describe(suspended, "Waiting for admission by a queue")
 elseif status.phase == "Pending" then
   hs.message = "Pending: waiting for the training Job and its pod to start"
 elseif status.phase == nil then

@@ -14,6 +14,13 @@ KIND = "FineTuneJob"
 PLURAL = "finetunejobs"
 SINGULAR = "finetunejob"
 SHORT_NAMES = ["ftj"]
+# The suspend value the operator last asked of the Job: a queue controller (Kueue) may flip the
+# Job's own flag, and the operator passes on only changes of the user's spec.suspend.
+ANNOTATION_REQUESTED_SUSPEND = f"{GROUP}/requested-suspend"
+LABEL_NAME = f"{GROUP}/name"
+# The training container of the Job's pod: rendered under this name, read back (log, termination
+# message) under it.
+TRAINER_CONTAINER = "trainer"
 
 # Key used in json_schema_extra to carry CEL rules into the generated CRD.
 CEL_KEY = "x-kubernetes-validations"

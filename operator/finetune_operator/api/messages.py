@@ -89,3 +89,11 @@ def batch_multiple(total: int, gpus: int, per_device: int) -> str:
 
 def specify_gpus_count(listed: int, gpus: int) -> str:
     return f"{SPECIFY_GPUS_COUNT}: it lists {listed}, numGpus is {gpus}"
+
+
+def privileged(powers: list[str]) -> str:
+    return (
+        f"{', '.join(powers)} gives the trainer powers over its node; the operator refuses it unless its "
+        "installer allowed privileged trainers (operator flag --allow-privileged, Helm value "
+        "allowPrivilegedTrainers: true). NFS needs no privilege: use spec.volumes"
+    )

@@ -6,16 +6,17 @@ that learn one read the other.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import Field, StringConstraints
 
 from finetune_operator.api.base import ApiModel
 
 Phase = Literal["Pending", "Running", "Suspended", "Succeeded", "Failed"]
-PHASES: tuple[Phase, ...] = ("Pending", "Running", "Suspended", "Succeeded", "Failed")
+PHASES: tuple[Phase, ...] = get_args(Phase)
 TERMINAL_PHASES: tuple[Phase, ...] = ("Succeeded", "Failed")
-ConditionType = Literal["Running", "Suspended", "Succeeded", "Failed", "Stalled", "LogUnreadable", "CleanedUp"]
+# Phases whose Event is Normal; the others are Warnings.
+NORMAL_PHASES: tuple[Phase, ...] = ("Pending", "Running", "Suspended", "Succeeded")
 Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 
 
@@ -23,7 +24,9 @@ class Condition(ApiModel):
     """One aspect of the FineTuneJob's state, in the shape of metav1.Condition."""
 
     type: Annotated[str, StringConstraints(max_length=316)] = Field(
-        description="Running, Suspended, Succeeded, Failed, Stalled, LogUnreadable or CleanedUp."
+        description=(
+            "Running, Suspended, Succeeded, Failed, Stalled, Reconciling, PodCreateFailed, LogUnreadable or CleanedUp."
+        )
     )
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
     observed_generation: int | None = Field(
@@ -81,6 +84,13 @@ class FineTuneJobStatus(ApiModel):
     completion_time: Timestamp | None = Field(None, description="When the training reached Succeeded or Failed.")
     job_name: Annotated[str, StringConstraints(max_length=63)] | None = Field(
         None, description="Name of the training Job."
+    )
+    cleanup_after: Timestamp | None = Field(
+        None,
+        description=(
+            "When the TTL will remove the Job, its pods and the ConfigMap (ttlSecondsAfterFinished after a "
+            "success, ttlSecondsAfterFailure after a failure); unset while it will not."
+        ),
     )
     cleanup_time: Timestamp | None = Field(
         None, description="When the TTL removed the Job, its pods and the ConfigMap."

@@ -1,30 +1,37 @@
-"""The Kubernetes calls the operator makes, as async functions.
+"""The Kubernetes calls the operator makes: the one door to the API, as async methods.
 
 The official client is synchronous; every call runs in a worker thread so that handlers never block
-kopf's event loop. Calls are counted (for metrics and for tests that bound API traffic).
+kopf's event loop. Every call is counted (metrics, and tests that bound API traffic), and the
+client's errors become the few the controller acts on: `Conflict` (the name is taken), `Refused`
+(the API server will never accept this object), `NotFound`; anything else is worth a retry.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
+import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import kubernetes
-import prometheus_client
+import pydantic
 from kubernetes.client.exceptions import ApiException
 
-from finetune_operator.api.base import GROUP, PLURAL, VERSION
-from finetune_operator.render.manifests import ANNOTATION_REQUESTED_SUSPEND, suspend_text
-
-CALLS: collections.Counter[str] = collections.Counter()
-API_REQUESTS = prometheus_client.Counter(
-    "finetune_operator_api_requests_total", "Kubernetes API requests the operator made, by operation.", ["operation"]
-)
-
+from finetune_operator.api.base import ANNOTATION_REQUESTED_SUSPEND, GROUP, PLURAL, VERSION
+from finetune_operator.observe.times import timestamp
+from finetune_operator.render.manifests import suspend_text
 
 COMPONENT = "finetune-operator"  # the "From" of its Events
+EVENT_MESSAGE_LIMIT = 1024
+
+
+class Conflict(Exception):
+    """An object of that name exists already (409)."""
+
+
+class Refused(Exception):
+    """The API server refuses this object for good (400, 422, or the client's own type check)."""
 
 
 def api_client_from_environment() -> kubernetes.client.ApiClient:
@@ -37,103 +44,113 @@ def api_client_from_environment() -> kubernetes.client.ApiClient:
     return kubernetes.client.ApiClient(configuration)
 
 
+def refusal(error: ApiException | pydantic.ValidationError) -> str:
+    """What was wrong with an object, from the API server's answer or the client's own type check."""
+    if isinstance(error, pydantic.ValidationError):
+        # The client checks the body before sending; locations start with the argument index.
+        return "; ".join(
+            ".".join(str(part).strip("`") for part in item["loc"][1:]) + f": {item['msg']}"
+            for item in error.errors(include_url=False)
+        )
+    try:
+        return str(json.loads(error.body or "{}").get("message") or error.reason)
+    except ValueError:
+        return str(error.reason)
+
+
+def event_body(owner: dict[str, Any], kind: str, reason: str, message: str, now: datetime) -> dict[str, Any]:
+    """A core/v1 Event about a FineTuneJob (the form `kubectl describe` lists)."""
+    metadata = owner["metadata"]
+    when = timestamp(now)
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{metadata['name']}.", "namespace": metadata["namespace"]},
+        "involvedObject": {
+            "apiVersion": owner.get("apiVersion"),
+            "kind": owner.get("kind"),
+            "name": metadata["name"],
+            "namespace": metadata["namespace"],
+            "uid": metadata["uid"],
+        },
+        "type": kind,
+        "reason": reason,
+        "message": message[:EVENT_MESSAGE_LIMIT],
+        "source": {"component": COMPONENT},
+        "firstTimestamp": when,
+        "lastTimestamp": when,
+        "count": 1,
+    }
+
+
 class Kube:
     """Typed access to the few resources the operator touches."""
 
-    def __init__(self, api_client: kubernetes.client.ApiClient) -> None:
+    def __init__(self, api_client: kubernetes.client.ApiClient, count: Callable[[str], None] | None = None) -> None:
         self.core = kubernetes.client.CoreV1Api(api_client)
         self.batch = kubernetes.client.BatchV1Api(api_client)
         self.custom = kubernetes.client.CustomObjectsApi(api_client)
+        self.extensions = kubernetes.client.ApiextensionsV1Api(api_client)
+        self.count = count or (lambda _operation: None)
 
     @classmethod
-    def from_environment(cls) -> Kube:
-        return cls(api_client_from_environment())
+    def from_environment(cls, count: Callable[[str], None] | None = None) -> Kube:
+        return cls(api_client_from_environment(), count)
 
-    async def _call(self, name: str, function: Any, *args: Any, **kwargs: Any) -> Any:
-        CALLS[name] += 1
-        API_REQUESTS.labels(operation=name).inc()
-        return await asyncio.to_thread(function, *args, **kwargs)
+    def _sync(self, operation: str, function: Any, *args: Any, **kwargs: Any) -> Any:
+        self.count(operation)
+        return function(*args, **kwargs)
 
-    async def create(self, manifest: dict[str, Any]) -> dict[str, Any] | None:
-        """Create a ConfigMap or Job; None if one of that name exists already."""
-        namespace = manifest["metadata"]["namespace"]
-        create = {
-            "ConfigMap": self.core.create_namespaced_config_map,
-            "Job": self.batch.create_namespaced_job,
-        }[manifest["kind"]]
+    async def _call(self, operation: str, function: Any, *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(self._sync, operation, function, *args, **kwargs)
+
+    def _plain(self, obj: Any) -> dict[str, Any]:
+        return dict(self.core.api_client.sanitize_for_serialization(obj))
+
+    async def _create(self, operation: str, function: Any, namespace: str, manifest: dict[str, Any]) -> dict[str, Any]:
         try:
-            created = await self._call(f"create_{manifest['kind'].lower()}", create, namespace, manifest)
+            return self._plain(await self._call(operation, function, namespace, manifest))
+        except pydantic.ValidationError as error:
+            raise Refused(refusal(error)) from None
         except ApiException as error:
             if error.status == 409:
-                return None
+                raise Conflict(refusal(error)) from None
+            if error.status in (400, 422):
+                raise Refused(refusal(error)) from None
             raise
-        return self.core.api_client.sanitize_for_serialization(created)
 
-    async def read_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
+    async def _read(self, operation: str, function: Any, *args: Any) -> dict[str, Any] | None:
         try:
-            found = await self._call("read_configmap", self.core.read_namespaced_config_map, name, namespace)
+            return self._plain(await self._call(operation, function, *args))
         except ApiException as error:
             if error.status == 404:
                 return None
             raise
-        return self.core.api_client.sanitize_for_serialization(found)
 
-    async def read_log(self, namespace: str, pod: str, container: str, tail_lines: int, limit_bytes: int) -> str:
-        text = await self._call(
-            "read_pod_log",
-            self.core.read_namespaced_pod_log,
-            pod,
-            namespace,
-            container=container,
-            tail_lines=tail_lines,
-            limit_bytes=limit_bytes,
-        )
-        return str(text)
+    async def create_job(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        namespace = manifest["metadata"]["namespace"]
+        return await self._create("create_job", self.batch.create_namespaced_job, namespace, manifest)
 
-    async def post_event(self, owner: dict[str, Any], kind: str, reason: str, message: str) -> None:
-        """An Event on the FineTuneJob, for code that runs outside kopf's handlers (no kopf.event there)."""
-        metadata = owner["metadata"]
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        event = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{metadata['name']}.", "namespace": metadata["namespace"]},
-            "involvedObject": {
-                "apiVersion": owner.get("apiVersion"),
-                "kind": owner.get("kind"),
-                "name": metadata["name"],
-                "namespace": metadata["namespace"],
-                "uid": metadata["uid"],
-            },
-            "type": kind,
-            "reason": reason,
-            "message": message[:1024],
-            "source": {"component": COMPONENT},
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
-        await self._call("create_event", self.core.create_namespaced_event, metadata["namespace"], event)
+    async def create_config_map(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        namespace = manifest["metadata"]["namespace"]
+        return await self._create("create_configmap", self.core.create_namespaced_config_map, namespace, manifest)
 
     async def read_job(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            found = await self._call("read_job", self.batch.read_namespaced_job, name, namespace)
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
-        return self.core.api_client.sanitize_for_serialization(found)
+        return await self._read("read_job", self.batch.read_namespaced_job, name, namespace)
 
-    async def delete(self, kind: str, namespace: str, name: str) -> bool:
-        """Delete a child in the background (the garbage collector takes its pods); False if gone."""
-        delete = {
-            "ConfigMap": self.core.delete_namespaced_config_map,
-            "Job": self.batch.delete_namespaced_job,
-        }[kind]
+    async def read_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._read("read_configmap", self.core.read_namespaced_config_map, name, namespace)
+
+    async def delete_job(self, namespace: str, name: str, uid: str) -> bool:
+        """Delete this Job (the uid guards against a namesake) in the background: the garbage
+        collector takes its pods and its ConfigMap. False if it was gone."""
+        options = kubernetes.client.V1DeleteOptions(
+            propagation_policy="Background", preconditions=kubernetes.client.V1Preconditions(uid=uid)
+        )
         try:
-            await self._call(f"delete_{kind.lower()}", delete, name, namespace, propagation_policy="Background")
+            await self._call("delete_job", self.batch.delete_namespaced_job, name, namespace, body=options)
         except ApiException as error:
-            if error.status == 404:
+            if error.status in (404, 409):
                 return False
             raise
         return True
@@ -157,27 +174,51 @@ class Kube:
             {"status": status},
         )
 
+    async def read_log(self, namespace: str, pod: str, container: str, tail_lines: int, limit_bytes: int) -> str:
+        text = await self._call(
+            "read_pod_log",
+            self.core.read_namespaced_pod_log,
+            pod,
+            namespace,
+            container=container,
+            tail_lines=tail_lines,
+            limit_bytes=limit_bytes,
+        )
+        return str(text)
+
+    async def post_event(
+        self, owner: dict[str, Any], kind: str, reason: str, message: str, when: datetime | None = None
+    ) -> None:
+        body = event_body(owner, kind, reason, message, when or datetime.now(UTC))
+        await self._call("create_event", self.core.create_namespaced_event, owner["metadata"]["namespace"], body)
+
+    async def list_events(self, namespace: str, involved_uid: str, reason: str) -> list[dict[str, Any]]:
+        """Events about one object with one reason (e.g. the Job controller's FailedCreate)."""
+        found = await self._call(
+            "list_events",
+            self.core.list_namespaced_event,
+            namespace,
+            field_selector=f"involvedObject.uid={involved_uid},reason={reason}",
+        )
+        return [self._plain(item) for item in found.items]
+
     async def read_peers(self, peering: str, namespace: str | None) -> dict[str, Any]:
         """The peers kopf keeps in a (Cluster)KopfPeering's status; empty if the object is missing."""
-        try:
-            if namespace is None:
-                read = self.custom.get_cluster_custom_object
-                found = await self._call("read_peering", read, "kopf.dev", "v1", "clusterkopfpeerings", peering)
-            else:
-                found = await self._call(
-                    "read_peering",
-                    self.custom.get_namespaced_custom_object,
-                    "kopf.dev",
-                    "v1",
-                    namespace,
-                    "kopfpeerings",
-                    peering,
-                )
-        except ApiException as error:
-            if error.status == 404:
-                return {}
-            raise
-        return dict(found.get("status") or {})
+        if namespace is None:
+            found = await self._read(
+                "read_peering", self.custom.get_cluster_custom_object, "kopf.dev", "v1", "clusterkopfpeerings", peering
+            )
+        else:
+            found = await self._read(
+                "read_peering",
+                self.custom.get_namespaced_custom_object,
+                "kopf.dev",
+                "v1",
+                namespace,
+                "kopfpeerings",
+                peering,
+            )
+        return dict((found or {}).get("status") or {})
 
     async def delete_finetunejob(self, namespace: str, name: str, uid: str) -> None:
         body = kubernetes.client.V1DeleteOptions(preconditions=kubernetes.client.V1Preconditions(uid=uid))
@@ -195,3 +236,29 @@ class Kube:
         except ApiException as error:
             if error.status not in (404, 409):
                 raise
+
+    # -- before kopf starts (synchronous: there is no event loop yet) -------------------------
+
+    def finetunejobs_served(self) -> bool:
+        """Asked through discovery, which every authenticated identity may read: no CRD permission needed."""
+        try:
+            found = self._sync("discover", self.custom.get_api_resources, GROUP, VERSION)
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return any(resource.name == PLURAL for resource in found.resources)
+
+    def install_crd(self, wanted: dict[str, Any]) -> str:
+        """Create or update a CRD; says which it did."""
+        name = wanted["metadata"]["name"]
+        try:
+            existing = self._sync("read_crd", self.extensions.read_custom_resource_definition, name)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+            self._sync("create_crd", self.extensions.create_custom_resource_definition, wanted)
+            return "created"
+        wanted = {**wanted, "metadata": {**wanted["metadata"], "resourceVersion": existing.metadata.resource_version}}
+        self._sync("replace_crd", self.extensions.replace_custom_resource_definition, name, wanted)
+        return "updated"

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the operator.
+"""Prometheus metrics of the operator, made when it starts (never at import) on a registry given to it.
 
 Reconcile metrics use controller-runtime's names and labels, so dashboards and alerts written for
 Go operators (e.g. `rate(controller_runtime_reconcile_errors_total[5m])`) work unchanged. Gauges
@@ -13,39 +13,74 @@ from typing import Any
 
 import prometheus_client
 from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
+from prometheus_client.registry import Collector, CollectorRegistry
 
-from finetune_operator.api.status import TrainerStatus
+from finetune_operator.api.status import PHASES, TrainerStatus
 
 CONTROLLER = "finetunejob"
-PHASES = ("Pending", "Running", "Suspended", "Succeeded", "Failed")
+RECONCILE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
-RECONCILE_TOTAL = prometheus_client.Counter(
-    "controller_runtime_reconcile_total",
-    "Total number of reconciliations per controller.",
-    ["controller", "result"],
-)
-RECONCILE_ERRORS = prometheus_client.Counter(
-    "controller_runtime_reconcile_errors_total", "Total number of reconciliation errors per controller.", ["controller"]
-)
-RECONCILE_TIME = prometheus_client.Histogram(
-    "controller_runtime_reconcile_time_seconds",
-    "Length of time per reconciliation per controller.",
-    ["controller"],
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
-)
-LEADER = prometheus_client.Gauge(
-    "leader_election_master_status",
-    "1 while this replica is the active one (kopf peering), 0 while it stands by.",
-    ["name"],
-)
+Trainings = Callable[[], Mapping[tuple[str, str], TrainerStatus]]
 
 
-def record_reconcile(seconds: float, failed: bool) -> None:
-    RECONCILE_TOTAL.labels(controller=CONTROLLER, result="error" if failed else "success").inc()
-    if failed:
-        RECONCILE_ERRORS.labels(controller=CONTROLLER).inc()
-    RECONCILE_TIME.labels(controller=CONTROLLER).observe(seconds)
+class Metrics:
+    """The operator's metrics, on one registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.api_requests = prometheus_client.Counter(
+            "finetune_operator_api_requests_total",
+            "Kubernetes API requests the operator made, by operation.",
+            ["operation"],
+            registry=registry,
+        )
+        self.reconcile_total = prometheus_client.Counter(
+            "controller_runtime_reconcile_total",
+            "Total number of reconciliations per controller.",
+            ["controller", "result"],
+            registry=registry,
+        )
+        self.reconcile_errors = prometheus_client.Counter(
+            "controller_runtime_reconcile_errors_total",
+            "Total number of reconciliation errors per controller.",
+            ["controller"],
+            registry=registry,
+        )
+        self.reconcile_time = prometheus_client.Histogram(
+            "controller_runtime_reconcile_time_seconds",
+            "Length of time per reconciliation per controller.",
+            ["controller"],
+            buckets=RECONCILE_BUCKETS,
+            registry=registry,
+        )
+        self.leader = prometheus_client.Gauge(
+            "leader_election_master_status",
+            "1 while this replica is the active one (kopf peering), 0 while it stands by.",
+            ["name"],
+            registry=registry,
+        )
+
+    def count_request(self, operation: str) -> None:
+        self.api_requests.labels(operation=operation).inc()
+
+    def record_reconcile(self, seconds: float, failed: bool) -> None:
+        self.reconcile_total.labels(controller=CONTROLLER, result="error" if failed else "success").inc()
+        if failed:
+            self.reconcile_errors.labels(controller=CONTROLLER).inc()
+        self.reconcile_time.labels(controller=CONTROLLER).observe(seconds)
+
+    def reconciles(self) -> float:
+        """Reconcile passes so far (tests wait on it instead of sleeping)."""
+        return sum(
+            sample.value
+            for metric in self.registry.collect()
+            if metric.name == "controller_runtime_reconcile"
+            for sample in metric.samples
+            if sample.name == "controller_runtime_reconcile_total"
+        )
+
+    def add_finetunejob_gauges(self, phases: Callable[[], Mapping[str, str]], trainings: Trainings) -> None:
+        self.registry.register(FineTuneJobCollector(phases, trainings))
 
 
 def _metric_values(status: TrainerStatus) -> dict[str, float]:
@@ -64,11 +99,7 @@ class FineTuneJobCollector(Collector):
     `phases` and `trainings` are read from the scrape thread: they return copies, never live views.
     """
 
-    def __init__(
-        self,
-        phases: Callable[[], Mapping[str, str]],
-        trainings: Callable[[], Mapping[tuple[str, str], TrainerStatus]],
-    ) -> None:
+    def __init__(self, phases: Callable[[], Mapping[str, str]], trainings: Trainings) -> None:
         self.phases = phases
         self.trainings = trainings
 
@@ -106,9 +137,3 @@ class FineTuneJobCollector(Collector):
             if status.estimated_remaining_seconds is not None:
                 remaining.add_metric([namespace, name], status.estimated_remaining_seconds)
         yield from (progress, loss, tokens, remaining)
-
-
-def register_finetunejob_gauges(
-    phases: Callable[[], Mapping[str, str]], trainings: Callable[[], Mapping[tuple[str, str], TrainerStatus]]
-) -> None:
-    prometheus_client.REGISTRY.register(FineTuneJobCollector(phases, trainings))

@@ -1,90 +1,84 @@
-"""Starting the operator: logging, the CRD when asked, and kopf's loop (which stops cleanly on SIGTERM)."""
+"""Starting the operator: logging, the CRD when asked, the Controller, and kopf's loop (which stops
+cleanly on SIGTERM). Everything the process holds is made here, when it starts."""
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import time
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass, field
 
 import kopf
-import kubernetes
 import prometheus_client
-from kubernetes.client.exceptions import ApiException
 
 from finetune_operator.api.base import GROUP, PLURAL, VERSION
 from finetune_operator.api.crd import CRD_NAME, crd
-from finetune_operator.controller import handlers  # importing it registers the handlers with kopf
-from finetune_operator.controller.kube import api_client_from_environment
-from finetune_operator.controller.peering import own_identity, priority_by_age
+from finetune_operator.controller.adapters import registry_for
+from finetune_operator.controller.controller import Controller, Peering, Settings
+from finetune_operator.controller.kube import Kube
+from finetune_operator.controller.metrics import Metrics
+from finetune_operator.observe.peering import priority_by_age
+
+DEV_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
 class CrdMissing(Exception):
     """The API server does not serve FineTuneJobs: the operator would watch nothing."""
 
 
-def finetunejobs_served() -> bool:
-    """Asked through discovery, which every authenticated identity may read: no CRD permission needed."""
-    try:
-        found = kubernetes.client.CustomObjectsApi(api_client_from_environment()).get_api_resources(GROUP, VERSION)
-    except ApiException as error:
-        if error.status == 404:
-            return False
-        raise
-    return any(resource.name == PLURAL for resource in found.resources)
+@dataclass(frozen=True)
+class Options:
+    namespaces: Sequence[str] = ()
+    dev: bool = False
+    install_crd: bool = False
+    liveness: str | None = None
+    peering: str | None = None
+    priority: int | None = None
+    peering_lifetime: int = 30
+    metrics: tuple[str, int] | None = None
+    settings: Settings = field(default_factory=Settings)
 
 
-def install_crd() -> str:
-    """Create or update the FineTuneJob CRD; says which it did."""
-    api = kubernetes.client.ApiextensionsV1Api(api_client_from_environment())
-    wanted: dict[str, Any] = crd()
-    try:
-        existing = api.read_custom_resource_definition(CRD_NAME)
-    except ApiException as error:
-        if error.status != 404:
-            raise
-        api.create_custom_resource_definition(wanted)
-        return "created"
-    wanted["metadata"]["resourceVersion"] = existing.metadata.resource_version
-    api.replace_custom_resource_definition(CRD_NAME, wanted)
-    return "updated"
+def own_identity() -> str:
+    """The pod's name in a cluster (POD_NAME from the downward API), else host and pid; unique per process."""
+    base = os.environ.get("POD_NAME") or socket.gethostname()
+    return f"{base}/{os.getpid()}/{int(time.time())}"
 
 
-def run(
-    namespaces: Sequence[str],
-    dev: bool = False,
-    install: bool = False,
-    liveness: str | None = None,
-    peering: str | None = None,
-    priority: int | None = None,
-    peering_lifetime: int = 30,
-    log_interval: float = 15.0,
-    metrics: tuple[str, int] | None = None,
-) -> None:
+def run(options: Options) -> None:
     logging.basicConfig(
-        level=logging.DEBUG if dev else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s" if dev else "%(levelname)s %(name)s %(message)s",
+        level=logging.DEBUG if options.dev else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+        if options.dev
+        else "%(levelname)s %(name)s %(message)s",
     )
-    if install:
-        logging.getLogger("finetune_operator").info("CRD %s %s", CRD_NAME, install_crd())
-    elif not finetunejobs_served():
+    metrics = Metrics(prometheus_client.REGISTRY)
+    kube = Kube.from_environment(count=metrics.count_request)
+    if options.install_crd:
+        logging.getLogger("finetune_operator").info("CRD %s %s", CRD_NAME, kube.install_crd(crd()))
+    elif not kube.finetunejobs_served():
         raise CrdMissing(
             f"the API server does not serve {PLURAL}.{GROUP}/{VERSION}: install the CRD first "
             "(kubectl apply -f crds/, or the Helm chart), or pass --install-crd"
         )
-    handlers.STATE.progress.interval = log_interval
-    if metrics is not None:
-        prometheus_client.start_http_server(metrics[1], addr=metrics[0])
     identity = own_identity()
-    if priority is None:
-        priority = priority_by_age()
-    if peering is not None:
-        handlers.STATE.peering = handlers.Peering(peering, tuple(namespaces), identity, priority, peering_lifetime)
+    priority = options.priority if options.priority is not None else priority_by_age(int(time.time() * 1000))
+    peering = None
+    if options.peering is not None:
+        peering = Peering(options.peering, tuple(options.namespaces), identity, priority, options.peering_lifetime)
+    controller = Controller(kube, settings=options.settings, metrics=metrics, peering=peering)
+    metrics.add_finetunejob_gauges(controller.phases, controller.trainings)
+    if options.metrics is not None:
+        prometheus_client.start_http_server(options.metrics[1], addr=options.metrics[0])
     kopf.run(
-        standalone=peering is None,
-        peering_name=peering,
+        registry=registry_for(controller),
+        standalone=options.peering is None,
+        peering_name=options.peering,
         priority=priority,
         identity=identity,  # type: ignore[arg-type]  # kopf's Identity is a NewType of str
-        namespaces=list(namespaces),
-        clusterwide=not namespaces,
-        liveness_endpoint=liveness,
+        namespaces=list(options.namespaces),
+        clusterwide=not options.namespaces,
+        liveness_endpoint=options.liveness,
     )

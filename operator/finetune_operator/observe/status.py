@@ -6,27 +6,23 @@ restart or a missed event is harmless. Terminal phases are sticky.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
+from finetune_operator.api.base import ANNOTATION_REQUESTED_SUSPEND
 from finetune_operator.api.status import TERMINAL_PHASES, Condition, FineTuneJobStatus, Phase
+from finetune_operator.observe.times import parse_timestamp, timestamp
 
-CONDITION_TYPES = ("Running", "Suspended", "Succeeded", "Failed", "Stalled")
-
-
-def timestamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_timestamp(text: str) -> datetime:
-    """RFC 3339 as the API server writes it (`Z`) or as the Python client re-serializes it (`+00:00`)."""
-    moment = datetime.fromisoformat(text)
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def _normalized(text: str | None) -> str | None:
-    return None if text is None else timestamp(parse_timestamp(text))
+# Conditions derived from the verdict on every pass; others (LogUnreadable, PodCreateFailed,
+# CleanedUp) come from the parts of the operator that observe them.
+CONDITION_TYPES = ("Running", "Suspended", "Succeeded", "Failed", "Stalled", "Reconciling")
+# kstatus (Flux, kpt, Config Sync) reads Reconciling=True as InProgress: true exactly while Argo CD's
+# health check says Progressing (deploy/gitops/README.md has the table), so both kinds of GitOps tools
+# wait for a training the same way. A training waiting in a queue is on its way; one the user suspended
+# is where the user wants it.
+RECONCILING_PHASES: tuple[Phase, ...] = ("Pending", "Running")
+ADMISSION = "WaitingForAdmission"
 
 
 @dataclass(frozen=True)
@@ -41,6 +37,14 @@ class Verdict:
     start_time: str | None = None
 
 
+@dataclass(frozen=True)
+class TrainerVerdict:
+    """What the trainer itself said: from its log, or the entrypoint's termination message."""
+
+    verdict: str  # running, complete, failed
+    evidence: str | None = None
+
+
 @dataclass
 class Observation:
     """Everything the status is derived from."""
@@ -51,16 +55,14 @@ class Observation:
     job_name: str
     now: datetime
     invalid: list[str] | None = None
+    # Why no Job can be made yet although the spec is valid (a name taken by a foreign object):
+    # a Pending verdict, stalled when only a human can resolve it.
+    blocked: Verdict | None = None
     extra_conditions: list[Condition] = field(default_factory=list)
     trainer: TrainerVerdict | None = None
-
-
-@dataclass(frozen=True)
-class TrainerVerdict:
-    """What the trainer itself said: from its log, or the entrypoint's termination message."""
-
-    verdict: str  # running, complete, failed
-    evidence: str | None = None
+    log_lines: list[str] = field(default_factory=list)  # the log's end, kept in a Failed message
+    cleanup_after: datetime | None = None
+    cleaned_up: bool = False
 
 
 def termination_summary(message: str | None) -> dict[str, str]:
@@ -75,6 +77,10 @@ def termination_summary(message: str | None) -> dict[str, str]:
     return summary
 
 
+# Entrypoint reasons that mean the trainer (not the platform) failed.
+TRAINER_FAILURES = {"TrainerExitCode", "TrainerReportedFailure", "TrainingIncomplete"}
+
+
 def trainer_verdict_from_termination(message: str | None) -> TrainerVerdict | None:
     summary = termination_summary(message)
     if summary.get("verdict") == "failed" and summary.get("reason") in TRAINER_FAILURES:
@@ -84,8 +90,8 @@ def trainer_verdict_from_termination(message: str | None) -> TrainerVerdict | No
     return None
 
 
-# Entrypoint reasons that mean the trainer (not the platform) failed.
-TRAINER_FAILURES = {"TrainerExitCode", "TrainerReportedFailure", "TrainingIncomplete"}
+def _normalized(text: str | None) -> str | None:
+    return None if text is None else timestamp(parse_timestamp(text))
 
 
 def _job_condition(job: dict[str, Any], kind: str) -> dict[str, Any] | None:
@@ -115,9 +121,13 @@ def job_verdict(job: dict[str, Any]) -> Verdict:
         ended = _normalized(failed.get("lastTransitionTime"))
         return Verdict("Failed", reason, message, completion_time=ended, start_time=start)
     if (job.get("spec") or {}).get("suspend"):
-        queue = ((job.get("metadata") or {}).get("labels") or {}).get("kueue.x-k8s.io/queue-name")
-        message = f"waiting for admission by queue {queue}" if queue else "spec.suspend is true"
-        return Verdict("Suspended", "JobSuspended", message, start_time=start)
+        metadata = job.get("metadata") or {}
+        if (metadata.get("annotations") or {}).get(ANNOTATION_REQUESTED_SUSPEND) == "false":
+            # Suspended by someone else than the operator: a queue controller holds it until admitted.
+            queue = (metadata.get("labels") or {}).get("kueue.x-k8s.io/queue-name")
+            message = f"waiting for admission by queue {queue}" if queue else "held by a queue controller"
+            return Verdict("Suspended", "WaitingForAdmission", message, start_time=start)
+        return Verdict("Suspended", "JobSuspended", "spec.suspend is true", start_time=start)
     if (status.get("ready") or 0) > 0:
         return Verdict("Running", "PodsRunning", "the training pod is running", start_time=start)
     uncounted = status.get("uncountedTerminatedPods") or {}
@@ -137,6 +147,14 @@ def job_verdict(job: dict[str, Any]) -> Verdict:
     return Verdict("Pending", "JobCreated", f"created Job {job.get('metadata', {}).get('name', '')}")
 
 
+def has_pods(job: dict[str, Any]) -> bool:
+    """Whether the Job controller has made any pod for the Job (running, waiting or ended)."""
+    status = job.get("status") or {}
+    uncounted = status.get("uncountedTerminatedPods") or {}
+    counted = sum(status.get(key) or 0 for key in ("active", "ready", "succeeded", "failed", "terminating"))
+    return counted + sum(len(v or []) for v in uncounted.values()) > 0
+
+
 def verdict(observation: Observation) -> Verdict:
     current = observation.status
     if current.phase in TERMINAL_PHASES:
@@ -150,16 +168,22 @@ def verdict(observation: Observation) -> Verdict:
             completion_time=timestamp(observation.now),
         )
     if observation.job is None:
-        return Verdict("Pending", "JobCreated", f"creating Job {observation.job_name}")
+        return observation.blocked or Verdict("Pending", "JobCreated", f"creating Job {observation.job_name}")
     result = job_verdict(observation.job)
+    if result.phase in TERMINAL_PHASES and result.completion_time is None:
+        # A finished Job always has a time; should one lack it, the TTL still needs a start.
+        result = replace(result, completion_time=timestamp(observation.now))
+    if result.phase != "Failed":
+        return result
     trainer = observation.trainer
-    if result.phase == "Failed" and trainer is not None and trainer.verdict == "failed":
+    reason, message = result.reason, result.message
+    if trainer is not None and trainer.verdict == "failed":
         # The Job only knows that the pod failed; the trainer's own words say why.
-        message = trainer.evidence or result.message
-        return Verdict("Failed", "TrainerReportedFailure", message, True, result.completion_time, result.start_time)
-    if result.phase == "Failed":
-        return Verdict(result.phase, result.reason, result.message, True, result.completion_time, result.start_time)
-    return result
+        reason, message = "TrainerReportedFailure", trainer.evidence or result.message
+    if observation.log_lines:
+        # Kept in the record: the pod and its log go with the TTL cleanup, this condition stays.
+        message += "\nlast lines of the trainer's log:\n" + "\n".join(observation.log_lines)
+    return Verdict("Failed", reason, message, True, result.completion_time, result.start_time)
 
 
 def _kept(current: FineTuneJobStatus) -> Verdict:
@@ -193,53 +217,55 @@ def _condition(
     )
 
 
+def _verdict_condition(kind: str, result: Verdict) -> tuple[bool, str, str]:
+    """Whether a verdict-derived condition is on, with its reason and message."""
+    phase = result.phase
+    if kind == "Stalled":
+        on = result.stalled
+        return on, result.reason if on else "AsExpected", result.message if on else ""
+    if kind == "Reconciling":
+        on = (phase in RECONCILING_PHASES or result.reason == ADMISSION) and not result.stalled
+        off_reason = "Stalled" if result.stalled else phase
+        return on, result.reason if on else off_reason, result.message if on else ""
+    on = phase == kind
+    return on, result.reason if on else _off_reason(kind, phase), result.message if on else ""
+
+
 def derive_status(observation: Observation) -> FineTuneJobStatus:
     """The whole status for these observations (only the fields the operator owns change)."""
     result = verdict(observation)
     current = observation.status
     previous = {c.type: c for c in current.conditions}
-    phase = result.phase
-    conditions = []
-    for kind in CONDITION_TYPES:
-        if kind == "Stalled":
-            on = result.stalled
-            reason = result.reason if on else "AsExpected"
-            message = result.message if on else ""
-        else:
-            on = phase == kind
-            reason = result.reason if on else _off_reason(kind, phase)
-            message = result.message if on else ""
-        conditions.append(_condition(kind, on, reason, message, observation, previous))
-    # Conditions owned by other parts of the operator (CleanedUp, LogUnreadable) pass through.
+    conditions = [
+        _condition(kind, *_verdict_condition(kind, result), observation, previous) for kind in CONDITION_TYPES
+    ]
+    # Conditions owned by other parts of the operator (LogUnreadable, PodCreateFailed) pass through.
     others = {c.type: c for c in current.conditions if c.type not in CONDITION_TYPES}
     others.update({c.type: c for c in observation.extra_conditions})
-    conditions += others.values()
-    return current.model_copy(
-        update={
-            "observed_generation": observation.generation,
-            "phase": phase,
-            "conditions": conditions,
-            "job_name": observation.job_name if (observation.job is not None or current.job_name) else None,
-            "start_time": result.start_time or current.start_time,
-            "completion_time": result.completion_time if phase in TERMINAL_PHASES else None,
-        }
-    )
+    update: dict[str, Any] = {
+        "observed_generation": observation.generation,
+        "phase": result.phase,
+        "job_name": observation.job_name if (observation.job is not None or current.job_name) else None,
+        "start_time": result.start_time or current.start_time,
+        "completion_time": result.completion_time if result.phase in TERMINAL_PHASES else None,
+        "cleanup_after": None if observation.cleanup_after is None else timestamp(observation.cleanup_after),
+    }
+    if observation.cleaned_up:
+        update["cleanup_time"] = timestamp(observation.now)
+        update["cleanup_after"] = None
+        others["CleanedUp"] = _condition(
+            "CleanedUp",
+            True,
+            "TTLExpired",
+            "the TTL passed: deleted the Job, its pods and the ConfigMap",
+            observation,
+            previous,
+        )
+    update["conditions"] = conditions + list(others.values())
+    return current.model_copy(update=update)
 
 
 def _off_reason(kind: str, phase: Phase) -> str:
     if kind == "Running" and phase in TERMINAL_PHASES:
         return "Finished"
     return f"Not{kind}"
-
-
-def ttl_deadline(status: FineTuneJobStatus, ttl_seconds: int | None) -> datetime | None:
-    """When the TTL cleanup is due: from the recorded completion, so it survives restarts."""
-    if ttl_seconds is None or status.phase not in TERMINAL_PHASES or status.completion_time is None:
-        return None
-    if status.cleanup_time is not None:
-        return None
-    return parse_timestamp(status.completion_time) + timedelta(seconds=ttl_seconds)
-
-
-def phase_changed(before: FineTuneJobStatus, after: FineTuneJobStatus) -> bool:
-    return before.phase != after.phase

@@ -7,7 +7,9 @@ Here prescript and postscript are files in the ConfigMap and paths come from the
 
 from __future__ import annotations
 
-CONTAINER_NAME = "trainer"
+from finetune_operator.api.base import TRAINER_CONTAINER
+
+CONTAINER_NAME = TRAINER_CONTAINER
 TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 TRAINER_COMMAND = "phisonai2"
 COMPLETE_MARKER = "training complete!"

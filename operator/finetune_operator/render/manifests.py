@@ -9,16 +9,12 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from finetune_operator.api.base import API_VERSION, KIND
+from finetune_operator.api.base import ANNOTATION_REQUESTED_SUSPEND, API_VERSION, KIND, LABEL_NAME
 from finetune_operator.api.resource import FineTuneJob
 from finetune_operator.api.spec import FineTuneJobSpec, Volume
 from finetune_operator.render import configs
 from finetune_operator.render import entrypoint as ep
 
-LABEL_NAME = "finetune.aidaptiv.io/name"
-# The suspend value the operator last asked of the Job: a queue controller (Kueue) may flip the
-# Job's own flag, and the operator passes on only changes of the user's spec.suspend.
-ANNOTATION_REQUESTED_SUSPEND = "finetune.aidaptiv.io/requested-suspend"
 COPIED_LABELS = ("kueue.x-k8s.io/queue-name", "kueue.x-k8s.io/priority-class")
 CONFIG_VOLUMES = (
     ("exp-config", configs.EXP_CONFIG_DIR, (configs.EXP_CONFIG_FILE,)),
@@ -36,7 +32,10 @@ def job_name(ftj: FineTuneJob) -> str:
 
 
 def config_map_name(ftj: FineTuneJob) -> str:
-    return f"{ftj.metadata.name}-config"
+    """With the uid's start: a FineTuneJob deleted and re-created under its name (as the immutability
+    message advises) never meets the ConfigMap of the one before, still being garbage-collected."""
+    uid = (ftj.metadata.uid or "")[:8]
+    return f"{ftj.metadata.name}-config-{uid}" if uid else f"{ftj.metadata.name}-config"
 
 
 def selector_labels(ftj: FineTuneJob) -> dict[str, str]:

@@ -64,7 +64,10 @@ __all__ = [
 ]
 
 # Fields the operator keeps following after creation; everything else shapes the pod and is frozen.
-MUTABLE_FIELDS = ("suspend", "ttlSecondsAfterFinished", "ttlPolicy")
+MUTABLE_FIELDS = ("suspend", "ttlSecondsAfterFinished", "ttlSecondsAfterFailure", "ttlPolicy")
+# A failed run's pod, logs and ConfigMap stay long enough to debug after a weekend; its Failed
+# condition keeps the log's last lines after that.
+FAILED_RETENTION_SECONDS = 7 * 24 * 3600
 
 
 class FineTuneJobSpec(ApiModel):
@@ -147,8 +150,19 @@ class FineTuneJobSpec(ApiModel):
         60,
         ge=0,
         description=(
-            "Seconds after the training finished when the operator deletes its Job, pods and ConfigMap; "
-            "the FineTuneJob and its status stay (see ttlPolicy). null keeps them. Defaults to 60."
+            "Seconds after the training succeeded when the operator deletes its Job, pods and ConfigMap; "
+            "the FineTuneJob and its status stay (see ttlPolicy). null keeps them. Failures have their own "
+            "retention, ttlSecondsAfterFailure. Defaults to 60."
+        ),
+    )
+    ttl_seconds_after_failure: int | None = Field(
+        FAILED_RETENTION_SECONDS,
+        ge=0,
+        description=(
+            "Seconds after a training failed when the operator deletes its Job, pods and ConfigMap, so that "
+            "`kubectl logs` and the pod stay for debugging meanwhile; the Failed condition keeps the log's "
+            "last lines after the cleanup. null keeps them until the FineTuneJob is deleted. "
+            f"Defaults to {FAILED_RETENTION_SECONDS} (7 days)."
         ),
     )
     ttl_policy: Literal["DeleteChildren", "DeleteFineTuneJob"] = Field(

@@ -1,36 +1,26 @@
 """Which replica is active, as kopf peering decides it.
 
 kopf pauses its watches in a replica that sees a live peer of a higher (or the same) priority, but
-the operator's own background work — the log-reading loop and the TTL and retry timers — is not a
-kopf watch. It asks `is_active` (the same rule, over the same peering object) before acting, so a
-standby replica reads no log and deletes nothing.
+the operator's own background work (the log-reading loop, the TTL and retry timers) is not a kopf
+watch. It asks `is_active` (the same rule, over the same peering object) before acting, so a standby
+replica reads no log and deletes nothing.
 """
 
 from __future__ import annotations
 
-import os
-import socket
-import time
 from datetime import datetime, timedelta
 from typing import Any
 
-from finetune_operator.observe.status import parse_timestamp
+from finetune_operator.observe.times import parse_timestamp
 
 # Peering priorities fit in a JSON number without loss; the oldest replica gets the highest one.
-_PRIORITY_CEILING = 2**53 - 1
+PRIORITY_CEILING = 2**53 - 1
 
 
-def priority_by_age(now_ms: int | None = None) -> int:
+def priority_by_age(started_ms: int) -> int:
     """A priority that keeps the longest-running replica active: a restarted replica stands by
     instead of taking over, so a restart causes no second hand-over."""
-    started = int(time.time() * 1000) if now_ms is None else now_ms
-    return _PRIORITY_CEILING - started
-
-
-def own_identity() -> str:
-    """The pod's name in a cluster (POD_NAME from the downward API), else host and pid; unique per process."""
-    base = os.environ.get("POD_NAME") or socket.gethostname()
-    return f"{base}/{os.getpid()}/{int(time.time())}"
+    return PRIORITY_CEILING - started_ms
 
 
 def is_active(peers: dict[str, Any], identity: str, priority: int, now: datetime) -> bool:

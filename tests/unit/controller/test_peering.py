@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from finetune_operator.controller.peering import is_active, priority_by_age
+from finetune_operator.observe.peering import is_active, priority_by_age
 
 NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 
@@ -46,6 +46,6 @@ def test_kopf_timestamps_with_offset_and_without_lastseen() -> None:
 
 
 def test_the_older_replica_has_the_higher_priority() -> None:
-    older, newer = priority_by_age(now_ms=1_000), priority_by_age(now_ms=2_000)
+    older, newer = priority_by_age(1_000), priority_by_age(2_000)
     assert older > newer
     assert older == 2**53 - 1 - 1_000

@@ -1,0 +1,222 @@
+"""``Cluster``: a handle on any cluster reachable through a kubeconfig, with kubectl helpers."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from . import build_toolchain
+from .common import FAIL_NAMESPACES_KEY, HOLD_NAMESPACES_KEY, NAMESPACE_LABEL, ClusterError, wait_until
+from .kwok_helpers import KwokHelpers
+
+if TYPE_CHECKING:
+    from .controlplane import LocalCluster
+
+T = TypeVar("T")
+
+Manifest = dict[str, Any] | list[dict[str, Any]] | str
+
+
+@dataclass
+class Cluster(KwokHelpers):
+    """A cluster reachable through ``kubeconfig``, with kubectl helpers.
+
+    ``local`` is True for a cluster made by ``LocalCluster`` (kwok plays the nodes and the
+    kwok helpers work); False for an external one (``E2E_KUBECONFIG``).
+    """
+
+    kubeconfig: Path
+    kubectl_bin: str = "kubectl"
+    local: bool = False
+    name: str = "external"
+    workdir: Path | None = None
+
+    # -- kubectl -------------------------------------------------------------------------
+
+    def kubectl(
+        self,
+        *args: str,
+        input: str | None = None,
+        check: bool = True,
+        timeout: float = 120.0,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run kubectl against this cluster; raise ClusterError with stderr if it fails."""
+        argv = [self.kubectl_bin, "--kubeconfig", str(self.kubeconfig)]
+        if self.workdir is not None:  # keep discovery caches of throwaway clusters out of ~/.kube
+            argv.append(f"--cache-dir={self.workdir / 'kube-cache'}")
+        argv += args
+        proc = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise ClusterError(
+                f"kubectl {' '.join(args)} failed (exit {proc.returncode}):\n{proc.stderr.strip() or proc.stdout}"
+            )
+        return proc
+
+    def get_json(self, *args: str) -> Any:
+        """``kubectl get ARGS -o json`` parsed; None if the object does not exist."""
+        proc = self.kubectl("get", *args, "-o", "json", check=False)
+        if proc.returncode != 0:
+            if "NotFound" in proc.stderr or "not found" in proc.stderr:
+                return None
+            raise ClusterError(f"kubectl get {' '.join(args)} failed:\n{proc.stderr.strip()}")
+        return json.loads(proc.stdout)
+
+    def apply(self, manifest: Manifest, namespace: str | None = None) -> str:
+        """``kubectl apply`` a manifest (dict, list of dicts, or YAML/JSON text)."""
+        args = ["apply", "-f", "-"]
+        if namespace:
+            args = ["-n", namespace, *args]
+        return self.kubectl(*args, input=_manifest_text(manifest)).stdout
+
+    def create(self, manifest: dict[str, Any] | str, namespace: str | None = None) -> subprocess.CompletedProcess[str]:
+        """``kubectl create`` without raising (so tests can look at a refusal's message)."""
+        args = ["create", "-f", "-"]
+        if namespace:
+            args = ["-n", namespace, *args]
+        return self.kubectl(*args, input=_manifest_text(manifest), check=False)
+
+    def describe(self, *args: str) -> str:
+        """``kubectl describe`` text (for failure messages); never raises."""
+        proc = self.kubectl("describe", *args, check=False)
+        return proc.stdout or proc.stderr
+
+    def events(self, namespace: str) -> list[dict[str, Any]]:
+        data = self.get_json("events", "-n", namespace)
+        return list(data["items"]) if data else []
+
+    def wait_for(
+        self,
+        check: Callable[[], T | None],
+        *,
+        what: str,
+        timeout: float = 120.0,
+        interval: float = 0.5,
+        state: Callable[[], str] | None = None,
+    ) -> T:
+        return wait_until(check, timeout=timeout, interval=interval, what=what, state=state)
+
+    def control_plane(self) -> LocalCluster:
+        """The ``LocalCluster`` behind this handle (to kill and restart its processes)."""
+        from .controlplane import LocalCluster  # the control plane imports this module
+
+        if not self.local or self.workdir is None:
+            raise ClusterError(f"{self.kubeconfig} is not a local cluster of e2e/cluster: no processes to control")
+        return LocalCluster.attach(self.workdir)
+
+    # -- workloads -----------------------------------------------------------------------
+
+    def pods(self, namespace: str, selector: str | None = None) -> list[dict[str, Any]]:
+        args = ["pods", "-n", namespace] + (["-l", selector] if selector else [])
+        data = self.get_json(*args)
+        return list(data["items"]) if data else []
+
+    def job_finished(self, namespace: str, name: str) -> str | None:
+        """Return "Complete" or "Failed" once the Job has that condition True, else None."""
+        job = self.get_json("job", name, "-n", namespace)
+        for cond in (job or {}).get("status", {}).get("conditions", []):
+            if cond.get("type") in ("Complete", "Failed") and cond.get("status") == "True":
+                return str(cond["type"])
+        return None
+
+    def wait_job_finished(self, namespace: str, name: str, timeout: float = 120.0) -> str:
+        """Wait for the Job to be Complete or Failed; return which."""
+        return self.wait_for(
+            lambda: self.job_finished(namespace, name),
+            what=f"Job {namespace}/{name} to finish",
+            timeout=timeout,
+            state=lambda: self.namespace_state(namespace),
+        )
+
+    def wait_pod_phase(
+        self,
+        namespace: str,
+        phases: Iterable[str],
+        selector: str | None = None,
+        pod: str | None = None,
+        timeout: float = 120.0,
+    ) -> dict[str, Any]:
+        """Wait for a pod (by name, or the first matching ``selector``) in one of ``phases``."""
+        wanted = set(phases)
+
+        def check() -> dict[str, Any] | None:
+            items = [self.get_json("pod", pod, "-n", namespace)] if pod else self.pods(namespace, selector)
+            return next((i for i in items if i and i.get("status", {}).get("phase") in wanted), None)
+
+        return self.wait_for(
+            check,
+            what=f"pod {pod or selector or '*'} in {namespace} to be {'/'.join(sorted(wanted))}",
+            timeout=timeout,
+            state=lambda: self.namespace_state(namespace),
+        )
+
+    def namespace_state(self, namespace: str) -> str:
+        """Jobs, pods and events of a namespace as text (for failure messages)."""
+        parts = [
+            self.kubectl("get", "jobs,pods", "-n", namespace, "-o", "wide", check=False).stdout,
+            self.kubectl("get", "events", "-n", namespace, "--sort-by=.lastTimestamp", check=False).stdout,
+        ]
+        return "\n".join(p for p in parts if p)
+
+    # -- namespaces ----------------------------------------------------------------------
+
+    def create_namespace(self, name: str | None = None, labels: dict[str, str] | None = None) -> str:
+        """Create a namespace (unique name by default) and wait for its default ServiceAccount."""
+        name = name or f"e2e-{uuid.uuid4().hex[:8]}"
+        meta: dict[str, Any] = {"name": name, "labels": {NAMESPACE_LABEL: name, **(labels or {})}}
+        self.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": meta})
+        # Pods are refused until the service-account controller made "default".
+        wait_until(
+            lambda: self.get_json("serviceaccount", "default", "-n", name),
+            timeout=60,
+            what=f"ServiceAccount default in namespace {name}",
+        )
+        return name
+
+    def delete_namespace(self, name: str, wait: bool = False) -> None:
+        """Delete a namespace and the cluster-scoped helpers made for it (ClusterLogs, holds)."""
+        if self.local:
+            self.kubectl("delete", "clusterlogs", "-l", f"{NAMESPACE_LABEL}={name}", "--ignore-not-found", check=False)
+            with contextlib.suppress(ClusterError):
+                self._set_namespace_in_stages(name, HOLD_NAMESPACES_KEY, present=False)
+                self._set_namespace_in_stages(name, FAIL_NAMESPACES_KEY, present=False)
+        self.kubectl("delete", "namespace", name, "--ignore-not-found", f"--wait={str(wait).lower()}", check=False)
+
+
+def _manifest_text(manifest: Manifest) -> str:
+    if isinstance(manifest, list):
+        return json.dumps({"apiVersion": "v1", "kind": "List", "items": manifest})
+    return json.dumps(manifest) if isinstance(manifest, dict) else manifest
+
+
+def find_kubectl() -> str:
+    """The kubectl built with the toolchain, else the one on PATH."""
+    built = build_toolchain.bin_dir() / "kubectl"
+    if built.exists():
+        return str(built)
+    found = shutil.which("kubectl")
+    if not found:
+        raise ClusterError("no kubectl: run e2e/cluster build")
+    return found
+
+
+def external_cluster(kubeconfig: str | os.PathLike[str]) -> Cluster:
+    """Handle on an existing cluster (e.g. kind); kwok helpers work if it is a local one."""
+    path = Path(kubeconfig).expanduser().resolve()
+    if not path.exists():
+        raise ClusterError(f"kubeconfig {path} does not exist")
+    cluster = Cluster(kubeconfig=path, kubectl_bin=find_kubectl())
+    # A kubeconfig of an e2e/cluster cluster lives in its work dir next to state.json.
+    state = path.parent / "state.json"
+    if state.exists():
+        cluster.local = True
+        cluster.workdir = path.parent
+        cluster.name = json.loads(state.read_text()).get("name", "local")
+    return cluster

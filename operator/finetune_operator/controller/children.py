@@ -1,0 +1,175 @@
+"""Making a FineTuneJob's children, and telling ours from someone else's.
+
+The Job comes first and its ConfigMap second, owned by the Job, so the garbage collector removes
+the ConfigMap with the Job (the operator needs no permission to delete ConfigMaps) and a crash in
+between leaves a Job whose pod waits for its ConfigMap, which the next pass creates. A name that is
+taken is never trusted: the object is read, and only one that names this FineTuneJob (or its Job)
+as controller is used. A namesake left by a deleted FineTuneJob of the same name is waited for; a
+foreign one stalls the FineTuneJob with a message until a human removes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from finetune_operator.api.status import Condition
+from finetune_operator.controller.kube import Conflict, Refused
+from finetune_operator.controller.memory import Remembered
+from finetune_operator.observe.owners import controller_of
+from finetune_operator.observe.pods import STARTED_PHASES
+from finetune_operator.observe.status import Verdict, has_pods, job_verdict
+from finetune_operator.observe.times import parse_timestamp, timestamp
+from finetune_operator.render.manifests import config_map, config_map_name
+from finetune_operator.render.plan import Plan
+
+if TYPE_CHECKING:
+    from finetune_operator.controller.controller import Controller
+
+WAIT_FOR_PREVIOUS_SECONDS = 2.0
+MAX_RECHECK_SECONDS = 60.0
+MESSAGE_LIMIT = 1024
+
+
+@dataclass(frozen=True)
+class Outcome:
+    job: dict[str, Any] | None
+    blocked: Verdict | None = None  # no Job (yet), and why
+    refused: str | None = None  # the API server will never take these children: InvalidSpec
+
+
+def _waiting(what: str) -> Verdict:
+    return Verdict("Pending", "WaitingForPreviousRun", f"{what} of a deleted FineTuneJob of this name is being removed")
+
+
+def _conflict(what: str) -> Verdict:
+    return Verdict(
+        "Pending",
+        "NameConflict",
+        f"{what} exists and does not belong to this FineTuneJob: delete or rename it, and the training starts",
+        stalled=True,
+    )
+
+
+async def create(ctl: Controller, body: dict[str, Any], plan: Plan, remembered: Remembered) -> Outcome:
+    assert plan.job is not None
+    metadata = body["metadata"]
+    namespace, name, uid = metadata["namespace"], metadata["name"], metadata["uid"]
+    try:
+        job = await ctl.kube.create_job(plan.job)
+    except Refused as error:
+        return Outcome(None, refused=f"the Job is invalid: {str(error)[:MESSAGE_LIMIT]}")
+    except Conflict:
+        found = await ctl.kube.read_job(namespace, name)
+        kind, owner_name, owner_uid = controller_of(found) if found is not None else (None, None, None)
+        if found is None:
+            job = None  # gone meanwhile: the next pass creates it
+            blocked = _waiting(f"Job {name}")
+        elif owner_uid == uid:
+            job = found  # ours: made by this operator before a restart
+            blocked = None
+        elif kind == "FineTuneJob" and owner_name == name:
+            job, blocked = None, _waiting(f"Job {name}")
+        else:
+            job, blocked = None, _conflict(f"a Job named {name}")
+        if job is None:
+            _recheck(ctl, body, remembered, "children", WAIT_FOR_PREVIOUS_SECONDS if not blocked.stalled else None)
+            return Outcome(None, blocked=blocked)
+    remembered.created_job = job
+    return await ensure_config_map(ctl, body, plan, job, remembered)
+
+
+async def ensure_config_map(
+    ctl: Controller, body: dict[str, Any], plan: Plan, job: dict[str, Any], remembered: Remembered
+) -> Outcome:
+    """The Job's ConfigMap exists and is the Job's; if it cannot be, the Job goes (its pod must never
+    run with another object's files)."""
+    if remembered.config_map_seen or _pod_started(ctl, body):
+        remembered.config_map_seen = True
+        return Outcome(job)
+    assert plan.ftj is not None
+    manifest = config_map(plan.ftj, job)
+    namespace, name = body["metadata"]["namespace"], config_map_name(plan.ftj)
+    if remembered.created_job is not job and await _config_map_is_the_jobs(ctl, namespace, name, job):
+        remembered.config_map_seen = True  # found after a restart: no create needed
+        return Outcome(job)
+    try:
+        await ctl.kube.create_config_map(manifest)
+    except Refused as error:
+        await _withdraw(ctl, body, job, remembered)
+        return Outcome(None, refused=f"the ConfigMap is invalid: {str(error)[:MESSAGE_LIMIT]}")
+    except Conflict:
+        if not await _config_map_is_the_jobs(ctl, namespace, name, job):
+            await _withdraw(ctl, body, job, remembered)
+            _recheck(ctl, body, remembered, "children", None)
+            return Outcome(None, blocked=_conflict(f"a ConfigMap named {name}"))
+    remembered.config_map_seen = True
+    return Outcome(job)
+
+
+async def _config_map_is_the_jobs(ctl: Controller, namespace: str, name: str, job: dict[str, Any]) -> bool:
+    found = await ctl.kube.read_config_map(namespace, name)
+    return found is not None and controller_of(found)[2] == job["metadata"]["uid"]
+
+
+async def _withdraw(ctl: Controller, body: dict[str, Any], job: dict[str, Any], remembered: Remembered) -> None:
+    """Delete the Job just made: its ConfigMap cannot be made, so no half-made set stays behind."""
+    await ctl.kube.delete_job(body["metadata"]["namespace"], job["metadata"]["name"], job["metadata"]["uid"])
+    remembered.created_job = None
+
+
+def _pod_started(ctl: Controller, body: dict[str, Any]) -> bool:
+    """A pod of the Job ran: its ConfigMap was there to be mounted."""
+    pods = ctl.views.pods(body["metadata"]["namespace"], body["metadata"]["name"])
+    return any((pod.get("status") or {}).get("phase") in STARTED_PHASES for pod in pods)
+
+
+def _recheck(ctl: Controller, body: dict[str, Any], remembered: Remembered, purpose: str, delay: float | None) -> None:
+    """Look again later: after `delay`, or with a backoff that grows with each look (at most a minute)."""
+    remembered.pod_create_checks += 1
+    seconds = delay if delay is not None else min(2.0**remembered.pod_create_checks, MAX_RECHECK_SECONDS)
+    metadata = body["metadata"]
+    ctl.requeue(metadata["namespace"], metadata["name"], metadata["uid"], purpose, seconds)
+
+
+async def pod_create_condition(
+    ctl: Controller, body: dict[str, Any], job: dict[str, Any], remembered: Remembered
+) -> Condition | None:
+    """PodCreateFailed, with the API server's own words, while the Job controller cannot create the pod
+    (Pod Security, quota, a webhook): the Job's status never says so, only its FailedCreate Events."""
+    now = ctl.clock.now()
+    previous = remembered.pod_create_condition
+    waiting = not (job.get("spec") or {}).get("suspend") and not has_pods(job)
+    if not waiting or job_verdict(job).phase != "Pending":
+        remembered.pod_create_checks = 0
+        if previous is not None and previous.status == "True":
+            remembered.pod_create_condition = _pod_condition("False", "PodsCreated", "the Job has its pod", now, body)
+        return remembered.pod_create_condition
+    created = job["metadata"].get("creationTimestamp")
+    age = (now - parse_timestamp(created)).total_seconds() if created else ctl.settings.pod_create_recheck
+    if age < ctl.settings.pod_create_recheck:
+        metadata = body["metadata"]
+        delay = ctl.settings.pod_create_recheck - age
+        ctl.requeue(metadata["namespace"], metadata["name"], metadata["uid"], "pods", delay)
+        return previous
+    events = await ctl.kube.list_events(body["metadata"]["namespace"], job["metadata"]["uid"], "FailedCreate")
+    _recheck(ctl, body, remembered, "pods", None)
+    if not events:
+        return previous
+    newest = max(events, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+    message = str(newest.get("message") or "the Job controller cannot create the pod")[:MESSAGE_LIMIT]
+    if previous is None or previous.status != "True" or previous.message != message:
+        await ctl.post(body, "Warning", "PodCreateFailed", message)
+        remembered.pod_create_condition = _pod_condition("True", "FailedCreate", message, now, body)
+    return remembered.pod_create_condition
+
+
+def _pod_condition(status: Any, reason: str, message: str, now: Any, body: dict[str, Any]) -> Condition:
+    return Condition(
+        type="PodCreateFailed",
+        status=status,
+        observed_generation=body["metadata"].get("generation") or 0,
+        last_transition_time=timestamp(now),
+        reason=reason,
+        message=message,
+    )

@@ -1,0 +1,235 @@
+"""The controller: one object holding the API port, the clock, timers, settings, metrics and what it
+remembers of each FineTuneJob. kopf's handlers (adapters.py) only pass events to it.
+
+Every pass over one FineTuneJob runs under that object's lock and ends in at most one status
+write: the log loop folds what it reads and asks for a pass, it never writes status itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from finetune_operator.controller.following import follow_logs
+from finetune_operator.controller.memory import Memory, Unposted
+from finetune_operator.controller.metrics import Metrics
+from finetune_operator.controller.ports import Clock, KubePort, Timers
+from finetune_operator.controller.reconciler import reconcile_pass
+from finetune_operator.observe.owners import owns
+from finetune_operator.observe.peering import is_active
+
+logger = logging.getLogger("finetune_operator")
+
+Key = tuple[str, str]
+Index = Mapping[Key, Iterable[dict[str, Any]]]
+MAX_BACKOFF_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    log_interval: float = 15.0
+    allow_privileged: bool = False
+    # How soon a Job that has no pod yet is looked at again for the Job controller's FailedCreate.
+    pod_create_recheck: float = 5.0
+
+
+@dataclass(frozen=True)
+class Peering:
+    """This replica in kopf peering: the peering object(s) and its own entry there."""
+
+    name: str
+    namespaces: tuple[str, ...]  # empty: cluster-wide (ClusterKopfPeering)
+    identity: str
+    priority: int
+    lifetime: int  # seconds without a keep-alive before peers presume this replica dead
+
+
+class Views:
+    """Read-only views of kopf's indices (what the watches delivered), keyed by (namespace, FineTuneJob name)."""
+
+    def __init__(self, finetunejobs: Index | None = None, jobs: Index | None = None, pods: Index | None = None) -> None:
+        self._finetunejobs: Index = finetunejobs if finetunejobs is not None else {}
+        self._jobs: Index = jobs if jobs is not None else {}
+        self._pods: Index = pods if pods is not None else {}
+
+    @staticmethod
+    def _last(index: Index, key: Key) -> dict[str, Any] | None:
+        found = list(index.get(key, []))
+        return found[-1] if found else None
+
+    def finetunejob(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._last(self._finetunejobs, (namespace, name))
+
+    def job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._last(self._jobs, (namespace, name))
+
+    def pods(self, namespace: str, name: str) -> list[dict[str, Any]]:
+        return list(self._pods.get((namespace, name), []))
+
+
+class Controller:
+    def __init__(
+        self,
+        kube: KubePort,
+        *,
+        settings: Settings | None = None,
+        metrics: Metrics | None = None,
+        clock: Clock | None = None,
+        timers: Timers | None = None,
+        peering: Peering | None = None,
+    ) -> None:
+        self.kube = kube
+        self.settings = settings or Settings()
+        self.metrics = metrics
+        self.clock = clock or Clock()
+        self.timers = timers or Timers()
+        self.peering = peering
+        self.memory = Memory()
+        self.views = Views()
+        self.active = True
+        self.loop_task: asyncio.Task[None] | None = None
+
+    # -- events from kopf ---------------------------------------------------------------------
+
+    async def on_finetunejob(self, event_type: str | None, body: dict[str, Any]) -> None:
+        uid = body["metadata"]["uid"]
+        if event_type == "DELETED":
+            self.forget(uid)
+            return
+        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        await self.reconcile(body, self.views.job(namespace, name))
+
+    async def on_job(self, event_type: str | None, job: dict[str, Any], owner_name: str) -> None:
+        owner = self.views.finetunejob(job["metadata"]["namespace"], owner_name)
+        if owner is None or not owns(owner, job):
+            return
+        if event_type == "DELETED":
+            remembered = self.memory.of(owner["metadata"]["uid"])
+            remembered.created_job = None
+            remembered.config_map_seen = False  # the garbage collector takes it with the Job
+            await self.reconcile(owner, None)
+            return
+        await self.reconcile(owner, job)
+
+    def forget(self, uid: str) -> None:
+        self.memory.forget(uid)
+        self.timers.cancel_all(uid)
+
+    # -- passes ---------------------------------------------------------------------------------
+
+    async def reconcile(self, body: dict[str, Any], job: dict[str, Any] | None) -> None:
+        """One pass over one FineTuneJob; a pass that raises is retried with a growing delay."""
+        metadata = body["metadata"]
+        if metadata.get("deletionTimestamp"):
+            return
+        uid = metadata["uid"]
+        remembered = self.memory.of(uid)
+        async with remembered.lock:
+            started = self.clock.monotonic()
+            try:
+                await reconcile_pass(self, body, job)
+            except Exception as error:  # kopf does not retry event handlers: requeue ourselves
+                self._record(started, failed=True)
+                remembered.failures += 1
+                delay = min(2.0**remembered.failures, MAX_BACKOFF_SECONDS)
+                logger.warning(
+                    "reconcile of %s/%s failed (%s: %s); retrying in %.0fs",
+                    metadata["namespace"],
+                    metadata["name"],
+                    type(error).__name__,
+                    error,
+                    delay,
+                )
+                self.requeue(metadata["namespace"], metadata["name"], uid, "retry", delay)
+            else:
+                self._record(started, failed=False)
+                remembered.failures = 0
+
+    def _record(self, started: float, failed: bool) -> None:
+        if self.metrics is not None:
+            self.metrics.record_reconcile(self.clock.monotonic() - started, failed)
+
+    async def reconcile_from_views(self, namespace: str, name: str) -> None:
+        """A pass for a timer or the log loop: the latest body and Job the watches delivered."""
+        await self.check_active()
+        if not self.active:
+            return  # standing by: when this replica resumes, kopf's new watch re-lists every object
+        body = self.views.finetunejob(namespace, name)
+        if body is None:
+            return
+        await self.reconcile(body, self.views.job(namespace, name))
+
+    def requeue(self, namespace: str, name: str, uid: str, purpose: str, delay: float) -> None:
+        self.timers.schedule((uid, purpose), delay, lambda: self.reconcile_from_views(namespace, name))
+
+    async def post(self, owner: dict[str, Any], kind: str, reason: str, message: str) -> None:
+        """An Event on the FineTuneJob. One that cannot be posted now (the API briefly away) is kept
+        and posted later with its own time, so that the Events still tell the whole story."""
+        remembered = self.memory.of(owner["metadata"]["uid"])
+        remembered.unposted.append(Unposted(owner, kind, reason, message, self.clock.now()))
+        await self.post_unposted(owner["metadata"]["uid"])
+
+    async def post_unposted(self, uid: str) -> None:
+        remembered = self.memory.get(uid)
+        if remembered is None:
+            return
+        while remembered.unposted:
+            event = remembered.unposted[0]
+            try:
+                await self.kube.post_event(event.owner, event.kind, event.reason, event.message, event.when)
+            except Exception as error:
+                logger.info("could not post event %s on %s: %s", event.reason, event.owner["metadata"]["name"], error)
+                remembered.event_failures += 1
+                delay = min(2.0**remembered.event_failures, MAX_BACKOFF_SECONDS)
+                self.timers.schedule((uid, "events"), delay, lambda: self.post_unposted(uid))
+                return
+            remembered.unposted.pop(0)
+            remembered.event_failures = 0
+
+    # -- peering --------------------------------------------------------------------------------
+
+    async def check_active(self) -> None:
+        """With peering, find whether this replica is the active one (kopf pauses only its own watches)."""
+        peering = self.peering
+        if peering is None:
+            return
+        try:
+            views = [await self.kube.read_peers(peering.name, ns) for ns in peering.namespaces or (None,)]
+        except Exception as error:  # keep the last answer: kopf's own watch decides the pause anyway
+            logger.info("could not read peering %s: %s", peering.name, error)
+            return
+        now = self.clock.now()
+        active = all(is_active(peers, peering.identity, peering.priority, now) for peers in views)
+        if active != self.active:
+            logger.info("this replica is now %s", "active" if active else "standing by")
+            if active:
+                # Another replica acted meanwhile: what this one remembers (its last writes) is stale.
+                for uid in list(self.memory.objects):
+                    self.forget(uid)
+        self.active = active
+        if self.metrics is not None:
+            self.metrics.leader.labels(name=peering.name).set(1 if active else 0)
+
+    # -- start and stop ---------------------------------------------------------------------------
+
+    async def start(self, views: Views) -> None:
+        self.views = views
+        await self.check_active()
+        self.loop_task = asyncio.create_task(follow_logs(self))
+
+    async def stop(self) -> None:
+        if self.loop_task is not None:
+            self.loop_task.cancel()
+
+    # -- for /metrics (read from the scrape thread: copies only) ---------------------------------
+
+    def phases(self) -> dict[str, str]:
+        return self.memory.phases() if self.active else {}
+
+    def trainings(self) -> dict[Key, Any]:
+        if not self.active:
+            return {}
+        return {(f.namespace, f.name): f.latest for f in self.memory.followed() if f.latest is not None}

@@ -1,0 +1,82 @@
+"""Reading training progress from the trainer's log while a FineTuneJob runs.
+
+One loop for the whole operator: every interval, one bounded log read per Running FineTuneJob (the
+tail of its training container's log), folded into what was read before. When that changes the
+trainer status or the LogUnreadable condition, the loop asks for a reconcile pass, which writes the
+status under the object's lock: the loop itself never writes. A log that cannot be read is retried
+quietly; only when it stays unreadable does a condition say so. The phase never depends on a read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING
+
+from finetune_operator.api.base import TRAINER_CONTAINER
+from finetune_operator.observe.following import (
+    LIMIT_BYTES,
+    TAIL_LINES,
+    Followed,
+    fold,
+    readable_again,
+    unreadable_condition,
+)
+from finetune_operator.observe.pods import training_pod
+
+if TYPE_CHECKING:
+    from finetune_operator.controller.controller import Controller
+
+logger = logging.getLogger("finetune_operator.progress")
+
+CONCURRENT_READS = 8
+# When the tail overflows the byte limit, its end is cut; a short tail still holds the end.
+SHORT_TAIL_LINES = 20
+
+
+async def follow_logs(ctl: Controller) -> None:
+    while True:
+        await asyncio.sleep(ctl.settings.log_interval)
+        await ctl.check_active()
+        if not ctl.active:
+            continue
+        await gather_bounded([_read_and_reconcile(ctl, followed) for followed in ctl.memory.followed()])
+
+
+async def _read_and_reconcile(ctl: Controller, followed: Followed) -> None:
+    if await read_progress(ctl, followed, final=False):
+        await ctl.reconcile_from_views(followed.namespace, followed.name)
+
+
+async def read_progress(ctl: Controller, followed: Followed, final: bool) -> bool:
+    """One read of the log's tail, folded in; True if the status should change (progress or condition)."""
+    pod = training_pod(ctl.views.pods(followed.namespace, followed.name))
+    if pod is None:
+        return False
+    name = pod["metadata"]["name"]
+    try:
+        text = await ctl.kube.read_log(followed.namespace, name, TRAINER_CONTAINER, TAIL_LINES, LIMIT_BYTES)
+        cut = len(text.encode()) >= LIMIT_BYTES
+        if cut:
+            text = await ctl.kube.read_log(followed.namespace, name, TRAINER_CONTAINER, SHORT_TAIL_LINES, LIMIT_BYTES)
+            cut = len(text.encode()) >= LIMIT_BYTES
+    except Exception as error:  # pod gone, kubelet unreachable: not the training's fault
+        first_line = (str(error).splitlines() or [type(error).__name__])[0][:300]
+        return unreadable_condition(followed, first_line, 0, ctl.clock.now()) is not None
+    changed = readable_again(followed, 0, ctl.clock.now()) is not None
+    # A final read folds the last line even without its newline, unless the byte limit cut it.
+    return fold(followed, text, ctl.clock.now(), final=final and not cut) or changed
+
+
+async def gather_bounded(coroutines: list[Awaitable[None]], limit: int = CONCURRENT_READS) -> None:
+    semaphore = asyncio.Semaphore(limit)
+
+    async def one(coroutine: Awaitable[None]) -> None:
+        async with semaphore:
+            try:
+                await coroutine
+            except Exception:  # one training's trouble must not stop the others
+                logger.exception("progress read failed")
+
+    await asyncio.gather(*(one(c) for c in coroutines))

@@ -1,0 +1,65 @@
+"""What the operator remembers of each FineTuneJob between events. None of it is needed for
+correctness after a restart: it saves API calls and keeps one status writer per object."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from finetune_operator.api.status import Condition
+from finetune_operator.observe.following import Followed
+
+
+@dataclass(frozen=True)
+class Unposted:
+    """An Event not posted yet, with the time it happened."""
+
+    owner: dict[str, Any]
+    kind: str
+    reason: str
+    message: str
+    when: datetime
+
+
+@dataclass
+class Remembered:
+    """One FineTuneJob, by uid."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    written: dict[str, Any] | None = None  # the status this process last wrote
+    failures: int = 0  # reconcile passes in a row that raised (for the retry backoff)
+    # The Job this process created and its Job watch may not have delivered yet (two watches,
+    # no ordering between them): without it, the next FineTuneJob event would create again.
+    created_job: dict[str, Any] | None = None
+    config_map_seen: bool = False  # its ConfigMap is known to exist (created, or found)
+    followed: Followed | None = None
+    phase: str | None = None
+    pod_create_checks: int = 0  # FailedCreate lookups made while the Job had no pod
+    pod_create_condition: Condition | None = None
+    unposted: list[Unposted] = field(default_factory=list)
+    event_failures: int = 0
+
+
+class Memory:
+    def __init__(self) -> None:
+        self.objects: dict[str, Remembered] = {}
+
+    def of(self, uid: str) -> Remembered:
+        remembered = self.objects.get(uid)
+        if remembered is None:
+            remembered = self.objects[uid] = Remembered()
+        return remembered
+
+    def get(self, uid: str) -> Remembered | None:
+        return self.objects.get(uid)
+
+    def forget(self, uid: str) -> None:
+        self.objects.pop(uid, None)
+
+    def phases(self) -> dict[str, str]:
+        return {uid: r.phase for uid, r in list(self.objects.items()) if r.phase is not None}
+
+    def followed(self) -> list[Followed]:
+        return [r.followed for r in list(self.objects.values()) if r.followed is not None]

@@ -1,0 +1,236 @@
+"""One reconcile pass: observe, derive, act, and write the status once.
+
+observe   the FineTuneJob as stored, its Job (watched, or just created), the pods' ends, the log
+derive    the plan (valid spec → Job manifest) and the status the observations call for
+act       create the children, pass on suspend, clean up after the TTL
+write     one status patch when the status changed, and an Event when the phase did
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import pydantic
+
+from finetune_operator.api.base import ANNOTATION_REQUESTED_SUSPEND
+from finetune_operator.api.status import NORMAL_PHASES, TERMINAL_PHASES, FineTuneJobStatus
+from finetune_operator.controller import children, following
+from finetune_operator.controller.memory import Remembered
+from finetune_operator.observe.following import Followed, first_step_due
+from finetune_operator.observe.owners import owns
+from finetune_operator.observe.pods import termination_message, training_pod
+from finetune_operator.observe.progress import format_duration
+from finetune_operator.observe.status import (
+    Observation,
+    TrainerVerdict,
+    derive_status,
+    job_verdict,
+    trainer_verdict_from_termination,
+    verdict,
+)
+from finetune_operator.observe.times import parse_timestamp
+from finetune_operator.observe.ttl import Retention, cleanup_deadline
+from finetune_operator.render.manifests import suspend_text
+from finetune_operator.render.plan import Plan, plan
+
+if TYPE_CHECKING:
+    from finetune_operator.controller.controller import Controller
+
+
+def status_dict(status: FineTuneJobStatus) -> dict[str, Any]:
+    return status.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+def recorded_status(body: dict[str, Any], remembered: Remembered) -> FineTuneJobStatus:
+    """The status as it stands: the one this process last wrote, if it wrote one (it is the only
+    writer, and a watch may deliver a body older than that write), else the stored one."""
+    recorded = remembered.written if remembered.written is not None else body.get("status") or {}
+    try:
+        return FineTuneJobStatus.model_validate(recorded, strict=False)
+    except pydantic.ValidationError:
+        return FineTuneJobStatus()  # not the operator's writing: the next write replaces it
+
+
+async def reconcile_pass(ctl: Controller, body: dict[str, Any], job: dict[str, Any] | None) -> None:
+    metadata = body["metadata"]
+    namespace, name, uid = metadata["namespace"], metadata["name"], metadata["uid"]
+    remembered = ctl.memory.of(uid)
+    current = recorded_status(body, remembered)
+    terminal = current.phase in TERMINAL_PHASES
+
+    if job is not None and not owns(body, job):
+        job = None
+    if job is None:
+        job = remembered.created_job  # created by us, not yet delivered by the watch
+    else:
+        remembered.created_job = None  # the watch has it: its view is the newer one
+
+    the_plan = await asyncio.to_thread(plan, body, ctl.settings.allow_privileged)
+    invalid = the_plan.problems or None
+    blocked = None
+    if the_plan.ftj is not None and not terminal:
+        outcome = await _children(ctl, body, the_plan, job, remembered)
+        job, blocked = outcome.job, outcome.blocked
+        if outcome.refused is not None:
+            invalid = [outcome.refused]
+
+    extra = []
+    if job is not None and not terminal:
+        condition = await children.pod_create_condition(ctl, body, job, remembered)
+        if condition is not None:
+            extra.append(condition)
+
+    followed = remembered.followed
+    finished = job is not None and job_verdict(job).phase in TERMINAL_PHASES
+    if finished and not terminal and the_plan.ftj is not None:
+        # The last lines, with the trainer's verdict (also for a run too short to be seen Running).
+        followed = followed or new_followed(namespace, name, the_plan, current)
+        remembered.followed = followed
+        await following.read_progress(ctl, followed, final=True)
+    if followed is not None and followed.condition is not None:
+        extra.append(followed.condition)
+
+    observation = Observation(
+        generation=metadata.get("generation") or 0,
+        status=current,
+        job=job,
+        job_name=name,
+        now=ctl.clock.now(),
+        invalid=invalid if job is None else None,
+        blocked=blocked,
+        extra_conditions=extra,
+        trainer=_trainer_verdict(ctl, followed, namespace, name),
+        log_lines=followed.last_lines if followed is not None else [],
+    )
+    desired = await _after_ttl(ctl, body, observation, the_plan, job)
+    if desired is None:
+        return  # the FineTuneJob itself was deleted (ttlPolicy: DeleteFineTuneJob)
+    if followed is not None and followed.latest is not None and not terminal:
+        desired = desired.model_copy(update={"trainer_status": followed.latest})
+    _follow_progress(remembered, namespace, name, desired.phase, the_plan, current)
+    remembered.phase = desired.phase
+    await _write_status(ctl, body, remembered, current, desired, verdict(observation))
+    if followed is not None and desired.phase == "Running" and first_step_due(followed):
+        await ctl.post(body, "Normal", "TrainingStarted", "the trainer finished its first step")
+
+
+async def _children(
+    ctl: Controller, body: dict[str, Any], the_plan: Plan, job: dict[str, Any] | None, remembered: Remembered
+) -> children.Outcome:
+    if job is None:
+        return await children.create(ctl, body, the_plan, remembered)
+    outcome = await children.ensure_config_map(ctl, body, the_plan, job, remembered)
+    if outcome.job is not None:
+        assert the_plan.ftj is not None
+        await _follow_suspend(ctl, body, the_plan.ftj.spec.suspend, outcome.job)
+    return outcome
+
+
+async def _follow_suspend(ctl: Controller, body: dict[str, Any], suspend: bool, job: dict[str, Any]) -> None:
+    """Pass a *change* of spec.suspend to the Job; a queue controller's own suspend is left alone."""
+
+    annotations = dict(job["metadata"].get("annotations") or {})
+    if annotations.get(ANNOTATION_REQUESTED_SUSPEND) == suspend_text(suspend):
+        return
+    await ctl.kube.set_job_suspend(body["metadata"]["namespace"], job["metadata"]["name"], suspend)
+    job.setdefault("spec", {})["suspend"] = suspend
+    annotations[ANNOTATION_REQUESTED_SUSPEND] = suspend_text(suspend)
+    job["metadata"]["annotations"] = annotations
+    await ctl.post(
+        body,
+        "Normal",
+        "Suspended" if suspend else "Resumed",
+        f"spec.suspend is now {suspend_text(suspend)}: passed to Job {job['metadata']['name']}",
+    )
+
+
+def new_followed(namespace: str, name: str, the_plan: Plan, current: FineTuneJobStatus) -> Followed:
+    """Start following a log; a step already in status was announced before (e.g. before a restart)."""
+    assert the_plan.ftj is not None
+    followed = Followed(namespace, name, the_plan.ftj.spec.exp_config.run_settings.max_iter)
+    values = current.trainer_status.metric_values() if current.trainer_status else {}
+    followed.started_announced = values.get("step", "0") != "0"
+    followed.latest = current.trainer_status
+    return followed
+
+
+def _follow_progress(
+    remembered: Remembered, namespace: str, name: str, phase: str | None, the_plan: Plan, current: FineTuneJobStatus
+) -> None:
+    """Read the log of Running FineTuneJobs only; a finished or suspended one is never read again."""
+    if phase == "Running" and the_plan.ftj is not None:
+        if remembered.followed is None:
+            remembered.followed = new_followed(namespace, name, the_plan, current)
+    elif phase in TERMINAL_PHASES or phase == "Suspended":
+        remembered.followed = None
+
+
+def _trainer_verdict(ctl: Controller, followed: Followed | None, namespace: str, name: str) -> TrainerVerdict | None:
+    """The trainer's verdict: its log if it was read, else the entrypoint's termination message."""
+    if followed is not None and followed.progress is not None and followed.progress.verdict != "running":
+        return TrainerVerdict(followed.progress.verdict, followed.progress.evidence)
+    pod = training_pod(ctl.views.pods(namespace, name))
+    return trainer_verdict_from_termination(termination_message(pod))
+
+
+async def _after_ttl(
+    ctl: Controller, body: dict[str, Any], observation: Observation, the_plan: Plan, job: dict[str, Any] | None
+) -> FineTuneJobStatus | None:
+    """The status, with the TTL applied: cleaned up now if due, else when it will be (and a timer)."""
+    desired = derive_status(observation)
+    if the_plan.ftj is None:
+        return desired
+    spec = the_plan.ftj.spec
+    deadline = cleanup_deadline(desired, Retention(spec.ttl_seconds_after_finished, spec.ttl_seconds_after_failure))
+    metadata = body["metadata"]
+    if deadline is None:
+        ctl.timers.cancel((metadata["uid"], "ttl"))
+        return desired
+    now = ctl.clock.now()
+    if deadline > now:
+        ctl.requeue(metadata["namespace"], metadata["name"], metadata["uid"], "ttl", (deadline - now).total_seconds())
+        return derive_status(replace(observation, cleanup_after=deadline))
+    if job is not None:
+        await ctl.kube.delete_job(metadata["namespace"], job["metadata"]["name"], job["metadata"]["uid"])
+    if spec.ttl_policy == "DeleteFineTuneJob":
+        await ctl.post(body, "Normal", "TTLExpired", "deleting the FineTuneJob (ttlPolicy: DeleteFineTuneJob)")
+        await ctl.kube.delete_finetunejob(metadata["namespace"], metadata["name"], metadata["uid"])
+        return None
+    await ctl.post(body, "Normal", "TTLExpired", "deleted the Job, its pods and the ConfigMap")
+    return derive_status(replace(observation, cleaned_up=True))
+
+
+def _summary(status: FineTuneJobStatus) -> str:
+    """Final loss and duration, for the event that announces the end of training."""
+    if status.phase not in TERMINAL_PHASES:
+        return ""
+    parts = []
+    values = status.trainer_status.metric_values() if status.trainer_status else {}
+    if "loss" in values:
+        parts.append(f"final loss {values['loss']} at step {values.get('step', '?')}")
+    if status.start_time and status.completion_time:
+        took = parse_timestamp(status.completion_time) - parse_timestamp(status.start_time)
+        parts.append(f"in {format_duration(int(max(took, timedelta(0)).total_seconds()))}")
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+async def _write_status(
+    ctl: Controller,
+    body: dict[str, Any],
+    remembered: Remembered,
+    current: FineTuneJobStatus,
+    desired: FineTuneJobStatus,
+    why: Any,
+) -> None:
+    wanted = status_dict(desired)
+    if wanted == status_dict(current) or remembered.written == wanted:
+        return
+    metadata = body["metadata"]
+    await ctl.kube.patch_status(metadata["namespace"], metadata["name"], wanted)
+    remembered.written = wanted
+    if desired.phase != current.phase:
+        kind = "Normal" if desired.phase in NORMAL_PHASES else "Warning"
+        await ctl.post(body, kind, why.reason, f"{why.phase}: {why.message}{_summary(desired)}")

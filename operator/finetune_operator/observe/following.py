@@ -1,0 +1,110 @@
+"""Following a running training's log: what one read of its tail changes.
+
+The operator reads only the end of the log, every interval, and folds it into what it has seen
+(`observe.progress`). This module holds that per-training state and decides, from one read, whether
+the trainer status changed (a status write is due) and whether the log has become unreadable or
+readable again (a condition is due). No I/O: the caller reads the log and writes the status.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from finetune_operator.api.status import Condition, TrainerStatus
+from finetune_operator.observe.progress import Progress, parse_log, strip_ansi, trainer_status
+from finetune_operator.observe.times import timestamp
+
+TAIL_LINES = 400
+LIMIT_BYTES = 256 * 1024
+UNREADABLE_AFTER = 4  # failed reads in a row before the condition shows
+# What of the log's end survives the cleanup of a failed run, in its Failed condition.
+KEPT_LINES = 20
+KEPT_LINE_CHARS = 200
+
+
+@dataclass
+class Followed:
+    """A training whose log is read, and what was learnt from it."""
+
+    namespace: str
+    name: str
+    max_iter: int | None
+    progress: Progress | None = None
+    latest: TrainerStatus | None = None  # the newest trainer status, for the next status write
+    failures: int = 0
+    condition: Condition | None = None
+    started_announced: bool = False
+    last_lines: list[str] = field(default_factory=list)
+
+    @property
+    def verdict(self) -> str:
+        return self.progress.verdict if self.progress is not None else "running"
+
+
+def comparable(status: TrainerStatus | None) -> dict[str, Any] | None:
+    """A trainer status without its timestamp: what decides whether a write is due."""
+    if status is None:
+        return None
+    return status.model_dump(exclude={"last_updated_time"}, mode="json")
+
+
+def fold(followed: Followed, text: str, now: datetime, final: bool = False) -> bool:
+    """Fold a log tail in; True if the trainer status changed (a write is due).
+
+    `final`: the container has ended, so the last line counts even without its newline.
+    """
+    followed.progress = parse_log(text, followed.progress, max_iter=followed.max_iter, final=final)
+    followed.last_lines = last_lines(text)
+    candidate = trainer_status(followed.progress, timestamp(now))
+    if comparable(candidate) == comparable(followed.latest):
+        return False
+    followed.latest = candidate
+    return True
+
+
+def last_lines(text: str) -> list[str]:
+    """The log's last non-empty lines, each cut short: bounded, for a condition message."""
+    lines = [strip_ansi(line).strip() for line in text[-KEPT_LINES * 4 * KEPT_LINE_CHARS :].split("\n")]
+    kept = [line[:KEPT_LINE_CHARS] for line in lines if line][-KEPT_LINES:]
+    return kept
+
+
+def first_step_due(followed: Followed) -> bool:
+    """True once, when the first finished step is seen: the TrainingStarted event is due."""
+    if followed.started_announced or followed.progress is None or followed.progress.steps <= 0:
+        return False
+    followed.started_announced = True
+    return True
+
+
+def unreadable_condition(followed: Followed, error: str, generation: int, now: datetime) -> Condition | None:
+    """The LogUnreadable condition once reads kept failing (None while it is not worth showing)."""
+    followed.failures += 1
+    if followed.failures < UNREADABLE_AFTER or (followed.condition and followed.condition.status == "True"):
+        return None
+    message = f"the training log could not be read {followed.failures} times in a row: {error}"
+    followed.condition = _log_condition("True", "LogReadFailed", message, generation, now)
+    return followed.condition
+
+
+def readable_again(followed: Followed, generation: int, now: datetime) -> Condition | None:
+    followed.failures = 0
+    if followed.condition is None or followed.condition.status != "True":
+        return None
+    followed.condition = _log_condition("False", "LogRead", "the training log is readable again", generation, now)
+    return followed.condition
+
+
+def _log_condition(
+    status: Literal["True", "False"], reason: str, message: str, generation: int, now: datetime
+) -> Condition:
+    return Condition(
+        type="LogUnreadable",
+        status=status,
+        observed_generation=generation,
+        last_transition_time=timestamp(now),
+        reason=reason,
+        message=message,
+    )

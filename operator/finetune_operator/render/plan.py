@@ -1,0 +1,37 @@
+"""What the operator will make of a stored FineTuneJob, or why it will make nothing.
+
+Runs on whatever a user stored, so it never raises: every problem, expected or not, becomes a line
+of an InvalidSpec message. The work is bounded by the models (sizes, YAML aliases, quantities), and
+the controller runs it off its event loop all the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from finetune_operator.api import messages as msg
+from finetune_operator.api.resource import FineTuneJob, InvalidFineTuneJob, load_finetunejob
+from finetune_operator.render.manifests import job, privileges
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A valid FineTuneJob and its Job manifest; or the problems that stop it."""
+
+    ftj: FineTuneJob | None = None
+    job: dict[str, Any] | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+def plan(body: dict[str, Any], allow_privileged: bool) -> Plan:
+    try:
+        ftj = load_finetunejob(body)
+        powers = privileges(ftj.spec.security_context)
+        if powers and not allow_privileged:
+            return Plan(problems=[f"spec.securityContext: {msg.privileged(powers)}"])
+        return Plan(ftj=ftj, job=job(ftj))
+    except InvalidFineTuneJob as error:
+        return Plan(problems=error.problems)
+    except Exception as error:  # a defect, not the user's: still a message, never a stuck object
+        return Plan(problems=[f"the FineTuneJob could not be rendered: {type(error).__name__}: {str(error)[:300]}"])

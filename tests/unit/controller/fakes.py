@@ -1,0 +1,234 @@
+"""Test doubles of the controller's own ports (not of the API server): an in-memory `KubePort`, a
+clock the test moves, and timers the test fires. The e2e suite proves the real ones."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import copy
+import itertools
+from collections.abc import Awaitable, Callable, Hashable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from finetune_operator.controller.controller import Controller, Peering, Settings, Views
+from finetune_operator.controller.kube import Conflict
+from finetune_operator.observe.times import timestamp
+
+T0 = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
+_uids = itertools.count(1)
+
+
+def new_uid() -> str:
+    return f"{next(_uids):08d}-0000-4000-8000-000000000000"
+
+
+class FakeKube:
+    """Objects by (kind, namespace, name); every call counted; failures injected per operation."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.calls: collections.Counter[str] = collections.Counter()
+        self.events: list[tuple[str, str, str, str]] = []  # (object name, type, reason, message)
+        self.event_times: list[datetime] = []
+        self.statuses: list[dict[str, Any]] = []
+        self.logs: dict[tuple[str, str], str | Exception] = {}
+        self.job_events: list[dict[str, Any]] = []
+        self.failures: dict[str, list[Exception]] = collections.defaultdict(list)
+        self.peers: dict[str, Any] = {}
+
+    def fail_next(self, operation: str, error: Exception) -> None:
+        self.failures[operation].append(error)
+
+    def _call(self, operation: str) -> None:
+        self.calls[operation] += 1
+        if self.failures[operation]:
+            raise self.failures[operation].pop(0)
+
+    def _create(self, kind: str, manifest: dict[str, Any]) -> dict[str, Any]:
+        metadata = manifest["metadata"]
+        key = (kind, metadata["namespace"], metadata["name"])
+        if key in self.objects:
+            raise Conflict(f'{kind.lower()}s "{metadata["name"]}" already exists')
+        stored = copy.deepcopy(manifest)
+        stored["metadata"].update(uid=new_uid(), creationTimestamp=timestamp(self.clock.now()))
+        stored.setdefault("status", {})
+        self.objects[key] = stored
+        return copy.deepcopy(stored)
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.objects.get((kind, namespace, name))
+
+    async def create_job(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        self._call("create_job")
+        return self._create("Job", manifest)
+
+    async def create_config_map(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        self._call("create_configmap")
+        return self._create("ConfigMap", manifest)
+
+    async def read_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self._call("read_job")
+        return copy.deepcopy(self.get("Job", namespace, name))
+
+    async def read_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self._call("read_configmap")
+        return copy.deepcopy(self.get("ConfigMap", namespace, name))
+
+    async def delete_job(self, namespace: str, name: str, uid: str) -> bool:
+        self._call("delete_job")
+        job = self.get("Job", namespace, name)
+        if job is None or job["metadata"]["uid"] != uid:
+            return False
+        del self.objects[("Job", namespace, name)]
+        # The garbage collector: what the Job owns goes with it.
+        for key, obj in list(self.objects.items()):
+            if any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or []):
+                del self.objects[key]
+        return True
+
+    async def set_job_suspend(self, namespace: str, name: str, suspend: bool) -> None:
+        self._call("patch_job")
+        job = self.objects[("Job", namespace, name)]
+        job["spec"]["suspend"] = suspend
+
+    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        self._call("patch_status")
+        self.statuses.append(copy.deepcopy(status))
+
+    async def read_log(self, namespace: str, pod: str, container: str, tail_lines: int, limit_bytes: int) -> str:
+        self._call("read_pod_log")
+        text = self.logs.get((namespace, pod), "")
+        if isinstance(text, Exception):
+            raise text
+        return "\n".join(text.split("\n")[-tail_lines - 1 :]).encode()[:limit_bytes].decode(errors="ignore")
+
+    async def post_event(
+        self, owner: dict[str, Any], kind: str, reason: str, message: str, when: datetime | None = None
+    ) -> None:
+        self._call("create_event")
+        self.events.append((owner["metadata"]["name"], kind, reason, message))
+        self.event_times.append(when or self.clock.now())
+
+    async def list_events(self, namespace: str, involved_uid: str, reason: str) -> list[dict[str, Any]]:
+        self._call("list_events")
+        return [e for e in self.job_events if e["involvedObject"]["uid"] == involved_uid and e["reason"] == reason]
+
+    async def read_peers(self, peering: str, namespace: str | None) -> dict[str, Any]:
+        self._call("read_peering")
+        return copy.deepcopy(self.peers)
+
+    async def delete_finetunejob(self, namespace: str, name: str, uid: str) -> None:
+        self._call("delete_finetunejob")
+        self.objects.pop(("FineTuneJob", namespace, name), None)
+
+    def writes(self) -> dict[str, int]:
+        return {k: v for k, v in self.calls.items() if k.startswith(("create_", "patch_", "delete_"))}
+
+    def reasons(self) -> list[str]:
+        return [reason for _, _, reason, _ in self.events]
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.moment = T0
+        self.ticks = 0.0
+
+    def now(self) -> datetime:
+        return self.moment
+
+    def monotonic(self) -> float:
+        return self.ticks
+
+    def advance(self, seconds: float) -> None:
+        self.moment += timedelta(seconds=seconds)
+        self.ticks += seconds
+
+
+class FakeTimers:
+    """Records what would fire, and when; the test fires it."""
+
+    def __init__(self) -> None:
+        self.pending: dict[Hashable, tuple[float, Callable[[], Awaitable[None]]]] = {}
+
+    def schedule(self, key: Hashable, delay: float, callback: Callable[[], Awaitable[None]]) -> None:
+        self.pending[key] = (delay, callback)
+
+    def cancel(self, key: Hashable) -> None:
+        self.pending.pop(key, None)
+
+    def cancel_all(self, uid: str) -> None:
+        for key in [k for k in self.pending if isinstance(k, tuple) and k[0] == uid]:
+            del self.pending[key]
+
+    def delay_of(self, key: Hashable) -> float | None:
+        found = self.pending.get(key)
+        return None if found is None else found[0]
+
+    async def fire(self, key: Hashable) -> None:
+        _, callback = self.pending.pop(key)
+        await callback()
+
+
+class World:
+    """A controller wired to fakes, and the watch's view of the objects (what kopf's indices hold)."""
+
+    def __init__(self, settings: Settings | None = None, peering: Peering | None = None) -> None:
+        self.clock = FakeClock()
+        self.kube = FakeKube(self.clock)
+        self.timers = FakeTimers()
+        self.ftjs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self.jobs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self.pods: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self.controller = Controller(
+            self.kube,
+            settings=settings or Settings(log_interval=1.0),
+            clock=self.clock,  # type: ignore[arg-type]
+            timers=self.timers,  # type: ignore[arg-type]
+            peering=peering,
+        )
+        self.controller.views = Views(self.ftjs, self.jobs, self.pods)
+
+    def add(self, spec: dict[str, Any] | None = None, name: str = "run", namespace: str = "ns") -> dict[str, Any]:
+        body = {
+            "apiVersion": "finetune.aidaptiv.io/v1alpha1",
+            "kind": "FineTuneJob",
+            "metadata": {"name": name, "namespace": namespace, "uid": new_uid(), "generation": 1, "labels": {}},
+            "spec": copy.deepcopy(spec if spec is not None else {}),
+        }
+        self.ftjs[(namespace, name)] = [body]
+        return body
+
+    def stored(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The body with the status the operator last wrote, as the next watch event brings it."""
+        latest = copy.deepcopy(body)
+        if self.kube.statuses:
+            latest["status"] = copy.deepcopy(self.kube.statuses[-1])
+        self.ftjs[(body["metadata"]["namespace"], body["metadata"]["name"])] = [latest]
+        return latest
+
+    def deliver_job(self, namespace: str = "ns", name: str = "run", **status: Any) -> dict[str, Any]:
+        """The Job as the watch delivers it, with this status."""
+        job = copy.deepcopy(self.kube.get("Job", namespace, name))
+        assert job is not None, "no Job was created"
+        job["status"] = {**job.get("status", {}), **status}
+        self.kube.objects[("Job", namespace, name)]["status"] = copy.deepcopy(job["status"])
+        self.jobs[(namespace, name)] = [job]
+        return job
+
+    def run(self, coroutine: Awaitable[None]) -> None:
+        asyncio.run(_wrap(coroutine))
+
+    def event(self, body: dict[str, Any]) -> None:
+        self.run(self.controller.on_finetunejob("MODIFIED", body))
+
+    def last_status(self) -> dict[str, Any]:
+        return self.kube.statuses[-1]
+
+    def condition(self, kind: str) -> dict[str, Any]:
+        return next(c for c in self.last_status()["conditions"] if c["type"] == kind)
+
+
+async def _wrap(coroutine: Awaitable[None]) -> None:
+    await coroutine

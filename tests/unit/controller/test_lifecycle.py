@@ -1,0 +1,233 @@
+"""Progress from the log, the end of a run, TTL cleanup, FailedCreate and the standby replica."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from finetune_operator.api.status import FineTuneJobStatus
+from finetune_operator.controller.controller import Peering
+from finetune_operator.controller.following import read_progress
+from finetune_operator.observe.ttl import Retention, cleanup_deadline, cleanup_due
+from tests.unit.controller.fakes import World
+
+LIGHT = {"schedulerName": "", "resources": {"requests": {"cpu": "10m"}, "limits": {"cpu": "10m"}}}
+STAMP = "[2026-11-28 12:00:{:02d}.000000]"
+SCHEDULE = "[INFO] The current training schedule consists of 1 epochs with 4 iterations each.\n"
+
+
+def _steps(count: int) -> str:
+    lines = [SCHEDULE]
+    for i in range(count):
+        lines.append(f"{STAMP.format(2 * i)} [PHISON START] Epoch: 0, Iteration: {i}\n")
+        lines.append(f"{STAMP.format(2 * i + 1)} [Loss]:{8 - i}.5\n")
+        lines.append(f"{STAMP.format(2 * i + 1)} [PHISON END] Iteration: {i}\n")
+    return "".join(lines)
+
+
+def _pod(world: World, phase: str = "Running", message: str | None = None) -> None:
+    status: dict[str, Any] = {"phase": phase}
+    if message is not None:
+        status["containerStatuses"] = [{"name": "trainer", "state": {"terminated": {"message": message}}}]
+    pod = {"metadata": {"name": "run-abcde", "creationTimestamp": "2026-11-28T12:00:00Z", "uid": "p"}, "status": status}
+    world.pods[("ns", "run")] = [pod]
+
+
+def _running(world: World, spec: dict[str, Any] | None = None) -> dict[str, Any]:
+    body = world.add({**LIGHT, **(spec or {})})
+    world.event(body)
+    world.deliver_job(active=1, ready=1, startTime="2026-11-28T12:00:00Z")
+    _pod(world)
+    world.event(world.stored(body))
+    assert world.last_status()["phase"] == "Running"
+    return body
+
+
+def _follow_once(world: World) -> None:
+    """What one turn of the log loop does."""
+    (followed,) = world.controller.memory.followed()
+
+    async def turn() -> None:
+        if await read_progress(world.controller, followed, final=False):
+            await world.controller.reconcile_from_views("ns", "run")
+
+    world.run(turn())
+
+
+def test_progress_is_written_only_when_it_changes() -> None:
+    world = World()
+    body = _running(world)
+    world.kube.logs[("ns", "run-abcde")] = _steps(2)
+    _follow_once(world)
+    writes = world.kube.calls["patch_status"]
+    status = world.last_status()["trainerStatus"]
+    assert status["progressPercentage"] == 50
+    assert {"name": "loss", "value": "7.5"} in status["metrics"]
+    world.stored(body)
+    world.clock.advance(15)
+    _follow_once(world)  # the same lines again
+    assert world.kube.calls["patch_status"] == writes
+    assert world.kube.reasons().count("TrainingStarted") == 1
+    world.kube.logs[("ns", "run-abcde")] = _steps(3)
+    _follow_once(world)
+    assert world.kube.calls["patch_status"] == writes + 1
+    assert world.last_status()["trainerStatus"]["progressPercentage"] == 75
+
+
+def test_a_log_that_stays_unreadable_shows_a_condition_and_clears_it() -> None:
+    world = World()
+    _running(world)
+    world.kube.logs[("ns", "run-abcde")] = RuntimeError("(400) container is not ready\nmore")
+    for _ in range(3):
+        _follow_once(world)
+    assert all(c["type"] != "LogUnreadable" for c in world.last_status()["conditions"])
+    _follow_once(world)
+    assert world.condition("LogUnreadable")["reason"] == "LogReadFailed"
+    assert world.condition("LogUnreadable")["message"].endswith("4 times in a row: (400) container is not ready")
+    world.kube.logs[("ns", "run-abcde")] = _steps(1)
+    _follow_once(world)
+    assert (world.condition("LogUnreadable")["status"], world.condition("LogUnreadable")["reason"]) == (
+        "False",
+        "LogRead",
+    )
+    assert world.last_status()["phase"] == "Running"
+
+
+def test_the_final_read_folds_a_last_line_without_newline() -> None:
+    world = World()
+    body = _running(world)
+    world.kube.logs[("ns", "run-abcde")] = _steps(4) + "[2026-11-28 12:00:09.000000] [INFO] training complete!"
+    world.deliver_job(active=0, ready=0, succeeded=1, conditions=[{"type": "Complete", "status": "True"}])
+    _pod(world, "Succeeded")
+    world.event(world.stored(body))
+    status = world.last_status()
+    assert status["phase"] == "Succeeded"
+    assert status["trainerStatus"]["progressPercentage"] == 100
+    assert world.controller.memory.of(body["metadata"]["uid"]).followed is None  # never read again
+
+
+def test_a_failed_run_keeps_the_trainers_words_and_the_logs_last_lines() -> None:
+    world = World()
+    body = _running(world)
+    tail = _steps(1) + "Traceback (most recent call last):\nRuntimeError: CUDA out of memory\n"
+    world.kube.logs[("ns", "run-abcde")] = tail + "[train.py] exits with return code = 1\n"
+    failed = [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "limit"}]
+    world.deliver_job(active=0, ready=0, failed=1, conditions=failed)
+    _pod(world, "Failed")
+    world.event(world.stored(body))
+    message = world.condition("Failed")["message"]
+    assert world.condition("Failed")["reason"] == "TrainerReportedFailure"
+    assert message.startswith("RuntimeError: CUDA out of memory\nlast lines of the trainer's log:\n")
+    assert message.endswith("RuntimeError: CUDA out of memory\n[train.py] exits with return code = 1")
+    assert len(message) < 5000
+    assert world.last_status()["cleanupAfter"]  # kept for debugging, but not forever
+    assert world.condition("Stalled")["status"] == "True"
+
+
+def test_the_termination_message_gives_the_verdict_when_no_log_was_read() -> None:
+    world = World()
+    body = world.add(LIGHT)
+    world.event(body)
+    world.kube.logs[("ns", "run-abcde")] = RuntimeError("log gone")
+    message = "verdict: failed\nreason: TrainerExitCode\nexitCode: 1\nevidence: exits with return code = 1\x1eok\n"
+    _pod(world, "Failed", message)
+    world.deliver_job(active=0, failed=1, conditions=[{"type": "Failed", "status": "True", "reason": "X"}])
+    world.event(world.stored(body))
+    assert world.condition("Failed")["reason"] == "TrainerReportedFailure"
+    assert world.condition("Failed")["message"] == "exits with return code = 1\x1eok"
+
+
+@pytest.mark.parametrize(("policy", "deleted"), [("DeleteChildren", False), ("DeleteFineTuneJob", True)])
+def test_ttl_cleans_up_at_the_recorded_deadline(policy: str, deleted: bool) -> None:
+    world = World()
+    body = world.add({**LIGHT, "ttlSecondsAfterFinished": 30, "ttlPolicy": policy})
+    world.kube.objects[("FineTuneJob", "ns", "run")] = body
+    world.event(body)
+    world.deliver_job(
+        active=0,
+        succeeded=1,
+        conditions=[{"type": "Complete", "status": "True"}],
+        completionTime="2026-11-28T12:00:10Z",
+    )
+    world.event(world.stored(body))
+    uid = body["metadata"]["uid"]
+    assert world.last_status()["cleanupAfter"] == "2026-11-28T12:00:40Z"
+    assert world.timers.delay_of((uid, "ttl")) == 40.0  # the clock stands at 12:00:00
+    world.clock.advance(40)
+    world.stored(body)
+    world.run(world.timers.fire((uid, "ttl")))
+    assert world.kube.get("Job", "ns", "run") is None
+    assert [k for k in world.kube.objects if k[0] == "ConfigMap"] == []  # collected with its Job
+    assert "TTLExpired" in world.kube.reasons()
+    assert (world.kube.get("FineTuneJob", "ns", "run") is None) is deleted
+    if not deleted:
+        status = world.last_status()
+        assert status["cleanupTime"] == "2026-11-28T12:00:40Z" and "cleanupAfter" not in status
+        assert world.condition("CleanedUp")["reason"] == "TTLExpired"
+        writes = world.kube.writes()
+        world.event(world.stored(body))  # nothing is left to do, and nothing is recreated
+        assert world.kube.writes() == writes
+
+
+def test_retention_decision() -> None:
+    done = FineTuneJobStatus(phase="Succeeded", completion_time="2026-11-28T12:00:00Z")
+    failed = done.model_copy(update={"phase": "Failed"})
+    keep_failures = Retention(after_success=60, after_failure=None)
+    at = datetime(2026, 11, 28, 12, 1, 0, tzinfo=UTC)
+    assert cleanup_deadline(done, keep_failures) == at
+    assert cleanup_deadline(failed, keep_failures) is None
+    assert cleanup_deadline(failed, Retention(60, 3600)) == at + timedelta(minutes=59)
+    assert not cleanup_due(done, keep_failures, at - timedelta(seconds=1))
+    assert cleanup_due(done, keep_failures, at)
+    assert cleanup_deadline(done.model_copy(update={"cleanup_time": "2026-11-28T12:01:00Z"}), keep_failures) is None
+    assert cleanup_deadline(FineTuneJobStatus(phase="Running"), keep_failures) is None
+
+
+def test_a_pod_the_job_controller_cannot_create_shows_the_api_servers_words() -> None:
+    world = World()
+    body = world.add(LIGHT)
+    world.event(body)
+    uid = body["metadata"]["uid"]
+    assert world.timers.delay_of((uid, "pods")) == 5.0
+    job = world.deliver_job()
+    words = 'pods "run-x" is forbidden: violates PodSecurity "restricted:latest": runAsNonRoot != true'
+    world.kube.job_events.append(
+        {
+            "involvedObject": {"uid": job["metadata"]["uid"]},
+            "reason": "FailedCreate",
+            "message": f"Error creating: {words}",
+        }
+    )
+    world.clock.advance(5)
+    world.run(world.timers.fire((uid, "pods")))
+    assert world.condition("PodCreateFailed")["status"] == "True"
+    assert words in world.condition("PodCreateFailed")["message"]
+    assert world.last_status()["phase"] == "Pending"
+    assert world.kube.reasons().count("PodCreateFailed") == 1
+    assert world.timers.delay_of((uid, "pods")) == 2.0
+    world.run(world.timers.fire((uid, "pods")))  # the same words: no second Event
+    assert world.kube.reasons().count("PodCreateFailed") == 1
+    world.deliver_job(active=1)
+    world.event(world.stored(body))
+    assert world.condition("PodCreateFailed")["status"] == "False"
+
+
+def test_a_standby_replica_reads_no_log_and_fires_no_timer() -> None:
+    peering = Peering("p", (), "me", priority=5, lifetime=30)
+    world = World(peering=peering)
+    live = world.clock.now().isoformat()
+    world.kube.peers = {
+        "me": {"priority": 5, "lastseen": live, "lifetime": 30},
+        "other": {"priority": 9, "lastseen": live, "lifetime": 30},
+    }
+    world.add(LIGHT)
+    world.run(world.controller.reconcile_from_views("ns", "run"))
+    assert world.controller.active is False
+    assert world.kube.writes() == {}
+    assert world.controller.phases() == {} and world.controller.trainings() == {}
+    world.kube.peers["other"]["lastseen"] = (world.clock.now() - timedelta(seconds=31)).isoformat()
+    world.run(world.controller.reconcile_from_views("ns", "run"))
+    assert world.controller.active is True
+    assert world.kube.calls["create_job"] == 1
