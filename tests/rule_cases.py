@@ -168,6 +168,19 @@ RULE_CASES: list[RuleCase] = [
         _resources({"example.com/foo": "1e999999"}),
         "between 0 and 9223372036854775807",
     ),
+    # Every extended resource, not only the GPU ones (found by the agreement property).
+    RuleCase(
+        "extended-whole-any",
+        _resources({"example.com/foo": 2}),
+        _resources({"example.com/foo": "1500m"}),
+        "must be whole numbers",
+    ),
+    RuleCase(
+        "extended-not-overcommitted-any",
+        _resources({"example.com/foo": 1, "kubernetes.io/x": 1}, {"example.com/foo": 1}),
+        _resources({"example.com/foo": 1}, {}),
+        "cannot be overcommitted",
+    ),
     RuleCase("quantity-negative", _resources({"cpu": "0"}), _resources({"cpu": "-1"}), "between 0 and"),
     RuleCase("resource-name", _resources({"example.com/foo": 1}), _resources({"": 1}), "qualified names"),
     RuleCase(

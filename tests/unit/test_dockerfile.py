@@ -1,6 +1,7 @@
 """The operator's Dockerfile: hadolint finds nothing, and the final stage is what a cluster should run.
 
 No image is built here (no container engine is needed): the Dockerfile is linted and read.
+`tests/e2e/test_image.py` builds it (`make image`) and runs the operator from the image.
 """
 
 from __future__ import annotations
@@ -80,10 +81,26 @@ def test_hadolint_finds_nothing():
     assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
 
 
+def _global_args() -> dict[str, str]:
+    """The ARGs before the first FROM (the only ones a FROM line can use), with their defaults."""
+    found: dict[str, str] = {}
+    for keyword, arguments in _instructions(DOCKERFILE.read_text()):
+        if keyword == "FROM":
+            break
+        if keyword == "ARG":
+            name, _, default = arguments.partition("=")
+            found[name] = default.strip('"')
+    return found
+
+
 def test_two_stages_on_python_311_slim_and_the_build_installs_like_the_readme():
+    # Users get python:3.11-slim; `make image` swaps only the base (a debootstrapped Debian) with
+    # --build-arg BASE_IMAGE, so the stages must not depend on where the base keeps its python.
+    assert _global_args() == {"BASE_IMAGE": "python:3.11-slim"}
     build, final = _stages()
-    assert _one(build, "FROM") == "python:3.11-slim AS build"
-    assert _one(final, "FROM") == "python:3.11-slim"
+    assert _one(build, "FROM") == "${BASE_IMAGE} AS build"
+    assert _one(final, "FROM") == "${BASE_IMAGE}"
+    assert any(kind == "RUN" and arguments.startswith("python3 -m venv /opt/venv") for kind, arguments in build)
     assert any(kind == "RUN" and "pip install --no-cache-dir ." in arguments for kind, arguments in build)
     assert ("COPY", "--from=build /opt/venv /opt/venv") in final
 

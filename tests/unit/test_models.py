@@ -103,3 +103,38 @@ def test_raw_train_data_config_problems(text: str, message: str) -> None:
 def test_raw_train_data_config_with_two_datasets_in_one_document_is_split() -> None:
     text = "a:\n  data_path: x  # data_path in a comment\nb:\n  data_path: y\n"
     assert parse_train_data_config(text) == [{"a": {"data_path": "x"}}, {"b": {"data_path": "y"}}]
+
+
+def _alias_bomb(levels: int) -> str:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, levels + 1):
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]")
+    return "\n".join([*lines, f"ds:\n  data_path: x\n  user_prompt: *a{levels}"]) + "\n"
+
+
+def test_yaml_aliases_cannot_make_train_data_config_explode() -> None:
+    """Found by a probe: 678 bytes of nested aliases took 21 s and 1.5 GB to render (one level more: MemoryError)."""
+    bomb = _alias_bomb(8)
+    assert len(bomb) < 1000
+    problems = _problems({"trainDataConfig": bomb})
+    assert "trainDataConfig is not valid YAML: trainDataConfig expands to more than 20000 values" in problems
+    # A few aliases that stay small are fine, as YAML allows them.
+    small = "ds: &d\n  data_path: x\n  user_prompt: '{question}'\nother: *d\n"
+    assert [next(iter(d)) for d in load_finetunejob(finetunejob({"trainDataConfig": small})).spec.datasets()] == [
+        "ds",
+        "other",
+    ]
+
+
+def test_deeply_nested_train_data_config_is_refused_not_a_recursion_error() -> None:
+    assert "nested more than 64 levels deep" in _problems({"trainDataConfig": "[" * 3000})
+
+
+def test_a_huge_quantity_exponent_costs_nothing_and_is_refused() -> None:
+    """Found by a probe: `1e999999` cost 104 s of CPU; `1e1000000` raised decimal.Overflow."""
+    for value in ("1e999999", "1e1000000", "1e9223372036854775807"):
+        problems = _problems(
+            {"resources": {"requests": {"example.com/foo": value}, "limits": {"example.com/foo": value}}}
+        )
+        assert "must be between 0 and 9223372036854775807" in problems
+    assert "valid Kubernetes quantity" in _problems({"resources": {"requests": {"cpu": "1e99999999999999999999"}}})

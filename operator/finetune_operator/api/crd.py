@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from finetune_operator.api import messages as msg
-from finetune_operator.api.base import CEL_KEY, GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION, cel
+from finetune_operator.api.base import CEL_KEY, GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION, cel, cel_literal
 from finetune_operator.api.spec import FineTuneJobSpec, immutability_rules
 from finetune_operator.api.status import FineTuneJobStatus
 
@@ -105,8 +105,14 @@ def _collapse_any_of(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, An
     if len(options) == 1:
         inner = structural(options[0], defs)
         if out.get("nullable") and "enum" in inner:
-            # The API server checks enum before nullable: without null in it, `null` is refused.
-            inner["enum"] = [*inner["enum"], None]
+            # The API server refuses null for a nullable field with an enum, null in the enum or not:
+            # the enum becomes a rule, and rules are not run on null.
+            allowed = inner.pop("enum")
+            rule = cel(
+                f"self in [{', '.join(cel_literal(v) for v in allowed)}]",
+                f"must be one of {', '.join(map(str, allowed))}",
+            )
+            inner[CEL_KEY] = [*inner.get(CEL_KEY, []), rule]
         # The field's own rules and description win over the referenced model's.
         out.update({k: v for k, v in inner.items() if k not in node or k == CEL_KEY})
         if CEL_KEY in inner and CEL_KEY in node:

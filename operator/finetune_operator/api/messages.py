@@ -72,15 +72,6 @@ BATCH_MULTIPLE = (
     "(the quotient is the number of gradient-accumulation steps)"
 )
 SPECIFY_GPUS_COUNT = "specifyGpus must list exactly numGpus GPUs"
-# Extended resources that the CEL rules check by name (the models check every extended resource;
-# a rule iterating over arbitrary map keys would exceed the API server's CEL cost budget).
-GPU_RESOURCES = (
-    "phison.com/ai100",
-    "otterscale.com/vgpu",
-    "otterscale.com/vgpumem",
-    "otterscale.com/vgpumem-percentage",
-    "otterscale.com/vgpucores",
-)
 
 
 def batch_multiple(total: int, gpus: int, per_device: int) -> str:

@@ -40,7 +40,12 @@ def parse_quantity(value: int | str) -> Decimal:
     if named in _BINARY:
         return _EXACT.multiply(number, Decimal(2 ** _BINARY[named]))
     exponent = _DECIMAL.get(named or "", 0) if match["exponent"] is None else _exponent(match["exponent"], value)
-    return _EXACT.scaleb(number, exponent)
+    try:
+        return _EXACT.scaleb(number, exponent)
+    except decimal.InvalidOperation:
+        # Beyond even Decimal's exponent range (about 10**18): no resource is that large or that small.
+        # (Kubernetes truncates such an exponent to 32 bits; this parser keeps its sign and size.)
+        return Decimal(0) if exponent < 0 or not number else Decimal("Infinity").copy_sign(number)
 
 
 def _exponent(text: str, value: str) -> int:

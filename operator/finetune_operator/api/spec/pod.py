@@ -53,17 +53,17 @@ class LocalObjectReference(ApiModel):
     name: Name = Field(description="Name of the Secret.")
 
 
+# Every extended resource (a domain outside kubernetes.io), as the models and pod validation tell them.
+EXTENDED = "k.contains('/') && !(k.split('/')[0] == 'kubernetes.io' || k.split('/')[0].endsWith('.kubernetes.io'))"
+
+
 def _quantity_of(key: str) -> str:
     return f"quantity(string(self[{cel_string(key)}]))"
 
 
 def _resource_list_rules() -> dict[str, Any]:
     pct = cel_string(msg.VGPUMEM_PERCENTAGE)
-    whole = " && ".join(
-        f"(!({cel_string(key)} in self) || !isQuantity(string(self[{cel_string(key)}])) "
-        f"|| {_quantity_of(key)}.isInteger())"
-        for key in msg.GPU_RESOURCES
-    )
+    whole = f"self.all(k, !({EXTENDED}) || !isQuantity(string(self[k])) || quantity(string(self[k])).isInteger())"
     return {
         "maxProperties": 32,
         CEL_KEY: [
@@ -87,15 +87,14 @@ def _resource_list_rules() -> dict[str, Any]:
 
 
 def _not_overcommitted_rule() -> dict[str, Any]:
-    def same(key: str) -> str:
-        k = cel_string(key)
-        return (
-            f"(!(has(self.requests) && {k} in self.requests) || (has(self.limits) && {k} in self.limits "
-            f"&& isQuantity(string(self.requests[{k}])) && isQuantity(string(self.limits[{k}])) "
-            f"&& quantity(string(self.requests[{k}])).compareTo(quantity(string(self.limits[{k}]))) == 0))"
-        )
-
-    return cel(" && ".join(same(key) for key in msg.GPU_RESOURCES), msg.EXTENDED_NOT_OVERCOMMITTED)
+    same = (
+        "has(self.limits) && k in self.limits && isQuantity(string(self.requests[k])) "
+        "&& isQuantity(string(self.limits[k])) "
+        "&& quantity(string(self.requests[k])).compareTo(quantity(string(self.limits[k]))) == 0"
+    )
+    return cel(
+        f"!has(self.requests) || self.requests.all(k, !({EXTENDED}) || ({same}))", msg.EXTENDED_NOT_OVERCOMMITTED
+    )
 
 
 ResourceList = Annotated[dict[QualifiedName, Quantity], Field(max_length=32)]
