@@ -7,14 +7,11 @@ passes them; the CEL runs in cel-python with Flux's evaluation order (RFC-0009).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import celpy
-import lupa.lua51
 import pytest
 import yaml
 
@@ -22,14 +19,12 @@ from e2e import kstatus
 from finetune_operator.api.base import ANNOTATION_REQUESTED_SUSPEND, API_VERSION, GROUP, KIND
 from finetune_operator.api.status import FineTuneJobStatus
 from finetune_operator.observe.status import Observation, Verdict, derive_status
+from tests.gitops_checks import HEALTH_LUA, argocd_health, flux_check, flux_status
 from tests.toolchain import tool
 
 GITOPS = Path(__file__).resolve().parents[2] / "deploy" / "gitops"
-HEALTH_LUA = GITOPS / "argocd" / "health.lua"
 ARGOCD_CM_PATCH = GITOPS / "argocd" / "argocd-cm-patch.yaml"
-FLUX_KUSTOMIZATION = GITOPS / "flux" / "kustomization-healthcheck.yaml"
 ARGOCD_KEY = f"resource.customizations.health.{GROUP}_{KIND}"
-TOP_LEVEL = {"apiVersion", "kind", "metadata", "spec", "status"}
 NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 
 BACKOFF = "Job has reached the specified backoff limit"
@@ -181,32 +176,6 @@ CASES = {
 # --- Argo CD --------------------------------------------------------------------------------------------------
 
 
-def _to_lua(lua: Any, value: Any) -> Any:
-    """A JSON value as Argo CD hands it to Lua: objects and arrays as tables, every number a float."""
-    if isinstance(value, dict):
-        table = lua.table()
-        for key, item in value.items():
-            table[key] = _to_lua(lua, item)
-        return table
-    if isinstance(value, list):
-        table = lua.table()
-        for index, item in enumerate(value, start=1):
-            table[index] = _to_lua(lua, item)
-        return table
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        return value
-    if isinstance(value, int | float):
-        return float(value)
-    raise TypeError(f"not a JSON value: {value!r}")
-
-
-def argocd_health(obj: dict[str, Any]) -> tuple[str, str]:
-    lua = lupa.lua51.LuaRuntime()
-    lua.globals().obj = _to_lua(lua, obj)
-    hs = lua.execute(HEALTH_LUA.read_text())
-    return hs.status, hs.message
-
-
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
 def test_argocd_health(case: Case):
     assert argocd_health(case.obj) == case.argocd
@@ -224,50 +193,15 @@ def test_argocd_cm_patch_carries_exactly_health_lua():
 # --- Flux -----------------------------------------------------------------------------------------------------
 
 
-def _flux_check() -> dict[str, str]:
-    kustomization = yaml.safe_load(FLUX_KUSTOMIZATION.read_text())
-    assert kustomization["apiVersion"] == "kustomize.toolkit.fluxcd.io/v1"
-    assert kustomization["kind"] == "Kustomization"
-    assert kustomization["spec"]["wait"] is True
-    (check,) = kustomization["spec"]["healthCheckExprs"]
-    return check
-
-
-def flux_status(obj: dict[str, Any], check: dict[str, str]) -> str:
-    """kustomize-controller's verdict (RFC-0009): a lagging observedGeneration is InProgress; else the first of
-    inProgress, failed, current that holds; else InProgress. An expression that cannot be evaluated (no
-    `status` yet) is an error: Flux retries until the Kustomization's timeout."""
-    status = obj.get("status") or {}
-    if "observedGeneration" in status and status["observedGeneration"] != obj["metadata"]["generation"]:
-        return "InProgress"
-    env = celpy.Environment()
-    activation = {key: celpy.json_to_cel(value) for key, value in obj.items()}
-    for key, verdict in (("inProgress", "InProgress"), ("failed", "Failed"), ("current", "Current")):
-        if not check.get(key):
-            continue
-        # cel-go errors on a top-level variable the object lacks, even inside has(); cel-python says false.
-        if any(re.search(rf"(?<![.\w]){name}\b", check[key]) for name in TOP_LEVEL - obj.keys()):
-            return "Error"
-        try:
-            result = env.program(env.compile(check[key])).evaluate(activation)
-        except celpy.CELEvalError:
-            return "Error"
-        if isinstance(result, celpy.CELEvalError):
-            return "Error"
-        if result:
-            return verdict
-    return "InProgress"
-
-
 def test_flux_health_check_is_for_finetunejobs():
-    check = _flux_check()
+    check = flux_check()
     assert (check["apiVersion"], check["kind"]) == (API_VERSION, KIND)
     assert set(check) == {"apiVersion", "kind", "inProgress", "failed", "current"}
 
 
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
 def test_flux_health(case: Case):
-    assert flux_status(case.obj, _flux_check()) == case.flux
+    assert flux_status(case.obj, flux_check()) == case.flux
 
 
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
