@@ -20,48 +20,15 @@ number of iterations of the whole run, so total steps = min(epochs × iterations
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal, Protocol, TypeVar
 
 from finetune_operator.api.status import Metric, TrainerStatus
+from finetune_operator.observe import log_values
+from finetune_operator.observe.log_values import COMPLETE, MAX_REMAINING_SECONDS, strip_ansi
 
-Verdict = Literal["running", "complete", "failed"]
-
-# ASCII: the trainer writes ASCII digits, and int() would also take other scripts' digits.
-_STAMP = re.compile(r"\[(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(?:\.\d+)?)\]\s*(.*)", re.ASCII)
-_SCHEDULE = re.compile(r"training schedule consists of (\d+) epochs? with (\d+) iterations? each", re.ASCII)
-_ACCUMULATION = re.compile(r"accumulated time is set to (\d+) so the training will be updated (\d+) times", re.ASCII)
-_EPOCH_BEGIN = re.compile(r"Beginning of Epoch (\d+)/(\d+)", re.ASCII)
-_START = re.compile(r"\[PHISON START\] Epoch: (\d+), Iteration: (\d+)", re.ASCII)
-_END = re.compile(r"\[PHISON END\] Iteration: (\d+)", re.ASCII)
-_LOSS = re.compile(r"\[Loss\]:\s*(\S+)", re.ASCII)
-_EFFICIENCY = re.compile(r"Training efficiency: (\S+) \(tokens/s\)", re.ASCII)
-_MAX_ITER = re.compile(r"--max_iter (-?\d+)", re.ASCII)
-_RETURN_CODE = re.compile(r"exits with return code = (-?\d+)", re.ASCII)
-_ERROR = re.compile(r"[A-Za-z_.]*(Error|Exception): ")
-_DECIMAL = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?", re.ASCII)
-_NOT_FINITE = re.compile(r"[-+]?(?:nan|inf)", re.ASCII | re.IGNORECASE)
-# Terminal escapes (colour from loggers, `tput`, a prescript's own echo): CSI, such as colours and
-# erase-line; OSC, such as window titles and hyperlinks, ended by BEL or ST; and the two- or
-# three-byte escapes, such as tput sgr0's `ESC ( B`. An OSC never spans \r or \n, so an unended one
-# cannot swallow the rest of a line, and stripping commutes with splitting lines and rewrites.
-_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b\r\n]*(?:\x07|\x1b\\)|[ -/]*[0-Z\\^-~])")
-COMPLETE = "training complete!"
-
-_INT64_MAX = 2**63 - 1
-# A count beyond int64 is no count the API server (or anyone) can store; its line is ignored.
-_INT64_DIGITS = len(str(_INT64_MAX))
-# The longest float Python prints is 24 characters ("-2.2250738585072014e-308"); anything longer is
-# not a number the trainer wrote, and Metric.value holds only 64.
-_MAX_NUMBER_CHARS = 32
-# Capped, not dropped: a run whose pace says centuries is still running and still worth an ETA.
-# 999,999,999 s (31 years) fits an int32 for any client, and "277777h46m" its column.
-MAX_REMAINING_SECONDS = 999_999_999
-# The evidence becomes a condition's message (at most 32768) and a line of `parse-log`'s output;
-# a real exception line (PyTorch's CUDA out-of-memory one runs to a few hundred) fits.
-_MAX_EVIDENCE_CHARS = 1024
+LogVerdict = Literal["running", "complete", "failed"]
 
 
 @dataclass(frozen=True)
@@ -122,7 +89,7 @@ class Progress:
     oldest_end: End | None = None
     loss: Mark | None = None
     tokens_per_second: Mark | None = None
-    verdict: Verdict = "running"
+    verdict: LogVerdict = "running"
     evidence: str | None = None
 
     @property
@@ -132,7 +99,7 @@ class Progress:
         total = self.total_epochs * self.iterations_per_epoch
         if self.max_iter is not None and self.max_iter > 0:
             total = min(total, self.max_iter)
-        return _bounded(total)
+        return log_values.bounded(total)
 
     @property
     def _per_epoch(self) -> int:
@@ -145,9 +112,9 @@ class Progress:
         if start is None or end is None:
             return None
         if start.at < end.at:
-            return _bounded(start.epoch * self._per_epoch + end.iteration + 1)  # the END closes this START
+            return log_values.bounded(start.epoch * self._per_epoch + end.iteration + 1)  # the END closes this START
         # An iteration began at or after the newest END: every one before it is done.
-        return _bounded(start.done(self._per_epoch))
+        return log_values.bounded(start.done(self._per_epoch))
 
     @property
     def steps(self) -> int:
@@ -161,7 +128,7 @@ class Progress:
     @property
     def current_epoch(self) -> int | None:
         """1-based epoch of the newest step, as the log's 'Beginning of Epoch 1/1' counts."""
-        return None if self.epoch is None else _bounded(self.epoch + 1)
+        return None if self.epoch is None else log_values.bounded(self.epoch + 1)
 
     @property
     def iteration(self) -> int | None:
@@ -210,109 +177,60 @@ class Progress:
         return round(min(MAX_REMAINING_SECONDS, pace * max(0, total - self.steps)))
 
 
-def _bounded(count: int) -> int | None:
-    return count if 0 <= count <= _INT64_MAX else None
-
-
-def _count(digits: str) -> int | None:
-    """A count from the log's ASCII digits, or None for one beyond int64."""
-    # Checked before int(): it takes quadratic time on long strings and raises past 4300 digits.
-    significant = digits.lstrip("0")
-    if len(significant) > _INT64_DIGITS:
-        return None
-    return _bounded(int(significant or "0"))
-
-
-def _signed(text: str) -> int | None:
-    if text.startswith("-"):
-        count = _count(text[1:])
-        return None if count is None else -count
-    return _count(text)
-
-
-def _loss(text: str) -> str | None:
-    """The loss as the trainer wrote it, or None for what is not a number of sane length."""
-    if len(text) > _MAX_NUMBER_CHARS:
-        return None
-    if _NOT_FINITE.fullmatch(text):
-        # The trainer's own word that training diverged: hiding it behind the last finite loss would mislead.
-        return text
-    # 1e999 is no float the trainer prints (it would print inf): an echo, ignored.
-    return text if _DECIMAL.fullmatch(text) and math.isfinite(float(text)) else None
-
-
-def _throughput(text: str) -> str | None:
-    """Tokens per second as written, or None unless a finite, non-negative number of sane length."""
-    if len(text) > _MAX_NUMBER_CHARS or not _DECIMAL.fullmatch(text):
-        return None
-    value = float(text)
-    return text if math.isfinite(value) and value >= 0 else None
-
-
-def _evidence(line: str) -> str:
-    line = line.strip()
-    return line if len(line) <= _MAX_EVIDENCE_CHARS else line[: _MAX_EVIDENCE_CHARS - 1] + "…"
-
-
-def strip_ansi(text: str) -> str:
-    """Text without terminal escape sequences (colours, titles, hyperlinks)."""
-    return _ANSI.sub("", text) if "\x1b" in text else text
-
-
 def _time(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
 def _timed_line(state: Progress, at: datetime, body: str) -> Progress:
     # A line that names its kind but holds an absurd value is ignored whole, not read as another kind.
-    if match := _START.search(body):
-        epoch, iteration = _count(match[1]), _count(match[2])
+    if match := log_values.START.search(body):
+        epoch, iteration = log_values.count(match[1]), log_values.count(match[2])
         if epoch is None or iteration is None:
             return state
         start = Start(at, epoch, iteration)
         return replace(
             state, newest_start=_newest(state.newest_start, start), oldest_start=_oldest(state.oldest_start, start)
         )
-    if match := _END.search(body):
-        if (iteration := _count(match[1])) is None:
+    if match := log_values.END.search(body):
+        if (iteration := log_values.count(match[1])) is None:
             return state
         end = End(at, iteration)
         return replace(state, newest_end=_newest(state.newest_end, end), oldest_end=_oldest(state.oldest_end, end))
-    if match := _LOSS.search(body):
-        if (loss := _loss(match[1])) is None:
+    if match := log_values.LOSS.search(body):
+        if (loss := log_values.loss(match[1])) is None:
             return state
         return replace(state, loss=_newest(state.loss, Mark(loss, at)))
-    if match := _EFFICIENCY.search(body):
-        if (tokens := _throughput(match[1])) is None:
+    if match := log_values.EFFICIENCY.search(body):
+        if (tokens := log_values.throughput(match[1])) is None:
             return state
         return replace(state, tokens_per_second=_newest(state.tokens_per_second, Mark(tokens, at)))
-    if match := _EPOCH_BEGIN.search(body):
-        total_epochs = _count(match[2])
+    if match := log_values.EPOCH_BEGIN.search(body):
+        total_epochs = log_values.count(match[2])
         return state if total_epochs is None else replace(state, total_epochs=total_epochs)
     return _untimed_line(state, body)
 
 
 def _untimed_line(state: Progress, line: str) -> Progress:
     if COMPLETE in line:
-        return replace(state, verdict="complete", evidence=_evidence(line))
-    if match := _SCHEDULE.search(line):
-        epochs, per_epoch = _count(match[1]), _count(match[2])
+        return replace(state, verdict="complete", evidence=log_values.evidence(line))
+    if match := log_values.SCHEDULE.search(line):
+        epochs, per_epoch = log_values.count(match[1]), log_values.count(match[2])
         if epochs is None or per_epoch is None:
             return state
         return replace(state, total_epochs=epochs, iterations_per_epoch=per_epoch)
-    if match := _ACCUMULATION.search(line):
-        updates = _count(match[2])
+    if match := log_values.ACCUMULATION.search(line):
+        updates = log_values.count(match[2])
         return state if updates is None else replace(state, updates_per_epoch=updates)
     # Nonzero by its digits: a return code of any length is a failure, and int() is not needed.
-    if (match := _RETURN_CODE.search(line)) and match[1].lstrip("-").lstrip("0"):
+    if (match := log_values.RETURN_CODE.search(line)) and match[1].lstrip("-").lstrip("0"):
         # An exception logged before says more than the launcher's return code.
-        evidence = state.evidence if state.verdict == "failed" else _evidence(line)
+        evidence = state.evidence if state.verdict == "failed" else log_values.evidence(line)
         return replace(state, verdict="failed", evidence=evidence)
-    if state.verdict == "running" and _ERROR.match(line):
-        return replace(state, verdict="failed", evidence=_evidence(line))
-    if match := _MAX_ITER.search(line):
+    if state.verdict == "running" and log_values.ERROR.match(line):
+        return replace(state, verdict="failed", evidence=log_values.evidence(line))
+    if match := log_values.MAX_ITER.search(line):
         # The launcher's command line is what the trainer really does; it beats the spec's value.
-        max_iter = _signed(match[1])
+        max_iter = log_values.signed(match[1])
         return state if max_iter is None else replace(state, max_iter=max_iter)
     return state
 
@@ -320,7 +238,7 @@ def _untimed_line(state: Progress, line: str) -> Progress:
 def parse_line(state: Progress, line: str) -> Progress:
     # tqdm bars rewrite one line with carriage returns: only the last rewrite counts.
     line = strip_ansi(line.rstrip("\r").rsplit("\r", 1)[-1])
-    stamped = _STAMP.fullmatch(line)
+    stamped = log_values.STAMP.fullmatch(line)
     if stamped is None:
         return _untimed_line(state, line)
     try:
@@ -363,8 +281,8 @@ def format_duration(seconds: int) -> str:
 def _metric_value(value: int | str | None) -> str | None:
     # parse_log keeps every value within bounds; a Progress made otherwise must not break the status either.
     if isinstance(value, int):
-        return None if _bounded(value) is None else str(value)
-    return value if value is not None and len(value) <= _MAX_NUMBER_CHARS else None
+        return None if log_values.bounded(value) is None else str(value)
+    return value if value is not None and len(value) <= log_values.MAX_NUMBER_CHARS else None
 
 
 def trainer_status(progress: Progress, updated_at: str | None) -> TrainerStatus:

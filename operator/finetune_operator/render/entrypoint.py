@@ -7,12 +7,12 @@ Here prescript and postscript are files in the ConfigMap and paths come from the
 
 from __future__ import annotations
 
-from finetune_operator.api.base import TRAINER_CONTAINER
+from finetune_operator.api.base import TRAINER_CONTAINER, TRAINING_COMPLETE
 
 CONTAINER_NAME = TRAINER_CONTAINER
 TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 TRAINER_COMMAND = "phisonai2"
-COMPLETE_MARKER = "training complete!"
+COMPLETE_MARKER = TRAINING_COMPLETE
 
 # Environment of the training container (names are a contract with the script below).
 ENV_OUTPUT_DIR = "FTO_OUTPUT_DIR"
@@ -30,9 +30,9 @@ EXIT_NO_OUTPUT_DIR = 4
 # written for it may read unset variables. The prescript is sourced, as the chart did, so its
 # exports and mounts reach the trainer; the postscript runs in a subshell so that an `exit` in it
 # cannot hide the trainer's verdict.
-ENTRYPOINT = r"""# Rendered by finetune-operator. User text arrives as files and environment only.
+_SCRIPT = r"""# Rendered by finetune-operator. User text arrives as files and environment only.
 termination="${FTO_TERMINATION_LOG:-/dev/termination-log}"
-trainer="${FTO_TRAINER:-phisonai2}"
+trainer="${FTO_TRAINER:-@TRAINER_COMMAND@}"
 stage=Prescript
 reported=no
 
@@ -71,8 +71,8 @@ fi
 
 stage=Setup
 if ! mkdir -p -- "$FTO_OUTPUT_DIR" "$(dirname -- "$FTO_LOG_FILE")"; then
-  report failed OutputDirUnavailable 4 "cannot create the output directory $FTO_OUTPUT_DIR"
-  exit 4
+  report failed OutputDirUnavailable @EXIT_NO_OUTPUT_DIR@ "cannot create the output directory $FTO_OUTPUT_DIR"
+  exit @EXIT_NO_OUTPUT_DIR@
 fi
 if [ -e "$FTO_LOG_FILE" ]; then
   # A retry must not read the verdict of the attempt before it; keep that log beside.
@@ -96,12 +96,12 @@ if [ "$code" -ne 0 ]; then
   evidence=${failure:-"$trainer exited with status $code"}
 elif [ -n "$failure" ]; then
   verdict=failed; reason=TrainerReportedFailure; status=1; evidence=$failure
-elif grep -q -e 'training complete!' -- "$FTO_LOG_FILE"; then
+elif grep -q -F -e '@COMPLETE@' -- "$FTO_LOG_FILE"; then
   verdict=succeeded; reason=TrainingComplete; status=0
-  evidence=$(grep -e 'training complete!' -- "$FTO_LOG_FILE" | tail -n 1)
+  evidence=$(grep -F -e '@COMPLETE@' -- "$FTO_LOG_FILE" | tail -n 1)
 else
-  verdict=failed; reason=TrainingIncomplete; status=3
-  evidence="$trainer exited 0 but its log has no 'training complete!': $(tail -n 1 -- "$FTO_LOG_FILE")"
+  verdict=failed; reason=TrainingIncomplete; status=@EXIT_INCOMPLETE@
+  evidence="$trainer exited 0 but its log has no '@COMPLETE@': $(tail -n 1 -- "$FTO_LOG_FILE")"
 fi
 say "trainer verdict: $verdict ($reason)"
 
@@ -119,3 +119,22 @@ fi
 report "$verdict" "$reason" "$status" "$evidence"
 exit "$status"
 """
+
+
+def _filled(script: str, facts: dict[str, str]) -> str:
+    """The script with the operator's own constants in place (never user text: that comes as data)."""
+    for name, value in facts.items():
+        script = script.replace(f"@{name}@", value)
+    assert "@" not in script.replace("$@", ""), "an unfilled @NAME@ in the entrypoint"
+    return script
+
+
+ENTRYPOINT = _filled(
+    _SCRIPT,
+    {
+        "TRAINER_COMMAND": TRAINER_COMMAND,
+        "COMPLETE": COMPLETE_MARKER,
+        "EXIT_INCOMPLETE": str(EXIT_INCOMPLETE),
+        "EXIT_NO_OUTPUT_DIR": str(EXIT_NO_OUTPUT_DIR),
+    },
+)
