@@ -65,3 +65,17 @@ def config_maps_of(cluster: lc.Cluster, namespace: str, name: str) -> list[dict[
     """The ConfigMaps made for a FineTuneJob (their names carry its uid), by the operator's label."""
     found = cluster.get_json("configmaps", "-n", namespace, "-l", f"finetune.aidaptiv.io/name={name}")
     return list((found or {}).get("items") or [])
+
+
+RECONCILED = 'controller_runtime_reconcile_total{controller="finetunejob",result="success"}'
+
+
+def wait_reconciled(cluster: lc.Cluster, operator: OperatorProcess, at_least: int, timeout: float = 60) -> None:
+    """Wait until the operator has finished this many reconcile passes (its own counter), instead of
+    sleeping and hoping it has looked."""
+    cluster.wait_for(
+        lambda: operator.samples().get(RECONCILED, 0) >= at_least or None,
+        what=f"{at_least} reconcile passes of the operator",
+        timeout=timeout,
+        state=operator.log,
+    )

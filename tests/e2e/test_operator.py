@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from e2e import localcluster as lc
-from tests.e2e.helpers import LIGHT, condition, config_maps_of, ftj_events, get_ftj, wait_phase
+from tests.e2e.helpers import LIGHT, condition, config_maps_of, ftj_events, get_ftj, wait_phase, wait_reconciled
 from tests.e2e.operator_process import OperatorProcess
 from tests.rule_cases import LONG_NAME, NAME_CASE, RULE_CASES, RuleCase, finetunejob
 
@@ -83,7 +83,14 @@ def test_suspend_then_resume(cluster: lc.Cluster, namespace: str, running: Opera
     ftj = wait_phase(cluster, namespace, "held", "Suspended", running)
     assert condition(ftj, "Suspended")["status"] == "True"
     assert cluster.get_json("job", "held", "-n", namespace)["spec"]["suspend"] is True
-    time.sleep(2)
+
+    def suspended_by_job_controller() -> bool | None:
+        job = cluster.get_json("job", "held", "-n", namespace) or {}
+        conditions = (job.get("status") or {}).get("conditions") or []
+        return any(c["type"] == "Suspended" and c["status"] == "True" for c in conditions) or None
+
+    # Once the Job controller has recorded the suspension it has decided: no pod, now or later.
+    cluster.wait_for(suspended_by_job_controller, what="the Job controller to see the suspension", timeout=60)
     assert cluster.pods(namespace) == []
     cluster.kubectl("patch", "ftj", "held", "-n", namespace, "--type=merge", "-p", '{"spec":{"suspend":false}}')
     wait_phase(cluster, namespace, "held", "Succeeded", running)
@@ -130,11 +137,15 @@ def test_ttl_deletes_children_keeps_the_record_across_restarts(
 
     assert running.stop() == 0, running.log()  # SIGTERM: kopf stops cleanly
     running.start()
-    time.sleep(5)
+    everywhere = len(cluster.get_json("finetunejobs", "--all-namespaces")["items"])
+    wait_reconciled(cluster, running, everywhere)  # the new process has looked at each, this one too
     after = get_ftj(cluster, namespace, "short-lived")
     assert after["status"]["phase"] == "Succeeded"
     assert after["status"]["cleanupTime"] == ftj["status"]["cleanupTime"]
     assert cluster.get_json("job", "short-lived", "-n", namespace) is None
+    # Nothing re-created, nothing re-written: counted by the new process itself, not inferred from a 409.
+    made = running.api_requests()
+    assert (made.get("create_job", 0), made.get("create_configmap", 0), made.get("patch_status", 0)) == (0, 0, 0)
 
 
 def test_ttl_deletes_the_finetunejob_only_when_asked(

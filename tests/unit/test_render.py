@@ -272,12 +272,16 @@ def test_user_text_arrives_verbatim_and_changes_nothing_else() -> None:
     assert len(list(yaml.safe_load_all(job_text))) == 1
 
 
-def test_render_input_is_not_mutated() -> None:
-    ftj = finetunejob({"resources": {"requests": {"cpu": 1}, "limits": {"cpu": 1}}})
-    before = copy.deepcopy(ftj)
-    model: FineTuneJob = load_finetunejob(ftj)
-    render(model)
-    assert ftj == before
+def test_rendering_leaves_the_model_as_it_was() -> None:
+    """render is called on the same model for the Job and again for its ConfigMap: it must not change it
+    (the securityContext defaults are merged into a copy, never into the user's dict)."""
+    spec = {"securityContext": {"privileged": True, "capabilities": {"add": ["SYS_ADMIN"]}}, "suspend": True}
+    model: FineTuneJob = load_finetunejob(finetunejob({**spec, "resources": {"requests": {"cpu": 1}}}))
+    before = model.model_dump()
+    first = render(model)
+    assert model.model_dump() == before
+    assert render(model) == first
+    assert model.spec.security_context == spec["securityContext"]
 
 
 @pytest.mark.parametrize("text", ["a\x85b", "a\u2028b", "a\u2029b\nc", "a\x9bb", "字\u2028🚀"])

@@ -9,6 +9,7 @@ write     one status patch when the status changed, and an Event when the phase 
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,7 @@ from finetune_operator.api.status import NORMAL_PHASES, TERMINAL_PHASES, FineTun
 from finetune_operator.controller import children, following
 from finetune_operator.controller.memory import Remembered
 from finetune_operator.observe.following import Followed, first_step_due
+from finetune_operator.observe.merge_patch import merge_patch
 from finetune_operator.observe.owners import owns
 from finetune_operator.observe.pods import termination_message, training_pod
 from finetune_operator.observe.progress import format_duration
@@ -38,6 +40,8 @@ from finetune_operator.render.plan import Plan, plan
 
 if TYPE_CHECKING:
     from finetune_operator.controller.controller import Controller
+
+logger = logging.getLogger("finetune_operator")
 
 
 def status_dict(status: FineTuneJobStatus) -> dict[str, Any]:
@@ -225,11 +229,15 @@ async def _write_status(
     desired: FineTuneJobStatus,
     why: Any,
 ) -> None:
-    wanted = status_dict(desired)
-    if wanted == status_dict(current) or remembered.written == wanted:
+    wanted, before = status_dict(desired), status_dict(current)
+    if wanted == before or remembered.written == wanted:
         return
     metadata = body["metadata"]
-    await ctl.kube.patch_status(metadata["namespace"], metadata["name"], wanted)
+    if logger.isEnabledFor(logging.DEBUG):
+        changed = sorted(key for key in wanted.keys() | before.keys() if wanted.get(key) != before.get(key))
+        logger.debug("status of %s/%s: %s; changed %s", metadata["namespace"], metadata["name"], desired.phase, changed)
+    stored = body.get("status") if isinstance(body.get("status"), dict) else {}
+    await ctl.kube.patch_status(metadata["namespace"], metadata["name"], merge_patch({**stored, **before}, wanted))
     remembered.written = wanted
     if desired.phase != current.phase:
         kind = "Normal" if desired.phase in NORMAL_PHASES else "Warning"

@@ -32,7 +32,9 @@ class FakeKube:
         self.calls: collections.Counter[str] = collections.Counter()
         self.events: list[tuple[str, str, str, str]] = []  # (object name, type, reason, message)
         self.event_times: list[datetime] = []
-        self.statuses: list[dict[str, Any]] = []
+        self.statuses: list[dict[str, Any]] = []  # the stored status after each patch
+        self.patches: list[dict[str, Any]] = []
+        self.stored_status: dict[tuple[str, str], dict[str, Any]] = {}
         self.logs: dict[tuple[str, str], str | Exception] = {}
         self.job_events: list[dict[str, Any]] = []
         self.failures: dict[str, list[Exception]] = collections.defaultdict(list)
@@ -94,8 +96,12 @@ class FakeKube:
         job["spec"]["suspend"] = suspend
 
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        """Applied as the API server applies a JSON merge patch to the stored status."""
         self._call("patch_status")
-        self.statuses.append(copy.deepcopy(status))
+        self.patches.append(copy.deepcopy(status))
+        stored = _merged(self.stored_status.get((namespace, name), {}), status)
+        self.stored_status[(namespace, name)] = stored
+        self.statuses.append(copy.deepcopy(stored))
 
     async def read_log(self, namespace: str, pod: str, container: str, tail_lines: int, limit_bytes: int) -> str:
         self._call("read_pod_log")
@@ -228,6 +234,19 @@ class World:
 
     def condition(self, kind: str) -> dict[str, Any]:
         return next(c for c in self.last_status()["conditions"] if c["type"] == kind)
+
+
+def _merged(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """RFC 7386, written here from the RFC's pseudocode: null removes, objects merge, the rest replaces."""
+    result = copy.deepcopy(target)
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        elif isinstance(value, dict):
+            result[key] = _merged(result.get(key) if isinstance(result.get(key), dict) else {}, value)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
 
 
 async def _wrap(coroutine: Awaitable[None]) -> None:
