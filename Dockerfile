@@ -1,9 +1,12 @@
 # syntax=docker/dockerfile:1
 # The FineTuneJob operator image: `docker build -t finetune-operator .` from the repository root.
 # Ports: 8080 kopf's health endpoint (/healthz), 9090 Prometheus metrics (both set by the default CMD).
+# BASE_IMAGE: any image with python3.11 and its venv module on PATH; `make image` passes a Debian
+# bookworm made with debootstrap where no registry can be reached (python in /usr/bin, not /usr/local/bin).
+ARG BASE_IMAGE=python:3.11-slim
 
 # --- build: the same install as the README (`pip install .`), into a virtualenv copied below ---
-FROM python:3.11-slim AS build
+FROM ${BASE_IMAGE} AS build
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
@@ -11,11 +14,11 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY operator/ operator/
-RUN python -m venv /opt/venv \
+RUN python3 -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-cache-dir .
 
 # --- runtime: no compilers, no sources, no pip cache; a non-root numeric user ---
-FROM python:3.11-slim
+FROM ${BASE_IMAGE}
 
 # This checkout records no remote: pass the real repository with --build-arg IMAGE_SOURCE=<url>.
 ARG IMAGE_SOURCE="https://github.com/aidaptiv/finetune-operator"

@@ -34,13 +34,19 @@ manifests: $(STAMP) toolchain crd
 toolchain:
 	e2e/cluster build
 
+# The operator's image from the Dockerfile, built with buildah on a cached local Debian base
+# (scripts/image: installs buildah/podman/runc/debootstrap if missing; rebuilds only on changed inputs).
+.PHONY: image
+image:
+	bash scripts/image build
+
 unit: $(STAMP)
 	bash scripts/pytest-strict $(BIN)/python -m pytest -m "not e2e" $(PYTEST_ARGS)
 
 e2e: $(STAMP) toolchain
 	bash scripts/pytest-strict $(BIN)/python -m pytest -m e2e $(PYTEST_ARGS)
 
-test: lint toolchain
+test: lint toolchain image
 	bash scripts/pytest-strict $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Numbers, not pass/fail: reaction time, throughput, API calls per FineTuneJob, failover time.
