@@ -16,8 +16,10 @@ PEERING_CRDS = ROOT / "deploy" / "helm" / "finetune-operator" / "crds" / "kopf.d
 LIFETIME = 6  # seconds: how long a killed replica still counts as alive
 
 
-def replica(cluster: lc.Cluster, peering: str, log_dir: Path) -> OperatorProcess:
-    args = ("--peering", peering, "--peering-lifetime", str(LIFETIME), "--log-interval", "1")
+def replica(cluster: lc.Cluster, peering: str, namespace: str, log_dir: Path) -> OperatorProcess:
+    # Watching only the test's namespace: a cluster-wide replica would also act on what earlier tests
+    # left in namespaces being deleted, and the counts below are of this test's work alone.
+    args = ("--namespace", namespace, "--peering", peering, "--peering-lifetime", str(LIFETIME), "--log-interval", "1")
     process = OperatorProcess(cluster.kubeconfig, log_dir, (*args, "--metrics-address", "127.0.0.1"))
     process.start()
     return process
@@ -31,20 +33,20 @@ def test_one_replica_acts_and_the_other_takes_over_when_it_is_killed(
     cluster: lc.Cluster, crd: None, without_shared_operator: None, namespace: str, tmp_path: Path
 ) -> None:
     cluster.kubectl("apply", "--server-side", "-f", str(PEERING_CRDS))
-    cluster.kubectl("wait", "--for=condition=Established", "crd/clusterkopfpeerings.kopf.dev", "--timeout=60s")
+    cluster.kubectl("wait", "--for=condition=Established", "crd/kopfpeerings.kopf.dev", "--timeout=60s")
     peering = f"ha-{uuid.uuid4().hex[:6]}"
-    cluster.apply({"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": peering}})
+    cluster.apply({"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": peering}}, namespace)
 
-    first = replica(cluster, peering, tmp_path / "first")
-    second = replica(cluster, peering, tmp_path / "second")  # younger: it stands by
+    first = replica(cluster, peering, namespace, tmp_path / "first")
+    second = replica(cluster, peering, namespace, tmp_path / "second")  # younger: it stands by
     try:
         cluster.wait_for(
             lambda: leader(first, peering) == 1.0 and leader(second, peering) == 0.0,
             what="the first replica to be active and the second to stand by",
             timeout=30,
-            state=lambda: str(cluster.get_json("clusterkopfpeering", peering)) + second.log()[-3000:],
+            state=lambda: str(cluster.get_json("kopfpeering", peering, "-n", namespace)) + second.log()[-3000:],
         )
-        peers = (cluster.get_json("clusterkopfpeering", peering) or {}).get("status") or {}
+        peers = (cluster.get_json("kopfpeering", peering, "-n", namespace) or {}).get("status") or {}
         assert len(peers) == 2, peers
         cluster.apply(finetunejob(LIGHT, name="before"), namespace=namespace)
         wait_phase(cluster, namespace, "before", "Succeeded", first, second)
@@ -64,4 +66,4 @@ def test_one_replica_acts_and_the_other_takes_over_when_it_is_killed(
     finally:
         first.kill()
         second.stop()
-        cluster.kubectl("delete", "clusterkopfpeering", peering, "--ignore-not-found")
+        cluster.kubectl("delete", "kopfpeering", peering, "-n", namespace, "--ignore-not-found")
