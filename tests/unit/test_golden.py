@@ -1,0 +1,42 @@
+"""Golden files: what `render` makes of a few FineTuneJobs, byte for byte, so that any change of the
+rendered objects shows up in review as a diff of tests/golden/. After an intended change:
+`UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/unit/test_golden.py` and read the diff."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from finetune_operator.api.resource import load_finetunejob
+from finetune_operator.render.configs import dump_yaml
+from finetune_operator.render.manifests import render
+
+ROOT = Path(__file__).resolve().parents[2]
+GOLDEN = ROOT / "tests" / "golden"
+UID = "0f1e2d3c-4b5a-4968-8776-65544332211f"
+
+
+def _stored(path: str) -> dict[str, Any]:
+    """An example as the API server stores it: with a namespace and a uid."""
+    ftj: dict[str, Any] = yaml.safe_load((ROOT / path).read_text())
+    ftj["metadata"].update(namespace="ml", uid=UID)
+    return ftj
+
+
+CASES = {
+    "basic": lambda: _stored("examples/basic.yaml"),
+}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_rendering_matches_its_golden_file(name: str) -> None:
+    rendered = "---\n".join(dump_yaml(manifest) for manifest in render(load_finetunejob(CASES[name]())))
+    golden = GOLDEN / f"{name}.yaml"
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        golden.write_text(rendered)
+    assert golden.exists(), f"{golden} is missing: run UPDATE_GOLDEN=1 pytest {__file__}"
+    assert rendered == golden.read_text(), f"{golden} differs: if intended, UPDATE_GOLDEN=1 and review the diff"
