@@ -217,6 +217,9 @@ RULE_CASES: list[RuleCase] = [
 
 NAME_CASE = RuleCase("name-length", {}, {}, "at most 63 characters")
 LONG_NAME = "a" * 64
+# Several ranks: the name also names the headless Service (a DNS label) and, with -<rank>, pod host names.
+MULTI_NODE_NAME_CASE = RuleCase("multi-node-name", {"numNodes": 2}, {"numNodes": 2}, "needs a name that is a DNS label")
+MULTI_NODE_BAD_NAMES = ("1-starts-with-a-digit", "has.a.dot", "a" * 61)
 
 
 def finetunejob(spec: dict[str, Any], name: str = "rule-case", namespace: str | None = None) -> dict[str, Any]:

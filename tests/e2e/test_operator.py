@@ -14,7 +14,15 @@ import yaml
 from e2e import localcluster as lc
 from tests.e2e.helpers import LIGHT, condition, config_maps_of, ftj_events, get_ftj, wait_phase, wait_reconciled
 from tests.e2e.operator_process import OperatorProcess
-from tests.rule_cases import LONG_NAME, NAME_CASE, RULE_CASES, RuleCase, finetunejob
+from tests.rule_cases import (
+    LONG_NAME,
+    MULTI_NODE_BAD_NAMES,
+    MULTI_NODE_NAME_CASE,
+    NAME_CASE,
+    RULE_CASES,
+    RuleCase,
+    finetunejob,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = ROOT / "crds" / "finetune.aidaptiv.io_finetunejobs.yaml"
@@ -44,7 +52,7 @@ def test_basic_example_runs_to_succeeded(cluster: lc.Cluster, namespace: str, ru
     assert condition(ftj, "Succeeded")["reason"] == "TrainingComplete"
     assert condition(ftj, "Stalled")["status"] == "False"
     table = cluster.kubectl("get", "finetunejobs", "-n", namespace).stdout
-    assert table.split("\n")[0].split() == ["NAME", "PHASE", "PROGRESS", "LOSS", "ETA", "AGE"]
+    assert table.split("\n")[0].split() == ["NAME", "PHASE", "NODES", "PROGRESS", "LOSS", "ETA", "AGE"]
     assert table.split("\n")[1].split()[:2] == [name, "Succeeded"]
     events = ftj_events(cluster, namespace, name)
     assert {"JobCreated", "TrainingComplete"} <= set(events), events
@@ -197,6 +205,14 @@ def test_api_server_refuses_a_long_name(cluster: lc.Cluster, crd: None, namespac
     assert NAME_CASE.message in _server_dry_run(cluster, namespace, {}, name=LONG_NAME)
 
 
+@pytest.mark.parametrize("name", MULTI_NODE_BAD_NAMES)
+def test_api_server_refuses_a_multi_node_name_unfit_for_a_service(
+    cluster: lc.Cluster, crd: None, namespace: str, name: str
+) -> None:
+    assert _server_dry_run(cluster, namespace, MULTI_NODE_NAME_CASE.good, name="a" * 60) == ""
+    assert MULTI_NODE_NAME_CASE.message in _server_dry_run(cluster, namespace, MULTI_NODE_NAME_CASE.bad, name=name)
+
+
 def test_immutable_fields_are_refused_and_mutable_ones_accepted(cluster: lc.Cluster, crd: None, namespace: str) -> None:
     body = finetunejob({**LIGHT, "suspend": True}, name="frozen")
     cluster.apply(body, namespace=namespace)
@@ -211,6 +227,14 @@ def test_immutable_fields_are_refused_and_mutable_ones_accepted(cluster: lc.Clus
     assert "resources cannot be changed after creation" in proc.stderr
     edited = copy.deepcopy(body)
     edited["spec"].update(suspend=False, ttlSecondsAfterFinished=600)
+    cluster.apply(edited, namespace=namespace)
+    # numNodes: only while the stored FineTuneJob is suspended.
+    edited["spec"]["numNodes"] = 2
+    proc = cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(edited), check=False)
+    assert "numNodes can be changed only while the FineTuneJob is suspended" in proc.stderr
+    edited["spec"].update(suspend=True, numNodes=1)
+    cluster.apply(edited, namespace=namespace)
+    edited["spec"]["numNodes"] = 2
     cluster.apply(edited, namespace=namespace)
 
 

@@ -68,7 +68,14 @@ def test_names_status_and_columns() -> None:
     assert spec["names"]["kind"] == "FineTuneJob"
     version = spec["versions"][0]
     assert version["subresources"] == {"status": {}}
-    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["Phase", "Progress", "Loss", "ETA", "Age"]
+    assert [c["name"] for c in version["additionalPrinterColumns"]] == [
+        "Phase",
+        "Nodes",
+        "Progress",
+        "Loss",
+        "ETA",
+        "Age",
+    ]
     assert all("conditions" not in c["jsonPath"] for c in version["additionalPrinterColumns"])
 
 

@@ -27,7 +27,13 @@ FAILED_LOG = (
 
 
 def _run(
-    tmp_path: Path, log: str, trainer_exit: int = 0, prescript: str = "", postscript: str = "", run: str = "run"
+    tmp_path: Path,
+    log: str,
+    trainer_exit: int = 0,
+    prescript: str = "",
+    postscript: str = "",
+    run: str = "run",
+    extra_env: dict[str, str] | None = None,
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, str], Path]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(parents=True)
@@ -52,6 +58,7 @@ def _run(
         "FTO_PRESCRIPT": str(scripts / "prescript.sh"),
         "FTO_POSTSCRIPT": str(scripts / "postscript.sh"),
         "FTO_TERMINATION_LOG": str(tmp_path / "termination-log"),
+        **(extra_env or {}),
     }
     result = subprocess.run(
         ["/bin/sh", "-c", ENTRYPOINT], env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path
@@ -184,3 +191,18 @@ def test_two_runs_sharing_an_output_dir_each_judge_their_own_log(tmp_path: Path)
         verdicts[name] = (process.returncode, summary["verdict"], summary["reason"])
     assert verdicts == {"a": (3, "failed", "TrainingIncomplete"), "b": (0, "succeeded", "TrainingComplete")}
     assert sorted(p.name for p in shared.iterdir()) == ["output.a-01234567.log", "output.b-11234567.log"]
+
+
+def test_a_rank_writes_its_wiring_where_env_config_says(tmp_path: Path) -> None:
+    wiring = {
+        "MASTER_ADDR": "run-0.run.ml.svc",
+        "MASTER_PORT": "8299",
+        "NODE_RANK": "1",
+        "NNODES": "2",
+        "NPROC_PER_NODE": "4",
+        "WORLD_SIZE": "8",
+    }
+    target = tmp_path / "node-local" / "multi_node.env.rank-1"
+    result, _, _ = _run(tmp_path, COMPLETE_LOG, extra_env={**wiring, "FTO_MULTI_NODE_ENV_FILE": str(target)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert target.read_text() == "".join(f"{name}={value}\n" for name, value in wiring.items())

@@ -5,6 +5,7 @@ rendered objects shows up in review as a diff of tests/golden/. After an intende
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +28,28 @@ def _stored(path: str) -> dict[str, Any]:
     return ftj
 
 
-CASES = {
-    "basic": lambda: _stored("examples/basic.yaml"),
+def _four_nodes() -> dict[str, Any]:
+    ftj = _stored("examples/multi-gpu.yaml")
+    ftj["metadata"]["name"] = "four-nodes"
+    ftj["spec"]["numNodes"] = 4
+    ftj["spec"]["expConfig"]["processSettings"].update(numGpus=8, specifyGpus=None, masterPort=29500)
+    ftj["spec"]["expConfig"]["runSettings"]["perUpdateTotalBatchSize"] = 64
+    ftj["spec"]["envConfig"] = {"pathSettings": {"multiNodeEnvPath": "/config/run/multi_node.env"}}
+    ftj["spec"]["affinity"] = {"nodeAffinity": {}}
+    return ftj
+
+
+CASES: dict[str, tuple[Callable[[], dict[str, Any]], int]] = {
+    "basic": (lambda: _stored("examples/basic.yaml"), 1),
+    "two-nodes": (lambda: _stored("examples/multi-node.yaml"), 1),
+    "four-nodes-second-attempt": (_four_nodes, 2),
 }
 
 
 @pytest.mark.parametrize("name", CASES)
 def test_rendering_matches_its_golden_file(name: str) -> None:
-    rendered = "---\n".join(dump_yaml(manifest) for manifest in render(load_finetunejob(CASES[name]())))
+    make, attempt = CASES[name]
+    rendered = "---\n".join(dump_yaml(manifest) for manifest in render(load_finetunejob(make()), attempt))
     golden = GOLDEN / f"{name}.yaml"
     if os.environ.get("UPDATE_GOLDEN") == "1":
         golden.write_text(rendered)

@@ -7,7 +7,15 @@ import pytest
 from finetune_operator.api.resource import InvalidFineTuneJob, load_finetunejob
 from finetune_operator.api.spec import FineTuneJobSpec, parse_train_data_config
 from tests.chart_defaults import CHART_DATASETS, CHART_ENV_CONFIG, CHART_EXP_CONFIG
-from tests.rule_cases import LONG_NAME, NAME_CASE, RULE_CASES, RuleCase, finetunejob
+from tests.rule_cases import (
+    LONG_NAME,
+    MULTI_NODE_BAD_NAMES,
+    MULTI_NODE_NAME_CASE,
+    NAME_CASE,
+    RULE_CASES,
+    RuleCase,
+    finetunejob,
+)
 
 
 def test_empty_spec_has_the_chart_defaults() -> None:
@@ -138,3 +146,20 @@ def test_a_huge_quantity_exponent_costs_nothing_and_is_refused() -> None:
         )
         assert "must be between 0 and 9223372036854775807" in problems
     assert "valid Kubernetes quantity" in _problems({"resources": {"requests": {"cpu": "1e99999999999999999999"}}})
+
+
+@pytest.mark.parametrize("name", MULTI_NODE_BAD_NAMES)
+def test_a_multi_node_name_must_be_a_short_dns_label(name: str) -> None:
+    load_finetunejob(finetunejob(MULTI_NODE_NAME_CASE.good, name="a" * 60))
+    load_finetunejob(finetunejob({"numNodes": 1}, name=name))  # one node: any valid name
+    assert MULTI_NODE_NAME_CASE.message in _problems(MULTI_NODE_NAME_CASE.bad, name=name)
+
+
+def test_rank_zeros_address_in_any_form_that_resolves_to_it() -> None:
+    ok = {"numNodes": 2, "expConfig": {"processSettings": {"multiNodeSettings": {"masterAddr": ""}}}}
+    for address in ("run-0.run", "run-0.run.ns", "run-0.run.ns.svc", "run-0.run.ns.svc.cluster.local"):
+        ok["expConfig"]["processSettings"]["multiNodeSettings"]["masterAddr"] = address
+        load_finetunejob(finetunejob(ok, name="run", namespace="ns"))
+    ok["expConfig"]["processSettings"]["multiNodeSettings"]["masterAddr"] = "run-0.run.other.svc"
+    with pytest.raises(InvalidFineTuneJob, match=r"rank 0 is run-0\.run\.ns\.svc"):
+        load_finetunejob(finetunejob(ok, name="run", namespace="ns"))

@@ -24,6 +24,8 @@ NAMESPACED_RULES = [
     {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
     # get: to tell its own ConfigMap from a namesake; no delete: each goes with the Job that owns it.
     {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "get"]},
+    # numNodes > 1: the ranks' headless Service (it stays with the FineTuneJob: no delete).
+    {"apiGroups": [""], "resources": ["services"], "verbs": ["create", "get"]},
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]},
     {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
     # list: the Job controller's FailedCreate events, the only record of a pod it cannot create.

@@ -43,7 +43,8 @@ CHART_MOUNTS = {
 
 
 def _rendered(ftj: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    job, config_map = render(load_finetunejob(ftj))
+    """The ConfigMap and the Job (and, with several ranks, not the Service)."""
+    *_, job, config_map = render(load_finetunejob(ftj))
     return config_map, job
 
 
@@ -131,7 +132,7 @@ def test_every_example_renders(path: Path) -> None:
 
 
 def test_small_float_reads_back_as_a_float_in_yaml_1_1() -> None:
-    text = configs.exp_config(load_finetunejob(finetunejob({})).spec)
+    text = configs.exp_config(load_finetunejob(finetunejob({})))
     assert "learning_rate: 7.0e-06" in text
     rate = yaml.safe_load(text)["run_settings"]["lr_scheduler"]["learning_rate"]
     assert isinstance(rate, float) and rate == 7e-6

@@ -18,6 +18,8 @@ SHORT_NAMES = ["ftj"]
 # Job's own flag, and the operator passes on only changes of the user's spec.suspend.
 ANNOTATION_REQUESTED_SUSPEND = f"{GROUP}/requested-suspend"
 LABEL_NAME = f"{GROUP}/name"
+# Which attempt of the group of ranks a Job runs (numNodes > 1: the operator's gang retry).
+ANNOTATION_ATTEMPT = f"{GROUP}/attempt"
 # What the trainer logs when it finished: the only proof of success (its exit code is unreliable).
 TRAINING_COMPLETE = "training complete!"
 # The training container of the Job's pod: rendered under this name, read back (log, termination

@@ -14,6 +14,7 @@ import yaml
 
 from finetune_operator.api import messages as msg
 from finetune_operator.api.base import CEL_KEY, GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION, cel, cel_literal
+from finetune_operator.api.resource import DNS_1035_LABEL
 from finetune_operator.api.spec import FineTuneJobSpec, immutability_rules
 from finetune_operator.api.status import FineTuneJobStatus
 
@@ -22,6 +23,12 @@ _DROPPED = {"title", "default", "propertyNames", "examples"}
 
 PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase", "description": "Phase of the training."},
+    {
+        "name": "Nodes",
+        "type": "string",
+        "jsonPath": ".status.nodes",
+        "description": "Ranks running of the ranks asked for.",
+    },
     {
         "name": "Progress",
         "type": "integer",
@@ -162,7 +169,14 @@ def openapi_schema() -> dict[str, Any]:
             "spec": spec_schema(),
             "status": model_schema(FineTuneJobStatus),
         },
-        CEL_KEY: [cel(f"self.metadata.name.size() <= {msg.MAX_NAME_LENGTH}", msg.NAME_LENGTH)],
+        CEL_KEY: [
+            cel(f"self.metadata.name.size() <= {msg.MAX_NAME_LENGTH}", msg.NAME_LENGTH),
+            cel(
+                "!has(self.spec.numNodes) || self.spec.numNodes <= 1 || (self.metadata.name.size() <= "
+                f"{msg.MAX_MULTI_NODE_NAME} && self.metadata.name.matches('^{DNS_1035_LABEL}$'))",
+                msg.MULTI_NODE_NAME,
+            ),
+        ],
     }
 
 

@@ -88,3 +88,28 @@ def privileged(powers: list[str]) -> str:
         "installer allowed privileged trainers (operator flag --allow-privileged, Helm value "
         "allowPrivilegedTrainers: true). NFS needs no privilege: use spec.volumes"
     )
+
+
+def changed_only_while_suspended(field: str) -> str:
+    return (
+        f"{field} can be changed only while the FineTuneJob is suspended (spec.suspend: true); "
+        "the training then resumes with the new value"
+    )
+
+
+MULTI_NODE_RESTART_POLICY = (
+    "restartPolicy must be Never when numNodes > 1: a rank restarted in place would rejoin a group that "
+    "has moved on; the operator restarts the whole group instead (backoffLimit)"
+)
+MAX_MULTI_NODE_NAME = 60
+MULTI_NODE_NAME = (
+    f"a FineTuneJob with numNodes > 1 needs a name that is a DNS label starting with a letter, at most "
+    f"{MAX_MULTI_NODE_NAME} characters: it names the headless Service, and each pod's host name adds -<rank>"
+)
+
+
+def master_addr(given: str, stable: str) -> str:
+    return (
+        f"multiNodeSettings.masterAddr {given!r} is not where rank 0 runs: with numNodes > 1 the operator "
+        f"wires the ranks and rank 0 is {stable}; leave masterAddr unset (or set it to that name)"
+    )

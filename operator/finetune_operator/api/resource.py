@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import re
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 
 from finetune_operator.api import messages as msg
 from finetune_operator.api.base import ApiModel
@@ -14,6 +15,21 @@ from finetune_operator.api.spec.common import LabelValue, QualifiedName
 from finetune_operator.api.status import FineTuneJobStatus
 
 INT64_MIN = -(2**63)
+DNS_1035_LABEL = r"[a-z]([-a-z0-9]*[a-z0-9])?"
+
+
+def rank_zero_address(name: str, namespace: str | None) -> str:
+    """The stable DNS name of rank 0 of a multi-node FineTuneJob: pod `<name>-0` of Service `<name>`."""
+    return f"{name}-0.{name}.{namespace or 'default'}.svc"
+
+
+def is_rank_zero(address: str, name: str, namespace: str | None) -> bool:
+    """The rank-0 name, in any of the forms that resolve to it from inside the namespace."""
+    scope = re.escape(namespace) if namespace else DNS_1035_LABEL
+    short = re.escape(f"{name}-0.{name}")
+    return re.fullmatch(rf"{short}(\.{scope}(\.svc(\.[a-z0-9.-]+)?)?)?", address) is not None
+
+
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
 
@@ -47,6 +63,20 @@ class FineTuneJob(ApiModel):
     metadata: ObjectMeta
     spec: FineTuneJobSpec
     status: FineTuneJobStatus | None = None
+
+    @model_validator(mode="after")
+    def _multi_node_names(self) -> Self:
+        if self.spec.num_nodes <= 1:
+            return self
+        name = self.metadata.name
+        if len(name) > msg.MAX_MULTI_NODE_NAME or re.fullmatch(DNS_1035_LABEL, name) is None:
+            raise ValueError(msg.MULTI_NODE_NAME)
+        settings = self.spec.exp_config.process_settings.multi_node_settings
+        if "master_addr" in settings.model_fields_set and not is_rank_zero(
+            settings.master_addr, name, self.metadata.namespace
+        ):
+            raise ValueError(msg.master_addr(settings.master_addr, rank_zero_address(name, self.metadata.namespace)))
+        return self
 
 
 class InvalidFineTuneJob(ValueError):

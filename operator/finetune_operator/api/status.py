@@ -85,6 +85,18 @@ class FineTuneJobStatus(ApiModel):
     job_name: Annotated[str, StringConstraints(max_length=63)] | None = Field(
         None, description="Name of the training Job."
     )
+    nodes: Annotated[str, StringConstraints(max_length=16)] | None = Field(
+        None, description="Ranks running of the ranks asked for, such as 2/2 (the NODES column)."
+    )
+    attempt: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "Which attempt of the whole group of ranks runs, from 1 (numNodes > 1: after a failed attempt the "
+            "operator starts all ranks anew, up to backoffLimit more times)."
+        ),
+    )
+    failed_attempts: int | None = Field(None, ge=0, description="Attempts of the group that failed so far.")
     cleanup_after: Timestamp | None = Field(
         None,
         description=(

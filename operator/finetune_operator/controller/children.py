@@ -16,11 +16,13 @@ from typing import TYPE_CHECKING, Any
 from finetune_operator.api.status import Condition
 from finetune_operator.controller.kube import Conflict, Refused
 from finetune_operator.controller.memory import Remembered
+from finetune_operator.observe.attempts import attempt_of
 from finetune_operator.observe.owners import controller_of
 from finetune_operator.observe.pods import STARTED_PHASES
 from finetune_operator.observe.status import Verdict, has_pods, job_verdict
 from finetune_operator.observe.times import parse_timestamp, timestamp
-from finetune_operator.render.manifests import config_map, config_map_name
+from finetune_operator.render import manifests, multinode
+from finetune_operator.render.objects import config_map_name
 from finetune_operator.render.plan import Plan
 
 if TYPE_CHECKING:
@@ -38,8 +40,14 @@ class Outcome:
     refused: str | None = None  # the API server will never take these children: InvalidSpec
 
 
-def _waiting(what: str) -> Verdict:
-    return Verdict("Pending", "WaitingForPreviousRun", f"{what} of a deleted FineTuneJob of this name is being removed")
+def _waiting(what: str, reason: str = "WaitingForPreviousRun") -> Verdict:
+    if reason == "WaitingForPreviousRun":
+        return Verdict("Pending", reason, f"{what} of a deleted FineTuneJob of this name is being removed")
+    return Verdict("Pending", reason, f"{what} is being removed first")
+
+
+class ChildRefused(Exception):
+    """The API server will never take this child: the FineTuneJob ends InvalidSpec."""
 
 
 def _conflict(what: str) -> Verdict:
@@ -51,12 +59,19 @@ def _conflict(what: str) -> Verdict:
     )
 
 
-async def create(ctl: Controller, body: dict[str, Any], plan: Plan, remembered: Remembered) -> Outcome:
-    assert plan.job is not None
+async def create(ctl: Controller, body: dict[str, Any], plan: Plan, remembered: Remembered, attempt: int) -> Outcome:
+    assert plan.ftj is not None
     metadata = body["metadata"]
     namespace, name, uid = metadata["namespace"], metadata["name"], metadata["uid"]
+    if multinode.is_multi_node(plan.ftj) and not remembered.service_seen:
+        try:
+            blocked = await _ensure_service(ctl, body, plan, remembered)
+        except ChildRefused as error:
+            return Outcome(None, refused=str(error))
+        if blocked is not None:
+            return Outcome(None, blocked=blocked)
     try:
-        job = await ctl.kube.create_job(plan.job)
+        job = await ctl.kube.create_job(manifests.job(plan.ftj, attempt))
     except Refused as error:
         return Outcome(None, refused=f"the Job is invalid: {str(error)[:MESSAGE_LIMIT]}")
     except Conflict:
@@ -65,9 +80,11 @@ async def create(ctl: Controller, body: dict[str, Any], plan: Plan, remembered: 
         if found is None:
             job = None  # gone meanwhile: the next pass creates it
             blocked = _waiting(f"Job {name}")
-        elif owner_uid == uid:
+        elif owner_uid == uid and attempt_of(found) == attempt:
             job = found  # ours: made by this operator before a restart
             blocked = None
+        elif owner_uid == uid:
+            job, blocked = None, _waiting(f"the Job of attempt {attempt_of(found)}", "WaitingForPreviousAttempt")
         elif kind == "FineTuneJob" and owner_name == name:
             job, blocked = None, _waiting(f"Job {name}")
         else:
@@ -76,11 +93,33 @@ async def create(ctl: Controller, body: dict[str, Any], plan: Plan, remembered: 
             _recheck(ctl, body, remembered, "children", WAIT_FOR_PREVIOUS_SECONDS if not blocked.stalled else None)
             return Outcome(None, blocked=blocked)
     remembered.created_job = job
-    return await ensure_config_map(ctl, body, plan, job, remembered)
+    return await ensure_config_map(ctl, body, plan, job, remembered, attempt)
+
+
+async def _ensure_service(ctl: Controller, body: dict[str, Any], plan: Plan, remembered: Remembered) -> Verdict | None:
+    """The headless Service of the ranks, made once (it outlives attempts); None when it is there."""
+    assert plan.ftj is not None
+    manifest = multinode.service(plan.ftj)
+    namespace, name = body["metadata"]["namespace"], manifest["metadata"]["name"]
+    try:
+        await ctl.kube.create_service(manifest)
+    except Refused as error:
+        raise ChildRefused(f"the Service is invalid: {str(error)[:MESSAGE_LIMIT]}") from None
+    except Conflict:
+        found = await ctl.kube.read_service(namespace, name)
+        kind, owner_name, owner_uid = controller_of(found) if found is not None else (None, None, None)
+        if found is None or (kind == "FineTuneJob" and owner_name == name and owner_uid != body["metadata"]["uid"]):
+            _recheck(ctl, body, remembered, "children", WAIT_FOR_PREVIOUS_SECONDS)
+            return _waiting(f"Service {name}")
+        if owner_uid != body["metadata"]["uid"]:
+            _recheck(ctl, body, remembered, "children", None)
+            return _conflict(f"a Service named {name}")
+    remembered.service_seen = True
+    return None
 
 
 async def ensure_config_map(
-    ctl: Controller, body: dict[str, Any], plan: Plan, job: dict[str, Any], remembered: Remembered
+    ctl: Controller, body: dict[str, Any], plan: Plan, job: dict[str, Any], remembered: Remembered, attempt: int
 ) -> Outcome:
     """The Job's ConfigMap exists and is the Job's; if it cannot be, the Job goes (its pod must never
     run with another object's files)."""
@@ -88,8 +127,8 @@ async def ensure_config_map(
         remembered.config_map_seen = True
         return Outcome(job)
     assert plan.ftj is not None
-    manifest = config_map(plan.ftj, job)
-    namespace, name = body["metadata"]["namespace"], config_map_name(plan.ftj)
+    manifest = manifests.config_map(plan.ftj, job, attempt)
+    namespace, name = body["metadata"]["namespace"], config_map_name(plan.ftj, attempt)
     if remembered.created_job is not job and await _config_map_is_the_jobs(ctl, namespace, name, job):
         remembered.config_map_seen = True  # found after a restart: no create needed
         return Outcome(job)

@@ -135,6 +135,13 @@ class Kube:
         namespace = manifest["metadata"]["namespace"]
         return await self._create("create_configmap", self.core.create_namespaced_config_map, namespace, manifest)
 
+    async def create_service(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        namespace = manifest["metadata"]["namespace"]
+        return await self._create("create_service", self.core.create_namespaced_service, namespace, manifest)
+
+    async def read_service(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._read("read_service", self.core.read_namespaced_service, name, namespace)
+
     async def read_job(self, namespace: str, name: str) -> dict[str, Any] | None:
         return await self._read("read_job", self.batch.read_namespaced_job, name, namespace)
 

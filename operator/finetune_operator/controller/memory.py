@@ -34,6 +34,7 @@ class Remembered:
     # no ordering between them): without it, the next FineTuneJob event would create again.
     created_job: dict[str, Any] | None = None
     config_map_seen: bool = False  # its ConfigMap is known to exist (created, or found)
+    service_seen: bool = False  # numNodes > 1: its headless Service is known to exist
     followed: Followed | None = None
     phase: str | None = None
     pod_create_checks: int = 0  # FailedCreate lookups made while the Job had no pod

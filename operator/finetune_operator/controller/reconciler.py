@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -20,14 +20,16 @@ from finetune_operator.api.base import ANNOTATION_REQUESTED_SUSPEND
 from finetune_operator.api.status import NORMAL_PHASES, TERMINAL_PHASES, FineTuneJobStatus
 from finetune_operator.controller import children, following
 from finetune_operator.controller.memory import Remembered
+from finetune_operator.observe.attempts import Attempts, failure_cause, is_stale, rank_verdict, resize_due, retry
 from finetune_operator.observe.following import Followed, first_step_due
 from finetune_operator.observe.merge_patch import merge_patch
 from finetune_operator.observe.owners import owns
-from finetune_operator.observe.pods import termination_message, training_pod
+from finetune_operator.observe.pods import first_failed_rank, termination_message, training_pod
 from finetune_operator.observe.progress import format_duration
 from finetune_operator.observe.status import (
     Observation,
     TrainerVerdict,
+    Verdict,
     derive_status,
     job_verdict,
     trainer_verdict_from_termination,
@@ -74,9 +76,17 @@ async def reconcile_pass(ctl: Controller, body: dict[str, Any], job: dict[str, A
 
     the_plan = await asyncio.to_thread(plan, body, ctl.settings.allow_privileged)
     invalid = the_plan.problems or None
-    blocked = None
-    if the_plan.ftj is not None and not terminal:
-        outcome = await _children(ctl, body, the_plan, job, remembered)
+    ranks = the_plan.ftj.spec.num_nodes if the_plan.ftj is not None else 1
+    attempts = Attempts.recorded(current)
+    change = None
+    if the_plan.ftj is not None and not terminal and job is not None:
+        change = _attempt_change(ctl, body, the_plan, job, attempts)
+    blocked = change.verdict if change is not None else None
+    if change is not None:
+        attempts = change.attempts
+        job = None  # what follows is about the attempt to come
+    elif the_plan.ftj is not None and not terminal:
+        outcome = await _children(ctl, body, the_plan, job, remembered, attempts.attempt)
         job, blocked = outcome.job, outcome.blocked
         if outcome.refused is not None:
             invalid = [outcome.refused]
@@ -88,7 +98,7 @@ async def reconcile_pass(ctl: Controller, body: dict[str, Any], job: dict[str, A
             extra.append(condition)
 
     followed = remembered.followed
-    finished = job is not None and job_verdict(job).phase in TERMINAL_PHASES
+    finished = job is not None and job_verdict(job, ranks).phase in TERMINAL_PHASES
     if finished and not terminal and the_plan.ftj is not None:
         # The last lines, with the trainer's verdict (also for a run too short to be seen Running).
         followed = followed or new_followed(namespace, name, the_plan, current)
@@ -106,8 +116,11 @@ async def reconcile_pass(ctl: Controller, body: dict[str, Any], job: dict[str, A
         invalid=invalid if job is None else None,
         blocked=blocked,
         extra_conditions=extra,
-        trainer=_trainer_verdict(ctl, followed, namespace, name),
+        trainer=_trainer_verdict(ctl, followed, namespace, name, ranks, attempts, job),
         log_lines=followed.last_lines if followed is not None else [],
+        ranks=ranks,
+        attempt=attempts.attempt if ranks > 1 or attempts.attempt > 1 else None,
+        failed_attempts=attempts.failed if ranks > 1 or attempts.failed else None,
     )
     desired = await _after_ttl(ctl, body, observation, the_plan, job)
     if desired is None:
@@ -117,16 +130,65 @@ async def reconcile_pass(ctl: Controller, body: dict[str, Any], job: dict[str, A
     _follow_progress(remembered, namespace, name, desired.phase, the_plan, current)
     remembered.phase = desired.phase
     await _write_status(ctl, body, remembered, current, desired, verdict(observation))
+    if change is not None:
+        # Recorded first: a crash from here on finds the old Job stale, and deletes it (never repeats).
+        await _replace_job(ctl, body, change, remembered)
     if followed is not None and desired.phase == "Running" and first_step_due(followed):
         await ctl.post(body, "Normal", "TrainingStarted", "the trainer finished its first step")
 
 
+@dataclass(frozen=True)
+class AttemptChange:
+    """The Job goes, and the next attempt's comes: after a failure (a retry), or a new node count."""
+
+    job: dict[str, Any]
+    attempts: Attempts
+    verdict: Verdict
+    event: tuple[str, str, str] | None = None  # type, reason, message
+
+
+def _attempt_change(
+    ctl: Controller, body: dict[str, Any], the_plan: Plan, job: dict[str, Any], attempts: Attempts
+) -> AttemptChange | None:
+    assert the_plan.ftj is not None
+    spec = the_plan.ftj.spec
+    if is_stale(job, attempts):
+        message = f"a Job of attempt {attempts.attempt - 1} is being removed before attempt {attempts.attempt}"
+        return AttemptChange(job, attempts, Verdict("Pending", "WaitingForPreviousAttempt", message))
+    if resize_due(job, spec.num_nodes, spec.suspend):
+        after = Attempts(attempts.attempt + 1, attempts.failed)
+        message = f"numNodes is now {spec.num_nodes}: the held Job is made anew with {spec.num_nodes} ranks"
+        return AttemptChange(job, after, Verdict("Suspended", "JobSuspended", message), ("Normal", "Resized", message))
+    if spec.num_nodes <= 1:
+        return None
+    pods = ctl.views.pods(body["metadata"]["namespace"], body["metadata"]["name"])
+    cause = failure_cause(first_failed_rank(pods), job_verdict(job, spec.num_nodes).message)
+    again = retry(job, spec.num_nodes, attempts, spec.backoff_limit, cause)
+    if again is None:
+        return None
+    return AttemptChange(job, again.attempts, again.verdict, ("Warning", "Retrying", again.event))
+
+
+async def _replace_job(ctl: Controller, body: dict[str, Any], change: AttemptChange, remembered: Remembered) -> None:
+    if change.event is not None:
+        await ctl.post(body, *change.event)
+    metadata = change.job["metadata"]
+    await ctl.kube.delete_job(body["metadata"]["namespace"], metadata["name"], metadata["uid"])
+    remembered.created_job = None
+    remembered.config_map_seen = False
+
+
 async def _children(
-    ctl: Controller, body: dict[str, Any], the_plan: Plan, job: dict[str, Any] | None, remembered: Remembered
+    ctl: Controller,
+    body: dict[str, Any],
+    the_plan: Plan,
+    job: dict[str, Any] | None,
+    remembered: Remembered,
+    attempt: int,
 ) -> children.Outcome:
     if job is None:
-        return await children.create(ctl, body, the_plan, remembered)
-    outcome = await children.ensure_config_map(ctl, body, the_plan, job, remembered)
+        return await children.create(ctl, body, the_plan, remembered, attempt)
+    outcome = await children.ensure_config_map(ctl, body, the_plan, job, remembered, attempt)
     if outcome.job is not None:
         assert the_plan.ftj is not None
         await _follow_suspend(ctl, body, the_plan.ftj.spec.suspend, outcome.job)
@@ -172,12 +234,23 @@ def _follow_progress(
         remembered.followed = None
 
 
-def _trainer_verdict(ctl: Controller, followed: Followed | None, namespace: str, name: str) -> TrainerVerdict | None:
-    """The trainer's verdict: its log if it was read, else the entrypoint's termination message."""
+def _trainer_verdict(
+    ctl: Controller,
+    followed: Followed | None,
+    namespace: str,
+    name: str,
+    ranks: int,
+    attempts: Attempts,
+    job: dict[str, Any] | None,
+) -> TrainerVerdict | None:
+    """The trainer's verdict: its log if it was read, else the entrypoint's termination message; for a
+    group that failed, the words of the rank that failed first (rank 0's log may only say it was ended)."""
+    pods = ctl.views.pods(namespace, name)
+    if ranks > 1 and job is not None and job_verdict(job, ranks).phase == "Failed":
+        return rank_verdict(first_failed_rank(pods), attempts, job_verdict(job, ranks).message)
     if followed is not None and followed.progress is not None and followed.progress.verdict != "running":
         return TrainerVerdict(followed.progress.verdict, followed.progress.evidence)
-    pod = training_pod(ctl.views.pods(namespace, name))
-    return trainer_verdict_from_termination(termination_message(pod))
+    return trainer_verdict_from_termination(termination_message(training_pod(pods)))
 
 
 async def _after_ttl(

@@ -2,19 +2,70 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from finetune_operator.api.base import TRAINER_CONTAINER
 
 STARTED_PHASES = ("Running", "Succeeded", "Failed")
+# Set by the Job controller on each pod of an Indexed Job: the rank, with numNodes > 1.
+COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
+
+
+def rank_of(pod: dict[str, Any]) -> int | None:
+    index = ((pod.get("metadata") or {}).get("labels") or {}).get(COMPLETION_INDEX)
+    return int(index) if isinstance(index, str) and index.isdigit() and len(index) < 4 else None
 
 
 def training_pod(pods: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The newest started pod of the Job (a retry replaces the one before)."""
+    """The pod whose log tells the training's progress: the newest started one (a retry replaces the
+    one before), of rank 0 when there are ranks (rank 0 speaks for the group)."""
     candidates = [p for p in pods if (p.get("status") or {}).get("phase") in STARTED_PHASES]
+    if any(rank_of(p) is not None for p in candidates):
+        candidates = [p for p in candidates if rank_of(p) == 0]
     if not candidates:
         return None
     return max(candidates, key=lambda p: p["metadata"].get("creationTimestamp") or "")
+
+
+def _terminated(pod: dict[str, Any]) -> dict[str, Any] | None:
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        if status.get("name") == TRAINER_CONTAINER:
+            terminated = (status.get("state") or {}).get("terminated") or (status.get("lastState") or {}).get(
+                "terminated"
+            )
+            return terminated or None
+    return None
+
+
+@dataclass(frozen=True)
+class RankFailure:
+    """The rank that failed first, and how."""
+
+    rank: int
+    exit_code: int | None
+    message: str | None  # the entrypoint's termination message
+
+    def describe(self) -> str:
+        code = "" if self.exit_code is None else f" (exit code {self.exit_code})"
+        return f"rank {self.rank} failed first{code}"
+
+
+def first_failed_rank(pods: list[dict[str, Any]]) -> RankFailure | None:
+    """Of the ranks whose pod failed, the first to end: the cause; the others were ended with it."""
+    failed = []
+    for pod in pods:
+        rank = rank_of(pod)
+        terminated = _terminated(pod)
+        if rank is None or (pod.get("status") or {}).get("phase") != "Failed":
+            continue
+        finished = (terminated or {}).get("finishedAt") or "~"  # unknown times sort last
+        failed.append((finished, rank, terminated or {}))
+    if not failed:
+        return None
+    _, rank, terminated = min(failed)
+    code = terminated.get("exitCode")
+    return RankFailure(rank, code if isinstance(code, int) else None, terminated.get("message"))
 
 
 def termination_message(pod: dict[str, Any] | None) -> str | None:
@@ -30,8 +81,12 @@ def termination_message(pod: dict[str, Any] | None) -> str | None:
 
 
 def slim_pod(body: dict[str, Any]) -> dict[str, Any]:
-    """What the operator keeps of a pod: enough to choose the training pod and read its end."""
+    """What the operator keeps of a pod: enough to choose the training pod, know its rank, read its end."""
+    rank = (body["metadata"].get("labels") or {}).get(COMPLETION_INDEX)
     return {
-        "metadata": {k: body["metadata"].get(k) for k in ("name", "creationTimestamp", "uid")},
+        "metadata": {
+            **{k: body["metadata"].get(k) for k in ("name", "creationTimestamp", "uid")},
+            "labels": {} if rank is None else {COMPLETION_INDEX: rank},
+        },
         "status": {k: (body.get("status") or {}).get(k) for k in ("phase", "containerStatuses")},
     }

@@ -61,6 +61,9 @@ class Observation:
     extra_conditions: list[Condition] = field(default_factory=list)
     trainer: TrainerVerdict | None = None
     log_lines: list[str] = field(default_factory=list)  # the log's end, kept in a Failed message
+    ranks: int = 1
+    attempt: int | None = None  # numNodes > 1: the attempt of the group that runs
+    failed_attempts: int | None = None
     cleanup_after: datetime | None = None
     cleaned_up: bool = False
 
@@ -101,8 +104,9 @@ def _job_condition(job: dict[str, Any], kind: str) -> dict[str, Any] | None:
     return None
 
 
-def job_verdict(job: dict[str, Any]) -> Verdict:
-    """The phase a Job calls for, from its conditions, suspend flag and pod counts."""
+def job_verdict(job: dict[str, Any], ranks: int = 1) -> Verdict:
+    """The phase a Job calls for, from its conditions, suspend flag and pod counts; with several ranks,
+    Running only once every rank runs (or has finished)."""
     status = job.get("status") or {}
     start = _normalized(status.get("startTime"))
     complete = _job_condition(job, "Complete")
@@ -128,9 +132,17 @@ def job_verdict(job: dict[str, Any]) -> Verdict:
             message = f"waiting for admission by queue {queue}" if queue else "held by a queue controller"
             return Verdict("Suspended", "WaitingForAdmission", message, start_time=start)
         return Verdict("Suspended", "JobSuspended", "spec.suspend is true", start_time=start)
-    if (status.get("ready") or 0) > 0:
-        return Verdict("Running", "PodsRunning", "the training pod is running", start_time=start)
     uncounted = status.get("uncountedTerminatedPods") or {}
+    ready = status.get("ready") or 0
+    if ranks > 1:
+        finished = (status.get("succeeded") or 0) + len(uncounted.get("succeeded") or [])
+        if ready > 0 and ready + finished >= ranks:
+            return Verdict("Running", "PodsRunning", f"all {ranks} ranks are running", start_time=start)
+        if ready + finished > 0 and not status.get("failed"):
+            message = f"{ready + finished} of {ranks} ranks running; waiting for the others to be scheduled or started"
+            return Verdict("Pending", "RanksPending", message, start_time=start)
+    elif ready > 0:
+        return Verdict("Running", "PodsRunning", "the training pod is running", start_time=start)
     finishing = _job_condition(job, "SuccessCriteriaMet") or _job_condition(job, "FailureTarget")
     ended = (status.get("succeeded") or 0) + (status.get("failed") or 0) + sum(len(v or []) for v in uncounted.values())
     if finishing is not None or ((status.get("active") or 0) == 0 and ended > 0):
@@ -169,7 +181,7 @@ def verdict(observation: Observation) -> Verdict:
         )
     if observation.job is None:
         return observation.blocked or Verdict("Pending", "JobCreated", f"creating Job {observation.job_name}")
-    result = job_verdict(observation.job)
+    result = job_verdict(observation.job, observation.ranks)
     if result.phase in TERMINAL_PHASES and result.completion_time is None:
         # A finished Job always has a time; should one lack it, the TTL still needs a start.
         result = replace(result, completion_time=timestamp(observation.now))
@@ -249,6 +261,9 @@ def derive_status(observation: Observation) -> FineTuneJobStatus:
         "start_time": result.start_time or current.start_time,
         "completion_time": result.completion_time if result.phase in TERMINAL_PHASES else None,
         "cleanup_after": None if observation.cleanup_after is None else timestamp(observation.cleanup_after),
+        "nodes": _nodes(observation, current),
+        "attempt": observation.attempt,
+        "failed_attempts": observation.failed_attempts,
     }
     if observation.cleaned_up:
         update["cleanup_time"] = timestamp(observation.now)
@@ -263,6 +278,19 @@ def derive_status(observation: Observation) -> FineTuneJobStatus:
         )
     update["conditions"] = conditions + list(others.values())
     return current.model_copy(update=update)
+
+
+def _nodes(observation: Observation, current: FineTuneJobStatus) -> str | None:
+    """Ranks running of the ranks asked for (the NODES column); a finished run keeps its last count."""
+    if current.phase in TERMINAL_PHASES:
+        return current.nodes
+    job = observation.job
+    if job is None:
+        return f"0/{observation.ranks}"
+    status = job.get("status") or {}
+    if _job_condition(job, "Complete") is not None:
+        return f"{min(status.get('succeeded') or observation.ranks, observation.ranks)}/{observation.ranks}"
+    return f"{min(status.get('ready') or 0, observation.ranks)}/{observation.ranks}"
 
 
 def _off_reason(kind: str, phase: Phase) -> str:

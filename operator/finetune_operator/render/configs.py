@@ -15,6 +15,7 @@ import yaml
 
 from finetune_operator.api.resource import FineTuneJob
 from finetune_operator.api.spec import FineTuneJobSpec
+from finetune_operator.render import multinode
 
 EXP_CONFIG_DIR = "/config/exp"
 ENV_CONFIG_DIR = "/config/env"
@@ -58,14 +59,37 @@ def dump_yaml(data: Any) -> str:
     return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True, width=4096)
 
 
-def exp_config(spec: FineTuneJobSpec) -> str:
-    return dump_yaml(spec.exp_config.model_dump(mode="python"))
-
-
-def env_config(ftj: FineTuneJob) -> str:
-    settings = ftj.spec.env_config.model_dump(mode="python")
-    settings["path_settings"]["log_name"] = run_log_name(ftj)
+def exp_config(ftj: FineTuneJob) -> str:
+    settings = ftj.spec.exp_config.model_dump(mode="python")
+    settings["process_settings"]["multi_node_settings"] = multinode.multi_node_settings(ftj)
     return dump_yaml(settings)
+
+
+# With several ranks, each reads its own env_config (its own log, its own multi-node env file), so that
+# ranks sharing an outputDir on one NFS export never write, truncate or move each other's files.
+RANK = "$(NODE_RANK)"  # expanded by the kubelet from the rank's environment
+
+
+def env_config_file(rank: int | str | None = None) -> str:
+    return ENV_CONFIG_FILE if rank is None else f"env_config.rank-{rank}.yaml"
+
+
+def env_config(ftj: FineTuneJob, rank: int | None = None) -> str:
+    settings = ftj.spec.env_config.model_dump(mode="python")
+    paths = settings["path_settings"]
+    paths["log_name"] = run_log_name(ftj, rank)
+    if rank is not None and paths["multi_node_env_path"]:
+        paths["multi_node_env_path"] = rank_path(paths["multi_node_env_path"], rank)
+    return dump_yaml(settings)
+
+
+def rank_path(path: str, rank: int | str) -> str:
+    return f"{path}.rank-{rank}"
+
+
+def ranks(ftj: FineTuneJob) -> list[int | None]:
+    """The ranks that read their own env_config: none (one file for all) with a single node."""
+    return [None] if ftj.spec.num_nodes == 1 else list(range(ftj.spec.num_nodes))
 
 
 def dataset_config(spec: FineTuneJobSpec) -> str:
@@ -79,26 +103,27 @@ def run_id(ftj: FineTuneJob) -> str:
     return f"{ftj.metadata.name}-{uid}" if uid else ftj.metadata.name
 
 
-def run_log_name(ftj: FineTuneJob) -> str:
-    """The user's logName with this run's id before its extension: two FineTuneJobs writing to one
-    outputDir (the default on a shared NFS export) each judge their own log."""
+def run_log_name(ftj: FineTuneJob, rank: int | str | None = None) -> str:
+    """The user's logName with this run's id (and rank) before its extension: two FineTuneJobs, or two
+    ranks, writing to one outputDir (the default on a shared NFS export) each judge their own log."""
     directory, name = posixpath.split(ftj.spec.env_config.path_settings.log_name)
     stem, extension = posixpath.splitext(name)
-    return posixpath.join(directory, f"{stem}.{run_id(ftj)}{extension}")
+    run = run_id(ftj) if rank is None else f"{run_id(ftj)}.rank-{rank}"
+    return posixpath.join(directory, f"{stem}.{run}{extension}")
 
 
-def log_file(ftj: FineTuneJob) -> str:
+def log_file(ftj: FineTuneJob, rank: int | str | None = None) -> str:
     """Where the trainer's log lands: a relative logName is under outputDir."""
     output_dir = ftj.spec.env_config.path_settings.output_dir
-    return posixpath.normpath(posixpath.join(output_dir, run_log_name(ftj)))
+    return posixpath.normpath(posixpath.join(output_dir, run_log_name(ftj, rank)))
 
 
 def config_files(ftj: FineTuneJob) -> dict[str, str]:
     """ConfigMap data: the three trainer files and the user's two scripts."""
     spec = ftj.spec
     return {
-        EXP_CONFIG_FILE: exp_config(spec),
-        ENV_CONFIG_FILE: env_config(ftj),
+        EXP_CONFIG_FILE: exp_config(ftj),
+        **{env_config_file(rank): env_config(ftj, rank) for rank in ranks(ftj)},
         TRAIN_DATA_FILE: dataset_config(spec),
         PRESCRIPT_FILE: spec.prescript,
         POSTSCRIPT_FILE: spec.postscript,

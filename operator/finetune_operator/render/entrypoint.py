@@ -79,6 +79,16 @@ if [ -e "$FTO_LOG_FILE" ]; then
   mv -- "$FTO_LOG_FILE" "$FTO_LOG_FILE.$(date +%Y%m%dT%H%M%S).previous"
 fi
 : > "$FTO_LOG_FILE"
+if [ -n "$FTO_MULTI_NODE_ENV_FILE" ]; then
+  # The rank's wiring, for a trainer that reads it from env_config's multi_node_env_path.
+  if ! mkdir -p -- "$(dirname -- "$FTO_MULTI_NODE_ENV_FILE")" || ! printf \
+    'MASTER_ADDR=%s\nMASTER_PORT=%s\nNODE_RANK=%s\nNNODES=%s\nNPROC_PER_NODE=%s\nWORLD_SIZE=%s\n' \
+    "$MASTER_ADDR" "$MASTER_PORT" "$NODE_RANK" "$NNODES" "$NPROC_PER_NODE" "$WORLD_SIZE" \
+    > "$FTO_MULTI_NODE_ENV_FILE"; then
+    report failed OutputDirUnavailable @EXIT_NO_OUTPUT_DIR@ "cannot write $FTO_MULTI_NODE_ENV_FILE"
+    exit @EXIT_NO_OUTPUT_DIR@
+  fi
+fi
 tail -n +1 -F -- "$FTO_LOG_FILE" 2>/dev/null &
 tail_pid=$!
 

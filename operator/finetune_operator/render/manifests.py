@@ -1,4 +1,5 @@
-"""A FineTuneJob into the objects that run it: one ConfigMap and one batch/v1 Job.
+"""A FineTuneJob into the objects that run it: one ConfigMap and one batch/v1 Job (and, for more than one
+node, a headless Service: render/multinode.py).
 
 Pure: the same FineTuneJob always gives the same manifests, so the operator can compare what it
 would create with what exists, and `finetune-operator render` shows exactly what will run.
@@ -9,100 +10,62 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from finetune_operator.api.base import ANNOTATION_REQUESTED_SUSPEND, API_VERSION, KIND, LABEL_NAME
+from finetune_operator.api.base import ANNOTATION_ATTEMPT, ANNOTATION_REQUESTED_SUSPEND
 from finetune_operator.api.resource import FineTuneJob
 from finetune_operator.api.spec import FineTuneJobSpec, Volume
-from finetune_operator.render import configs
+from finetune_operator.render import configs, multinode
 from finetune_operator.render import entrypoint as ep
-
-COPIED_LABELS = ("kueue.x-k8s.io/queue-name", "kueue.x-k8s.io/priority-class")
-CONFIG_VOLUMES = (
-    ("exp-config", configs.EXP_CONFIG_DIR, (configs.EXP_CONFIG_FILE,)),
-    ("env-config", configs.ENV_CONFIG_DIR, (configs.ENV_CONFIG_FILE,)),
-    ("train-data", configs.TRAIN_DATA_DIR, (configs.TRAIN_DATA_FILE,)),
-    ("scripts", configs.SCRIPTS_DIR, (configs.PRESCRIPT_FILE, configs.POSTSCRIPT_FILE)),
+from finetune_operator.render.objects import (
+    child_labels,
+    config_map_name,
+    job_name,
+    metadata,
+    owner_reference,
 )
+
+
+def config_volumes(ftj: FineTuneJob) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(volume, mount directory, ConfigMap keys) of the trainer's files."""
+    env_files = tuple(configs.env_config_file(rank) for rank in configs.ranks(ftj))
+    return [
+        ("exp-config", configs.EXP_CONFIG_DIR, (configs.EXP_CONFIG_FILE,)),
+        ("env-config", configs.ENV_CONFIG_DIR, env_files),
+        ("train-data", configs.TRAIN_DATA_DIR, (configs.TRAIN_DATA_FILE,)),
+        ("scripts", configs.SCRIPTS_DIR, (configs.PRESCRIPT_FILE, configs.POSTSCRIPT_FILE)),
+    ]
+
+
 SHM_VOLUME = "dshm"
 USER_VOLUME_PREFIX = "data-"
 
 
-def job_name(ftj: FineTuneJob) -> str:
-    """The Job keeps the FineTuneJob's name, as the chart's Job kept `job.name`."""
-    return ftj.metadata.name
-
-
-def config_map_name(ftj: FineTuneJob) -> str:
-    """With the uid's start: a FineTuneJob deleted and re-created under its name (as the immutability
-    message advises) never meets the ConfigMap of the one before, still being garbage-collected."""
-    uid = (ftj.metadata.uid or "")[:8]
-    return f"{ftj.metadata.name}-config-{uid}" if uid else f"{ftj.metadata.name}-config"
-
-
-def selector_labels(ftj: FineTuneJob) -> dict[str, str]:
-    return {LABEL_NAME: ftj.metadata.name}
-
-
-def child_labels(ftj: FineTuneJob) -> dict[str, str]:
-    labels = {
-        "app.kubernetes.io/name": "aidaptiv-finetune",
-        "app.kubernetes.io/instance": ftj.metadata.name,
-        "app.kubernetes.io/managed-by": "finetune-operator",
-        **selector_labels(ftj),
-    }
-    for key in COPIED_LABELS:
-        if key in ftj.metadata.labels:
-            labels[key] = ftj.metadata.labels[key]
-    return labels
-
-
-def _metadata(ftj: FineTuneJob, name: str) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": name, "labels": child_labels(ftj)}
-    if ftj.metadata.namespace:
-        meta["namespace"] = ftj.metadata.namespace
-    if ftj.metadata.uid:
-        owner = {"metadata": {"name": ftj.metadata.name, "uid": ftj.metadata.uid}}
-        meta["ownerReferences"] = [_owner_reference(API_VERSION, KIND, owner)]
-    return meta
-
-
-def config_map(ftj: FineTuneJob, job: dict[str, Any] | None = None) -> dict[str, Any]:
+def config_map(ftj: FineTuneJob, job: dict[str, Any] | None = None, attempt: int = 1) -> dict[str, Any]:
     """The trainer's files. Owned by the created Job (when given), so the garbage collector removes it
     with the Job: the operator needs no permission to delete ConfigMaps."""
-    metadata = _metadata(ftj, config_map_name(ftj))
+    meta = metadata(ftj, config_map_name(ftj, attempt))
     if job is not None:
-        metadata["ownerReferences"] = [_owner_reference("batch/v1", "Job", job)]
+        meta["ownerReferences"] = [owner_reference("batch/v1", "Job", job)]
     # Immutable: the spec that feeds it is immutable too, and kubelets need not watch it.
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": metadata,
+        "metadata": meta,
         "immutable": True,
         "data": configs.config_files(ftj),
     }
 
 
-def _owner_reference(api_version: str, kind: str, owner: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": api_version,
-        "kind": kind,
-        "name": owner["metadata"]["name"],
-        "uid": owner["metadata"]["uid"],
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
-
-
-def _volumes(ftj: FineTuneJob) -> list[dict[str, Any]]:
+def _volumes(ftj: FineTuneJob, attempt: int) -> list[dict[str, Any]]:
     spec = ftj.spec
     volumes: list[dict[str, Any]] = [
         {
             "name": name,
             "configMap": {
-                "name": config_map_name(ftj),
+                "name": config_map_name(ftj, attempt),
                 "items": [{"key": key, "path": key} for key in keys],
             },
         }
-        for name, _, keys in CONFIG_VOLUMES
+        for name, _, keys in config_volumes(ftj)
     ]
     if spec.shared_memory.enabled:
         empty_dir: dict[str, Any] = {"medium": "Memory"}
@@ -127,9 +90,10 @@ def _user_volume(volume: Volume) -> dict[str, Any]:
     }
 
 
-def _volume_mounts(spec: FineTuneJobSpec) -> list[dict[str, Any]]:
+def _volume_mounts(ftj: FineTuneJob) -> list[dict[str, Any]]:
+    spec = ftj.spec
     mounts: list[dict[str, Any]] = [
-        {"name": name, "mountPath": path, "readOnly": True} for name, path, _ in CONFIG_VOLUMES
+        {"name": name, "mountPath": path, "readOnly": True} for name, path, _ in config_volumes(ftj)
     ]
     if spec.shared_memory.enabled:
         mounts.append({"name": SHM_VOLUME, "mountPath": "/dev/shm"})
@@ -145,12 +109,16 @@ def _volume_mounts(spec: FineTuneJobSpec) -> list[dict[str, Any]]:
     return mounts
 
 
-def _environment(ftj: FineTuneJob) -> list[dict[str, str]]:
+def _environment(ftj: FineTuneJob) -> list[dict[str, Any]]:
     spec = ftj.spec
+    # Several ranks: each its own env_config and log, named by its rank (NODE_RANK comes first then).
+    rank = configs.RANK if multinode.is_multi_node(ftj) else None
+    wiring = multinode.rank_environment(ftj) if rank is not None else []
     return [
+        *wiring,
         {"name": ep.ENV_OUTPUT_DIR, "value": spec.env_config.path_settings.output_dir},
-        {"name": ep.ENV_LOG_FILE, "value": configs.log_file(ftj)},
-        {"name": ep.ENV_ENV_CONFIG, "value": f"{configs.ENV_CONFIG_DIR}/{configs.ENV_CONFIG_FILE}"},
+        {"name": ep.ENV_LOG_FILE, "value": configs.log_file(ftj, rank)},
+        {"name": ep.ENV_ENV_CONFIG, "value": f"{configs.ENV_CONFIG_DIR}/{configs.env_config_file(rank)}"},
         {"name": ep.ENV_EXP_CONFIG, "value": f"{configs.EXP_CONFIG_DIR}/{configs.EXP_CONFIG_FILE}"},
         {"name": ep.ENV_PRESCRIPT, "value": f"{configs.SCRIPTS_DIR}/{configs.PRESCRIPT_FILE}"},
         {"name": ep.ENV_POSTSCRIPT, "value": f"{configs.SCRIPTS_DIR}/{configs.POSTSCRIPT_FILE}"},
@@ -167,7 +135,7 @@ def _container(ftj: FineTuneJob) -> dict[str, Any]:
         "args": [ep.ENTRYPOINT],
         "env": _environment(ftj),
         "resources": _resources(spec),
-        "volumeMounts": _volume_mounts(spec),
+        "volumeMounts": _volume_mounts(ftj),
         "terminationMessagePath": ep.TERMINATION_MESSAGE_PATH,
         "terminationMessagePolicy": "File",
         "securityContext": security_context(spec.security_context),
@@ -210,7 +178,7 @@ def _resources(spec: FineTuneJobSpec) -> dict[str, dict[str, str]]:
     return {kind: {name: str(value) for name, value in values.items()} for kind, values in given.items() if values}
 
 
-def _pod_spec(ftj: FineTuneJob) -> dict[str, Any]:
+def _pod_spec(ftj: FineTuneJob, attempt: int) -> dict[str, Any]:
     spec = ftj.spec
     pod: dict[str, Any] = {
         "restartPolicy": spec.restart_policy,
@@ -218,7 +186,7 @@ def _pod_spec(ftj: FineTuneJob) -> dict[str, Any]:
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "containers": [_container(ftj)],
-        "volumes": _volumes(ftj),
+        "volumes": _volumes(ftj, attempt),
     }
     if spec.scheduler_name:
         pod["schedulerName"] = spec.scheduler_name
@@ -233,7 +201,12 @@ def _pod_spec(ftj: FineTuneJob) -> dict[str, Any]:
     return pod
 
 
-def job(ftj: FineTuneJob) -> dict[str, Any]:
+# A pod taken away from the training (preemption, eviction, a drained node) is no failure of it: the
+# Job controller replaces the pod without counting it against backoffLimit.
+DISRUPTION_IS_NO_FAILURE = {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
+
+
+def job(ftj: FineTuneJob, attempt: int = 1) -> dict[str, Any]:
     """The training Job. No ttlSecondsAfterFinished: the operator runs the TTL itself, after it has
     recorded the final status, so the record survives the Job."""
     spec = ftj.spec
@@ -242,21 +215,28 @@ def job(ftj: FineTuneJob) -> dict[str, Any]:
         "suspend": spec.suspend,
         "template": {
             "metadata": {"labels": child_labels(ftj)},
-            "spec": _pod_spec(ftj),
+            "spec": _pod_spec(ftj, attempt),
         },
     }
+    if spec.restart_policy == "Never":  # the API server allows a podFailurePolicy only then
+        job_spec["podFailurePolicy"] = {"rules": [dict(DISRUPTION_IS_NO_FAILURE)]}
     if spec.active_deadline_seconds is not None:
         job_spec["activeDeadlineSeconds"] = spec.active_deadline_seconds
-    metadata = _metadata(ftj, job_name(ftj))
-    metadata["annotations"] = {ANNOTATION_REQUESTED_SUSPEND: suspend_text(spec.suspend)}
-    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": job_spec}
+    meta = metadata(ftj, job_name(ftj))
+    meta["annotations"] = {ANNOTATION_REQUESTED_SUSPEND: suspend_text(spec.suspend)}
+    if multinode.is_multi_node(ftj):
+        multinode.wire(ftj, job_spec)
+        meta["annotations"][ANNOTATION_ATTEMPT] = str(attempt)
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": job_spec}
 
 
 def suspend_text(suspend: bool) -> str:
     return "true" if suspend else "false"
 
 
-def render(ftj: FineTuneJob) -> list[dict[str, Any]]:
-    """Everything a FineTuneJob needs, in the order to create it: the Job, then its ConfigMap (owned
-    by the Job once it exists; its pod waits for the ConfigMap volume meanwhile)."""
-    return [job(ftj), config_map(ftj)]
+def render(ftj: FineTuneJob, attempt: int = 1) -> list[dict[str, Any]]:
+    """Everything a FineTuneJob needs, in the order to create it: the headless Service of a multi-node
+    one, the Job, then its ConfigMap (owned by the Job once it exists; its pods wait for the ConfigMap
+    volume meanwhile)."""
+    made = [job(ftj, attempt), config_map(ftj, attempt=attempt)]
+    return [multinode.service(ftj), *made] if multinode.is_multi_node(ftj) else made

@@ -12,15 +12,14 @@ from typing import Any
 
 from finetune_operator.api import messages as msg
 from finetune_operator.api.resource import FineTuneJob, InvalidFineTuneJob, load_finetunejob
-from finetune_operator.render.manifests import job, privileges
+from finetune_operator.render.manifests import privileges, render
 
 
 @dataclass(frozen=True)
 class Plan:
-    """A valid FineTuneJob and its Job manifest; or the problems that stop it."""
+    """A valid FineTuneJob, whose children render; or the problems that stop it."""
 
     ftj: FineTuneJob | None = None
-    job: dict[str, Any] | None = None
     problems: list[str] = field(default_factory=list)
 
 
@@ -30,7 +29,8 @@ def plan(body: dict[str, Any], allow_privileged: bool) -> Plan:
         powers = privileges(ftj.spec.security_context)
         if powers and not allow_privileged:
             return Plan(problems=[f"spec.securityContext: {msg.privileged(powers)}"])
-        return Plan(ftj=ftj, job=job(ftj))
+        render(ftj)  # everything it makes renders: no surprise when the children are made
+        return Plan(ftj=ftj)
     except InvalidFineTuneJob as error:
         return Plan(problems=error.problems)
     except Exception as error:  # a defect, not the user's: still a message, never a stuck object

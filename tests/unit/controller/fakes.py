@@ -70,6 +70,14 @@ class FakeKube:
         self._call("create_configmap")
         return self._create("ConfigMap", manifest)
 
+    async def create_service(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        self._call("create_service")
+        return self._create("Service", manifest)
+
+    async def read_service(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self._call("read_service")
+        return copy.deepcopy(self.get("Service", namespace, name))
+
     async def read_job(self, namespace: str, name: str) -> dict[str, Any] | None:
         self._call("read_job")
         return copy.deepcopy(self.get("Job", namespace, name))

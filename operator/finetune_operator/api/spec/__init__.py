@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic.alias_generators import to_snake
 
 from finetune_operator.api import messages as msg
 from finetune_operator.api.base import CEL_KEY, ApiModel, cel, cel_string
@@ -19,10 +20,12 @@ from finetune_operator.api.spec.common import (
     CHART_TRAIN_DATA_CONFIG,
     CHART_TRAIN_DATA_PATH,
     LABEL_VALUE_PATTERN,
+    NOT_BOOL,
     FreeForm,
     LabelValue,
     QualifiedName,
     Script,
+    cel_optional,
     cel_rules,
     qualified_names_rule,
 )
@@ -65,6 +68,9 @@ __all__ = [
 
 # Fields the operator keeps following after creation; everything else shapes the pod and is frozen.
 MUTABLE_FIELDS = ("suspend", "ttlSecondsAfterFinished", "ttlSecondsAfterFailure", "ttlPolicy")
+# Mutable only while the FineTuneJob is suspended: the Job is made anew, with the new count, on resume.
+SUSPENDED_MUTABLE_FIELDS = ("numNodes",)
+MAX_NODES = 64
 # A failed run's pod, logs and ConfigMap stay long enough to debug after a weekend; its Failed
 # condition keeps the log's last lines after that.
 FAILED_RETENTION_SECONDS = 7 * 24 * 3600
@@ -136,7 +142,26 @@ class FineTuneJobSpec(ApiModel):
         },
     )
     shared_memory: SharedMemory = Field(default_factory=SharedMemory, description="The /dev/shm mount.")
-    backoff_limit: int = Field(1, ge=0, le=100, description="Retries of the training pod. Defaults to 1.")
+    num_nodes: Annotated[int, NOT_BOOL] = Field(
+        1,
+        ge=1,
+        le=MAX_NODES,
+        description=(
+            "Nodes to train on, 1 to 64: one pod each, with numGpus GPUs and these resources each. More than one: "
+            "the operator runs an Indexed Job with a headless Service and wires the ranks (MASTER_ADDR, "
+            "NODE_RANK, WORLD_SIZE, and multi_node_settings in exp_config.yaml); backoffLimit then counts "
+            "attempts of the whole group. Can be changed only while suspended. Defaults to 1."
+        ),
+    )
+    backoff_limit: int = Field(
+        1,
+        ge=0,
+        le=100,
+        description=(
+            "Retries of the training pod; with numNodes > 1, retries of the whole group of ranks "
+            "(a new attempt of all of them). Defaults to 1."
+        ),
+    )
     restart_policy: Literal["Never", "OnFailure"] = Field(
         "Never", description='Never or OnFailure. Defaults to "Never".'
     )
@@ -176,6 +201,11 @@ class FineTuneJobSpec(ApiModel):
     model_config = ConfigDict(
         json_schema_extra=cel_rules(
             cel("!(has(self.trainData) && has(self.trainDataConfig))", msg.TRAIN_DATA_EXCLUSIVE),
+            cel(
+                "self.?numNodes.orValue(1) <= 1 || self.?restartPolicy.orValue('Never') == 'Never'",
+                msg.MULTI_NODE_RESTART_POLICY,
+                field_path=".restartPolicy",
+            ),
         )
     )
 
@@ -199,6 +229,12 @@ class FineTuneJobSpec(ApiModel):
         return datasets
 
     @model_validator(mode="after")
+    def _multi_node(self) -> Self:
+        if self.num_nodes > 1 and self.restart_policy != "Never":
+            raise ValueError(msg.MULTI_NODE_RESTART_POLICY)
+        return self
+
+    @model_validator(mode="after")
     def _one_train_data_form(self) -> Self:
         if self.train_data is not None and self.train_data_config is not None:
             raise ValueError(msg.TRAIN_DATA_EXCLUSIVE)
@@ -219,12 +255,22 @@ def immutability_rules() -> list[dict[str, Any]]:
     for field in FineTuneJobSpec.model_fields.values():
         alias = field.alias
         assert alias is not None
-        if alias in MUTABLE_FIELDS:
+        if alias in MUTABLE_FIELDS or alias in SUSPENDED_MUTABLE_FIELDS:
             continue
         rules.append(
             cel(
                 f"has(self.{alias}) == has(oldSelf.{alias}) && (!has(self.{alias}) || self.{alias} == oldSelf.{alias})",
                 msg.immutable(alias),
+                field_path=f".{alias}",
+            )
+        )
+    for alias in SUSPENDED_MUTABLE_FIELDS:
+        default = FineTuneJobSpec.model_fields[to_snake(alias)].default
+        rules.append(
+            cel(
+                f"{cel_optional(alias, default, 'self')} == {cel_optional(alias, default, 'oldSelf')} "
+                f"|| {cel_optional('suspend', False, 'oldSelf')}",
+                msg.changed_only_while_suspended(alias),
                 field_path=f".{alias}",
             )
         )

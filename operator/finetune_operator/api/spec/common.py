@@ -86,6 +86,6 @@ def cel_rules(*rules: dict[str, Any]) -> dict[str, Any]:
     return {CEL_KEY: list(rules)}
 
 
-def cel_optional(path: str, default: Any) -> str:
+def cel_optional(path: str, default: Any, root: str = "self") -> str:
     """CEL for an optional field path with the model's default: `self.?a.?b.orValue(d)`."""
-    return "self" + "".join(f".?{part}" for part in path.split(".")) + f".orValue({cel_literal(default)})"
+    return root + "".join(f".?{part}" for part in path.split(".")) + f".orValue({cel_literal(default)})"

@@ -1,0 +1,87 @@
+"""Attempts of a group of ranks (numNodes > 1): which Job belongs to which attempt, and what to do when
+one fails or the node count changes. Pure decisions; the controller acts on them.
+
+Every attempt is a new Job of the same name (so the ranks' host names, and rank 0's address, stay the
+same), annotated with its number. The number is recorded in status *before* the old Job is deleted,
+so a crash at any point neither skips nor repeats one, and two attempts never run at once: the name
+can hold one Job only, and a Job of an older attempt is deleted before the next is made.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from finetune_operator.api.base import ANNOTATION_ATTEMPT
+from finetune_operator.api.status import FineTuneJobStatus
+from finetune_operator.observe.pods import RankFailure
+from finetune_operator.observe.status import TrainerVerdict, Verdict, job_verdict, trainer_verdict_from_termination
+
+# A deadline is the user's limit for the whole training, not a failure another attempt could mend.
+NOT_RETRIED = {"DeadlineExceeded"}
+
+
+@dataclass(frozen=True)
+class Attempts:
+    attempt: int = 1  # the attempt that runs (every new Job of the group counts one)
+    failed: int = 0  # attempts that failed (backoffLimit bounds these)
+
+    @classmethod
+    def recorded(cls, status: FineTuneJobStatus) -> Attempts:
+        return cls(status.attempt or 1, status.failed_attempts or 0)
+
+
+def attempt_of(job: dict[str, Any]) -> int:
+    """The attempt a Job runs (a Job without the annotation is the first)."""
+    text = ((job.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_ATTEMPT, "1")
+    return int(text) if text.isdigit() and len(text) < 6 else 1
+
+
+def is_stale(job: dict[str, Any], attempts: Attempts) -> bool:
+    """A Job of an attempt before the one recorded: left behind by a crash, to be deleted, never judged."""
+    return attempt_of(job) < attempts.attempt
+
+
+def ranks_of(job: dict[str, Any]) -> int:
+    return int((job.get("spec") or {}).get("parallelism") or 1)
+
+
+def resize_due(job: dict[str, Any], num_nodes: int, suspended: bool) -> bool:
+    """The user changed numNodes while suspended: the held Job is made anew with the new count (its pod
+    template, NNODES and WORLD_SIZE included, cannot change in place)."""
+    held = bool((job.get("spec") or {}).get("suspend")) and not (job.get("status") or {}).get("active")
+    return suspended and held and ranks_of(job) != num_nodes
+
+
+@dataclass(frozen=True)
+class Retry:
+    attempts: Attempts  # with the failed one counted and the next one started
+    verdict: Verdict  # Pending, while the next attempt is made
+    event: str
+
+
+def retry(job: dict[str, Any], ranks: int, attempts: Attempts, backoff_limit: int, cause: str) -> Retry | None:
+    """A failed attempt of the group, with attempts left: start all ranks anew."""
+    result = job_verdict(job, ranks)
+    if result.phase != "Failed" or result.reason in NOT_RETRIED or attempts.failed >= backoff_limit:
+        return None
+    after = Attempts(attempts.attempt + 1, attempts.failed + 1)
+    limit = backoff_limit + 1
+    message = f"attempt {attempts.attempt} failed: {cause}; starting attempt {after.attempt} of all {ranks} ranks"
+    return Retry(after, Verdict("Pending", "Retrying", message), f"{message} ({after.failed} of {limit - 1} retries)")
+
+
+def failure_cause(failure: RankFailure | None, fallback: str) -> str:
+    """Which rank failed first and, if it said so, why (the trainer's words from its termination message)."""
+    if failure is None:
+        return fallback
+    said = trainer_verdict_from_termination(failure.message)
+    evidence = said.evidence if said is not None and said.verdict == "failed" and said.evidence else None
+    return f"{failure.describe()}: {evidence}" if evidence else failure.describe()
+
+
+def rank_verdict(failure: RankFailure | None, attempts: Attempts, fallback: str) -> TrainerVerdict:
+    """The trainer's verdict for a group whose last attempt failed: the first failed rank's words."""
+    cause = failure_cause(failure, fallback)
+    suffix = f" (attempt {attempts.attempt})" if attempts.attempt > 1 else ""
+    return TrainerVerdict("failed", cause + suffix)

@@ -1,0 +1,63 @@
+"""Names, labels and ownership of what a FineTuneJob makes: deterministic, so that a retry or a restart
+finds its objects instead of making twins."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from finetune_operator.api.base import API_VERSION, KIND, LABEL_NAME
+from finetune_operator.api.resource import FineTuneJob
+
+COPIED_LABELS = ("kueue.x-k8s.io/queue-name", "kueue.x-k8s.io/priority-class")
+
+
+def job_name(ftj: FineTuneJob) -> str:
+    """The Job keeps the FineTuneJob's name, as the chart's Job kept `job.name`."""
+    return ftj.metadata.name
+
+
+def config_map_name(ftj: FineTuneJob, attempt: int = 1) -> str:
+    """With the uid's start: a FineTuneJob deleted and re-created under its name (as the immutability
+    message advises) never meets the ConfigMap of the one before, still being garbage-collected; and
+    with the attempt after the first, for the same reason between the attempts of one FineTuneJob."""
+    uid = (ftj.metadata.uid or "")[:8]
+    name = f"{ftj.metadata.name}-config-{uid}" if uid else f"{ftj.metadata.name}-config"
+    return name if attempt == 1 else f"{name}-{attempt}"
+
+
+def selector_labels(ftj: FineTuneJob) -> dict[str, str]:
+    return {LABEL_NAME: ftj.metadata.name}
+
+
+def child_labels(ftj: FineTuneJob) -> dict[str, str]:
+    labels = {
+        "app.kubernetes.io/name": "aidaptiv-finetune",
+        "app.kubernetes.io/instance": ftj.metadata.name,
+        "app.kubernetes.io/managed-by": "finetune-operator",
+        **selector_labels(ftj),
+    }
+    for key in COPIED_LABELS:
+        if key in ftj.metadata.labels:
+            labels[key] = ftj.metadata.labels[key]
+    return labels
+
+
+def metadata(ftj: FineTuneJob, name: str) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "labels": child_labels(ftj)}
+    if ftj.metadata.namespace:
+        meta["namespace"] = ftj.metadata.namespace
+    if ftj.metadata.uid:
+        owner = {"metadata": {"name": ftj.metadata.name, "uid": ftj.metadata.uid}}
+        meta["ownerReferences"] = [owner_reference(API_VERSION, KIND, owner)]
+    return meta
+
+
+def owner_reference(api_version: str, kind: str, owner: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        "name": owner["metadata"]["name"],
+        "uid": owner["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }

@@ -1,0 +1,175 @@
+"""Several ranks: the Service and the Indexed Job, Running only with every rank, gang retry, resize."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.unit.controller.fakes import World
+
+TWO = {
+    "numNodes": 2,
+    "backoffLimit": 1,
+    "schedulerName": "",
+    "resources": {"requests": {"cpu": "10m"}, "limits": {"cpu": "10m"}},
+}
+FAILED_JOB = [{"type": "Failed", "status": "True", "reason": "PodFailurePolicy", "message": "Container trainer..."}]
+
+
+def _rank(index: int, phase: str, finished: str | None = None, code: int = 1, message: str = "") -> dict[str, Any]:
+    status: dict[str, Any] = {"phase": phase}
+    if finished is not None:
+        terminated = {"exitCode": code, "finishedAt": finished, "message": message}
+        status["containerStatuses"] = [{"name": "trainer", "state": {"terminated": terminated}}]
+    return {
+        "metadata": {
+            "name": f"run-{index}-x",
+            "creationTimestamp": "2026-11-28T12:00:00Z",
+            "labels": {"batch.kubernetes.io/job-completion-index": str(index)},
+        },
+        "status": status,
+    }
+
+
+def _uid(body: dict[str, Any]) -> str:
+    return str(body["metadata"]["uid"])
+
+
+def test_the_ranks_get_a_headless_service_an_indexed_job_and_their_configmap() -> None:
+    world = World()
+    body = world.add(TWO)
+    world.event(body)
+    service = world.kube.get("Service", "ns", "run")
+    job = world.kube.get("Job", "ns", "run")
+    assert service is not None and service["spec"]["clusterIP"] == "None"
+    assert job is not None
+    assert (job["spec"]["completionMode"], job["spec"]["completions"], job["spec"]["parallelism"]) == ("Indexed", 2, 2)
+    assert job["metadata"]["annotations"]["finetune.aidaptiv.io/attempt"] == "1"
+    assert world.kube.get("ConfigMap", "ns", f"run-config-{_uid(body)[:8]}") is not None
+    status = world.last_status()
+    assert (status["phase"], status["nodes"], status["attempt"], status["failedAttempts"]) == ("Pending", "0/2", 1, 0)
+
+
+def test_running_only_once_every_rank_runs() -> None:
+    world = World()
+    body = world.add(TWO)
+    world.event(body)
+    world.deliver_job(active=2, ready=1)
+    world.event(world.stored(body))
+    assert world.last_status()["phase"] == "Pending"
+    assert world.condition("Reconciling")["message"] == (
+        "1 of 2 ranks running; waiting for the others to be scheduled or started"
+    )
+    assert world.last_status()["nodes"] == "1/2"
+    world.deliver_job(active=2, ready=2)
+    world.event(world.stored(body))
+    assert (world.last_status()["phase"], world.last_status()["nodes"]) == ("Running", "2/2")
+    # One rank done before the other is no step back.
+    world.deliver_job(active=1, ready=1, succeeded=1)
+    world.event(world.stored(body))
+    assert world.last_status()["phase"] == "Running"
+
+
+def test_a_failed_attempt_starts_all_ranks_anew_naming_the_rank_that_failed_first() -> None:
+    world = World()
+    body = world.add(TWO)
+    world.event(body)
+    said = "verdict: failed\nreason: TrainerExitCode\nexitCode: 1\nevidence: NCCL error: unhandled system error\n"
+    world.pods[("ns", "run")] = [
+        _rank(0, "Failed", "2026-11-28T12:00:09Z", 143, "verdict: failed\nreason: TrainerExitCode\n"),
+        _rank(1, "Failed", "2026-11-28T12:00:05Z", 1, said),
+    ]
+    first_job = world.deliver_job(active=0, failed=2, conditions=FAILED_JOB)
+    world.event(world.stored(body))
+    status = world.last_status()
+    assert (status["phase"], status["attempt"], status["failedAttempts"]) == ("Pending", 2, 1)
+    assert world.condition("Reconciling")["reason"] == "Retrying"
+    assert world.condition("Reconciling")["message"] == (
+        "attempt 1 failed: rank 1 failed first (exit code 1): NCCL error: unhandled system error; "
+        "starting attempt 2 of all 2 ranks"
+    )
+    assert world.kube.get("Job", "ns", "run") is None  # deleted after the status said so
+    assert world.kube.reasons().count("Retrying") == 1
+    # The Job watch tells the deletion: the next attempt is made, with its own ConfigMap.
+    world.jobs.clear()
+    world.pods.clear()
+    world.run(world.controller.on_job("DELETED", first_job, "run"))
+    second = world.kube.get("Job", "ns", "run")
+    assert second is not None and second["metadata"]["annotations"]["finetune.aidaptiv.io/attempt"] == "2"
+    assert world.kube.get("ConfigMap", "ns", f"run-config-{_uid(body)[:8]}-2") is not None
+    assert world.kube.calls["create_service"] == 1  # the Service stays across attempts
+
+
+def test_the_last_attempt_failing_fails_the_finetunejob_with_the_rank_named() -> None:
+    world = World()
+    body = world.add({**TWO, "backoffLimit": 0})
+    world.event(body)
+    said = "verdict: failed\nreason: TrainerExitCode\nexitCode: 2\nevidence: RuntimeError: CUDA out of memory\n"
+    world.pods[("ns", "run")] = [_rank(1, "Failed", "2026-11-28T12:00:05Z", 2, said)]
+    world.deliver_job(active=0, failed=1, conditions=FAILED_JOB)
+    world.event(world.stored(body))
+    assert world.last_status()["phase"] == "Failed"
+    assert world.condition("Failed")["reason"] == "TrainerReportedFailure"
+    assert world.condition("Failed")["message"] == "rank 1 failed first (exit code 2): RuntimeError: CUDA out of memory"
+    assert world.kube.get("Job", "ns", "run") is not None  # kept for debugging until ttlSecondsAfterFailure
+    assert "Retrying" not in world.kube.reasons()
+
+
+def test_a_deadline_is_not_retried() -> None:
+    world = World()
+    body = world.add({**TWO, "activeDeadlineSeconds": 60})
+    world.event(body)
+    deadline = [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded", "message": "too long"}]
+    world.deliver_job(active=0, failed=2, conditions=deadline)
+    world.event(world.stored(body))
+    assert world.last_status()["phase"] == "Failed"
+    assert world.kube.calls["delete_job"] == 0
+
+
+def test_after_a_crash_between_the_record_and_the_delete_the_old_attempt_is_removed_not_judged() -> None:
+    world = World()
+    body = world.add(TWO)
+    world.event(body)
+    world.deliver_job(active=0, failed=2, conditions=FAILED_JOB)
+    world.kube.fail_next("delete_job", RuntimeError("the operator died here"))
+    world.event(world.stored(body))
+    assert world.last_status()["attempt"] == 2
+    assert world.kube.get("Job", "ns", "run") is not None
+    world.controller.memory.forget(_uid(body))  # a new process, which finds the failed Job of attempt 1
+    world.run(world.controller.on_finetunejob("ADDED", world.stored(body)))
+    assert world.kube.get("Job", "ns", "run") is None
+    status = world.last_status()
+    assert (status["phase"], status["attempt"], status["failedAttempts"]) == ("Pending", 2, 1)
+    assert world.kube.reasons().count("Retrying") == 1  # the retry was announced once
+    assert world.kube.calls["create_job"] == 1
+
+
+def test_a_job_of_an_older_attempt_found_under_the_name_is_waited_for() -> None:
+    world = World()
+    body = world.add(TWO)
+    world.event(body)
+    world.deliver_job(active=0, failed=2, conditions=FAILED_JOB)
+    world.event(world.stored(body))  # attempt 2 recorded, attempt 1's Job deleted
+    stale = world.jobs[("ns", "run")][0]
+    world.kube.objects[("Job", "ns", "run")] = stale  # as if still being removed when the create comes
+    world.jobs.clear()
+    world.run(world.controller.on_finetunejob("MODIFIED", world.stored(body)))
+    assert world.condition("Reconciling")["reason"] == "WaitingForPreviousAttempt"
+    assert world.kube.calls["create_job"] == 2  # tried, refused by the name, nothing adopted
+
+
+def test_changing_the_node_count_while_suspended_makes_the_job_anew() -> None:
+    world = World()
+    body = world.add({**TWO, "suspend": True})
+    world.event(body)
+    world.deliver_job()
+    resized = world.stored(body)
+    resized["spec"]["numNodes"] = 3
+    world.event(resized)
+    assert world.kube.get("Job", "ns", "run") is None
+    assert (world.last_status()["phase"], world.last_status()["attempt"]) == ("Suspended", 2)
+    assert world.last_status()["failedAttempts"] == 0  # not a failure: no retry used
+    assert "Resized" in world.kube.reasons()
+    world.jobs.clear()
+    world.event(world.stored(resized))
+    job = world.kube.get("Job", "ns", "run")
+    assert job is not None and job["spec"]["parallelism"] == 3 and job["spec"]["suspend"] is True
