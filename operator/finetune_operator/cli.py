@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from finetune_operator import __version__
-from finetune_operator.api.convert import values_to_finetunejob
+from finetune_operator.api.convert import conversion_notes, values_to_finetunejob
 from finetune_operator.api.crd import crd_yaml
 from finetune_operator.api.resource import InvalidFineTuneJob, load_finetunejob
 from finetune_operator.api.yaml_input import YamlInputError, load_all
@@ -83,7 +83,7 @@ def command_convert(args: argparse.Namespace, out: TextIO) -> None:
         ftj = values_to_finetunejob(values, name=args.name, namespace=args.namespace)
     except InvalidFineTuneJob as error:
         raise _invalid(args.values, error) from None
-    out.write(dump_yaml(ftj))
+    out.write("".join(f"# {note}\n" for note in conversion_notes(values)) + dump_yaml(ftj))
 
 
 def command_parse_log(args: argparse.Namespace, out: TextIO) -> None:

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from finetune_operator.api.base import API_VERSION, KIND
-from finetune_operator.api.convert import JOB_KEYS, SPEC_KEYS
+from finetune_operator.api.convert import JOB_KEYS, MANUAL_MULTI_NODE, SPEC_KEYS
 from tests.toolchain import tool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -355,3 +355,23 @@ def test_hostile_text_comes_out_byte_identical(helm: str, tmp_path: Path) -> Non
     # One object, nothing injected (tests/e2e/test_compat_chart.py reads the same text back from the API server).
     rendered = _template(helm, values_file).stdout
     assert [d["metadata"]["name"] for d in _documents(rendered)] == ["hostile"]
+
+
+def test_manual_multi_node_mode_is_kept_and_said(helm: str, tmp_path: Path) -> None:
+    """The chart's multiNodeSettings was a single pod with a hand-typed address: it stays that, and says so."""
+    values = {
+        "job": {"name": "manual"},
+        "expConfig": {"processSettings": {"multiNodeSettings": {"enable": True, "masterAddr": "10.0.0.5"}}},
+    }
+    values_file = _write(tmp_path, values)
+    ftj = _assert_chart_equals_convert(helm, values_file)
+    assert "numNodes" not in ftj["spec"]
+    assert ftj["spec"]["expConfig"]["processSettings"]["multiNodeSettings"] == {
+        "enable": True,
+        "masterAddr": "10.0.0.5",
+    }
+    note = "# " + MANUAL_MULTI_NODE
+    assert note in _template(helm, values_file).stdout.splitlines()
+    assert _convert(values_file, "manual").stdout.splitlines()[0] == note
+    values["expConfig"]["processSettings"]["multiNodeSettings"]["enable"] = False
+    assert note not in _convert(_write(tmp_path, values), "manual").stdout

@@ -86,3 +86,15 @@ def _normalize_scalars(spec: dict[str, Any]) -> None:
         for key, value in values.items():
             if isinstance(value, float):
                 values[key] = format(value, "g")
+
+
+MANUAL_MULTI_NODE = (
+    "multiNodeSettings.enable: the chart's manual mode is kept (one pod, masterAddr as given); "
+    "set spec.numNodes to let the operator run and wire all the ranks"
+)
+
+
+def conversion_notes(values: Any) -> list[str]:
+    """What a converted FineTuneJob does differently from what the values may suggest, for comment lines."""
+    settings = _mapping(_mapping(_mapping(values, "expConfig"), "processSettings"), "multiNodeSettings")
+    return [MANUAL_MULTI_NODE] if settings.get("enable") is True else []

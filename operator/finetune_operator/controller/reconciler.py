@@ -129,7 +129,8 @@ async def reconcile_pass(ctl: Controller, body: dict[str, Any], job: dict[str, A
         desired = desired.model_copy(update={"trainer_status": followed.latest})
     _follow_progress(remembered, namespace, name, desired.phase, the_plan, current)
     remembered.phase = desired.phase
-    await _write_status(ctl, body, remembered, current, desired, verdict(observation))
+    told = change.event if change is not None else None
+    await _write_status(ctl, body, remembered, current, desired, verdict(observation), told)
     if change is not None:
         # Recorded first: a crash from here on finds the old Job stale, and deletes it (never repeats).
         await _replace_job(ctl, body, change, remembered)
@@ -170,8 +171,6 @@ def _attempt_change(
 
 
 async def _replace_job(ctl: Controller, body: dict[str, Any], change: AttemptChange, remembered: Remembered) -> None:
-    if change.event is not None:
-        await ctl.post(body, *change.event)
     metadata = change.job["metadata"]
     await ctl.kube.delete_job(body["metadata"]["namespace"], metadata["name"], metadata["uid"])
     remembered.created_job = None
@@ -301,7 +300,9 @@ async def _write_status(
     current: FineTuneJobStatus,
     desired: FineTuneJobStatus,
     why: Any,
+    told: tuple[str, str, str] | None = None,
 ) -> None:
+    """The status, if it changed, and its Event: `told` (a retry, a resize), else a phase change's."""
     wanted, before = status_dict(desired), status_dict(current)
     if wanted == before or remembered.written == wanted:
         return
@@ -312,6 +313,8 @@ async def _write_status(
     stored = body.get("status") if isinstance(body.get("status"), dict) else {}
     await ctl.kube.patch_status(metadata["namespace"], metadata["name"], merge_patch({**stored, **before}, wanted))
     remembered.written = wanted
-    if desired.phase != current.phase:
+    if told is not None:
+        await ctl.post(body, *told)
+    elif desired.phase != current.phase:
         kind = "Normal" if desired.phase in NORMAL_PHASES else "Warning"
         await ctl.post(body, kind, why.reason, f"{why.phase}: {why.message}{_summary(desired)}")
