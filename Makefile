@@ -49,9 +49,12 @@ e2e: $(STAMP) toolchain
 test: lint toolchain image
 	bash scripts/pytest-strict $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Numbers, not pass/fail: reaction time, throughput, API calls per FineTuneJob, failover time.
+# Numbers, not pass/fail: the operator beside the floor (reaction, burst), API calls per run, memory at
+# scale, restart, idle CPU (results and picture in benchmarks/results/); then HA failover time.
 bench: $(STAMP) toolchain
-	$(BIN)/python benchmarks/operator_bench.py $(BENCH_ARGS)
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python benchmarks/scale_bench.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/operator_bench.py
 
 demo: $(STAMP)
 	bash scripts/demo

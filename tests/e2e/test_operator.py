@@ -256,6 +256,8 @@ def test_no_drift_after_reconcile(cluster: lc.Cluster, namespace: str, running: 
         "completionTime",
         "jobName",
         "cleanupTime",
+        "cleanupAfter",
+        "nodes",
         "trainerStatus",
     }
     diff = cluster.kubectl("diff", "--server-side", "-n", namespace, "-f", "-", input=json.dumps(applied), check=False)

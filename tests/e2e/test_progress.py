@@ -66,7 +66,7 @@ def test_progress_moves_while_the_log_grows(
     assert _metric(trainer, "step") == "3"
     assert trainer["estimatedRemainingSeconds"] == 30
     table = local_cluster.kubectl("get", "ftj", "grows", "-n", namespace, "--no-headers").stdout.split()
-    assert table[1:5] == ["Running", "50", "8.0", "30s"]
+    assert table[1:6] == ["Running", "1/1", "50", "8.0", "30s"]
     job = f'{{name="grows",namespace="{namespace}"}}'
     scraped = running.samples()
     assert scraped[f"finetune_operator_training_progress_percent{job}"] == 50.0

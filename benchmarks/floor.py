@@ -1,0 +1,64 @@
+"""The floor: the least any Python controller must pay to turn FineTuneJobs into Jobs.
+
+One watch on FineTuneJobs (the official client, as the operator uses), and on each ADDED one a
+ConfigMap and a Job created, one after the other; nothing else (no validation, no status, no retry).
+Run as its own process, like the operator, so both pay the same interpreter and client costs:
+
+  python benchmarks/floor.py --namespace NS   (KUBECONFIG from the environment)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import kubernetes
+
+GROUP, VERSION, PLURAL = "finetune.aidaptiv.io", "v1alpha1", "finetunejobs"
+
+
+def children(name: str, namespace: str, uid: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    owner = [{"apiVersion": f"{GROUP}/{VERSION}", "kind": "FineTuneJob", "name": name, "uid": uid, "controller": True}]
+    labels = {"finetune.aidaptiv.io/floor": name}
+    config_map = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": f"{name}-config", "namespace": namespace, "labels": labels, "ownerReferences": owner},
+        "data": {"exp_config.yaml": "process_settings: {num_gpus: 1}\n"},
+    }
+    container = {"name": "trainer", "image": "aidaptiv", "resources": {"requests": {"cpu": "1m"}}}
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels, "ownerReferences": owner},
+        "spec": {
+            "suspend": True,  # the floor makes the objects; running them is not its work
+            "template": {"metadata": {"labels": labels}, "spec": {"restartPolicy": "Never", "containers": [container]}},
+        },
+    }
+    return config_map, job
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--namespace", required=True)
+    namespace = parser.parse_args().namespace
+    kubernetes.config.load_kube_config()
+    custom = kubernetes.client.CustomObjectsApi()
+    core, batch = kubernetes.client.CoreV1Api(), kubernetes.client.BatchV1Api()
+    print("watching", flush=True)
+    for event in kubernetes.watch.Watch().stream(
+        custom.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, timeout_seconds=0
+    ):
+        if event["type"] != "ADDED":
+            continue
+        metadata = event["object"]["metadata"]
+        config_map, job = children(metadata["name"], namespace, metadata["uid"])
+        core.create_namespaced_config_map(namespace, config_map)
+        batch.create_namespaced_job(namespace, job)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
