@@ -67,15 +67,14 @@ def config_maps_of(cluster: lc.Cluster, namespace: str, name: str) -> list[dict[
     return list((found or {}).get("items") or [])
 
 
-RECONCILED = 'controller_runtime_reconcile_total{controller="finetunejob",result="success"}'
+def wait_seen(cluster: lc.Cluster, operator: OperatorProcess, count: int, timeout: float = 60) -> None:
+    """Wait until the operator knows this many FineTuneJobs by phase (each looked at, or left alone as
+    finished and cleaned up), instead of sleeping and hoping it has looked."""
 
+    def known() -> float:
+        prefix = "finetune_operator_finetunejobs{"
+        return sum(value for key, value in operator.samples().items() if key.startswith(prefix))
 
-def wait_reconciled(cluster: lc.Cluster, operator: OperatorProcess, at_least: int, timeout: float = 60) -> None:
-    """Wait until the operator has finished this many reconcile passes (its own counter), instead of
-    sleeping and hoping it has looked."""
     cluster.wait_for(
-        lambda: operator.samples().get(RECONCILED, 0) >= at_least or None,
-        what=f"{at_least} reconcile passes of the operator",
-        timeout=timeout,
-        state=operator.log,
+        lambda: known() >= count or None, what=f"{count} FineTuneJobs known", timeout=timeout, state=operator.log
     )

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from e2e import localcluster as lc
-from tests.e2e.helpers import LIGHT, condition, config_maps_of, ftj_events, get_ftj, wait_phase, wait_reconciled
+from tests.e2e.helpers import LIGHT, condition, config_maps_of, ftj_events, get_ftj, wait_phase, wait_seen
 from tests.e2e.operator_process import OperatorProcess
 from tests.rule_cases import (
     LONG_NAME,
@@ -146,7 +146,7 @@ def test_ttl_deletes_children_keeps_the_record_across_restarts(
     assert running.stop() == 0, running.log()  # SIGTERM: kopf stops cleanly
     running.start()
     everywhere = len(cluster.get_json("finetunejobs", "--all-namespaces")["items"])
-    wait_reconciled(cluster, running, everywhere)  # the new process has looked at each, this one too
+    wait_seen(cluster, running, everywhere)  # the new process has looked at each, this one too
     after = get_ftj(cluster, namespace, "short-lived")
     assert after["status"]["phase"] == "Succeeded"
     assert after["status"]["cleanupTime"] == ftj["status"]["cleanupTime"]

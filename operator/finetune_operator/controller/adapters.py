@@ -8,7 +8,6 @@ Controller (no import-time registration, no module-level state).
 
 from __future__ import annotations
 
-import copy
 import logging
 from typing import Any
 
@@ -17,7 +16,7 @@ import kopf
 from finetune_operator.api.base import GROUP, LABEL_NAME, PLURAL, VERSION
 from finetune_operator.controller.controller import Controller, Views
 from finetune_operator.controller.kube import COMPONENT
-from finetune_operator.observe.pods import slim_pod
+from finetune_operator.observe.pods import slim_body, slim_job, slim_pod
 
 FTJ = (GROUP, VERSION, PLURAL)
 
@@ -30,6 +29,9 @@ def configure(settings: kopf.OperatorSettings, controller: Controller) -> None:
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
+    # An object's worker waits this long for its next event before it ends: short, because thousands
+    # of finished FineTuneJobs would otherwise each keep one for the default 5 s after a (re)list.
+    settings.queueing.idle_timeout = 0.5
     settings.posting.level = logging.INFO
     # One name in the "From" column of `kubectl describe`, for kopf's events and the operator's own.
     settings.posting.reporting_component = COMPONENT
@@ -48,13 +50,12 @@ def registry_for(controller: Controller) -> kopf.OperatorRegistry:
     @kopf.on.startup(id="start", registry=registry)
     async def start(
         settings: kopf.OperatorSettings,
-        finetunejobs_by_name: kopf.Index[Any, Any],
         jobs_by_owner: kopf.Index[Any, Any],
         pods_by_owner: kopf.Index[Any, Any],
         **_: Any,
     ) -> None:
         configure(settings, controller)
-        await controller.start(Views(finetunejobs_by_name, jobs_by_owner, pods_by_owner))
+        await controller.start(Views(jobs_by_owner, pods_by_owner))
 
     # kopf's own login handlers live on its default registry; this registry needs its own.
     @kopf.on.login(id="login", registry=registry)
@@ -66,14 +67,11 @@ def registry_for(controller: Controller) -> kopf.OperatorRegistry:
         await controller.stop()
 
     # Explicit ids: kopf names handlers by qualified name, and indices reach handlers as keywords.
-    @kopf.index(*FTJ, id="finetunejobs_by_name", registry=registry)
-    async def finetunejobs_by_name(body: kopf.Body, namespace: str, name: str, **_: Any) -> dict[Any, Any]:
-        return {(namespace, name): copy.deepcopy(dict(body))}
-
+    # (No index of FineTuneJobs: the controller keeps the bodies of the live ones itself.)
     @kopf.index("batch", "v1", "jobs", labels={LABEL_NAME: kopf.PRESENT}, id="jobs_by_owner", registry=registry)
     async def jobs_by_owner(body: kopf.Body, namespace: str, **_: Any) -> dict[Any, Any]:
         """The Jobs the operator made, by (namespace, FineTuneJob name): read from the watch, never polled."""
-        return {(namespace, body["metadata"]["labels"][LABEL_NAME]): copy.deepcopy(dict(body))}
+        return {(namespace, body["metadata"]["labels"][LABEL_NAME]): slim_job(body)}
 
     @kopf.index("", "v1", "pods", labels={LABEL_NAME: kopf.PRESENT}, id="pods_by_owner", registry=registry)
     async def pods_by_owner(body: kopf.Body, namespace: str, **_: Any) -> dict[Any, Any]:
@@ -82,11 +80,10 @@ def registry_for(controller: Controller) -> kopf.OperatorRegistry:
 
     @kopf.on.event(*FTJ, id="finetunejob_changed", registry=registry)
     async def finetunejob_changed(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
-        await controller.on_finetunejob(event.get("type"), copy.deepcopy(dict(body)))
+        await controller.on_finetunejob(event.get("type"), slim_body(body))
 
     @kopf.on.event("batch", "v1", "jobs", labels={LABEL_NAME: kopf.PRESENT}, id="job_changed", registry=registry)
     async def job_changed(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
-        job = copy.deepcopy(dict(body))
-        await controller.on_job(event.get("type"), job, job["metadata"]["labels"][LABEL_NAME])
+        await controller.on_job(event.get("type"), slim_job(body), body["metadata"]["labels"][LABEL_NAME])
 
     return registry

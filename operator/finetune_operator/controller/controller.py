@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from finetune_operator.api.status import TERMINAL_PHASES
 from finetune_operator.controller.following import follow_logs
 from finetune_operator.controller.memory import Memory, Unposted
 from finetune_operator.controller.metrics import Metrics
@@ -48,10 +49,10 @@ class Peering:
 
 
 class Views:
-    """Read-only views of kopf's indices (what the watches delivered), keyed by (namespace, FineTuneJob name)."""
+    """Read-only views of kopf's indices of the children (what the watches delivered), keyed by
+    (namespace, FineTuneJob name). The FineTuneJobs' own latest bodies are in Memory."""
 
-    def __init__(self, finetunejobs: Index | None = None, jobs: Index | None = None, pods: Index | None = None) -> None:
-        self._finetunejobs: Index = finetunejobs if finetunejobs is not None else {}
+    def __init__(self, jobs: Index | None = None, pods: Index | None = None) -> None:
         self._jobs: Index = jobs if jobs is not None else {}
         self._pods: Index = pods if pods is not None else {}
 
@@ -59,9 +60,6 @@ class Views:
     def _last(index: Index, key: Key) -> dict[str, Any] | None:
         found = list(index.get(key, []))
         return found[-1] if found else None
-
-    def finetunejob(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self._last(self._finetunejobs, (namespace, name))
 
     def job(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._last(self._jobs, (namespace, name))
@@ -95,27 +93,37 @@ class Controller:
     # -- events from kopf ---------------------------------------------------------------------
 
     async def on_finetunejob(self, event_type: str | None, body: dict[str, Any]) -> None:
-        uid = body["metadata"]["uid"]
+        metadata = body["metadata"]
+        uid, key = metadata["uid"], (metadata["namespace"], metadata["name"])
         if event_type == "DELETED":
-            self.forget(uid)
+            self.forget(uid, key)
             return
-        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
-        await self.reconcile(body, self.views.job(namespace, name))
+        if settled(body):
+            # Finished and cleaned up, as the watch shows it back: nothing will ever be done again.
+            self.memory.settle(uid, key, body["status"]["phase"])
+            self.timers.cancel_all(uid)
+            return
+        self.memory.remember_body(body)
+        await self.reconcile(body, self.views.job(*key))
 
     async def on_job(self, event_type: str | None, job: dict[str, Any], owner_name: str) -> None:
-        owner = self.views.finetunejob(job["metadata"]["namespace"], owner_name)
+        owner = self.memory.body(job["metadata"]["namespace"], owner_name)
         if owner is None or not owns(owner, job):
             return
+        remembered = self.memory.of(owner["metadata"]["uid"])
         if event_type == "DELETED":
-            remembered = self.memory.of(owner["metadata"]["uid"])
             remembered.created_job = None
             remembered.config_map_seen = False  # the garbage collector takes it with the Job
+            remembered.job_seen = None
             await self.reconcile(owner, None)
             return
+        if job == remembered.job_seen:
+            return  # nothing the controller reads has changed (kopf also sends other updates)
+        remembered.job_seen = job
         await self.reconcile(owner, job)
 
-    def forget(self, uid: str) -> None:
-        self.memory.forget(uid)
+    def forget(self, uid: str, key: Key | None = None) -> None:
+        self.memory.forget(uid, key)
         self.timers.cancel_all(uid)
 
     # -- passes ---------------------------------------------------------------------------------
@@ -157,7 +165,7 @@ class Controller:
         await self.check_active()
         if not self.active:
             return  # standing by: when this replica resumes, kopf's new watch re-lists every object
-        body = self.views.finetunejob(namespace, name)
+        body = self.memory.body(namespace, name)
         if body is None:
             return
         await self.reconcile(body, self.views.job(namespace, name))
@@ -205,10 +213,13 @@ class Controller:
         active = all(is_active(peers, peering.identity, peering.priority, now) for peers in views)
         if active != self.active:
             logger.info("this replica is now %s", "active" if active else "standing by")
-            if active:
-                # Another replica acted meanwhile: what this one remembers (its last writes) is stale.
+            if not active:
+                # Another replica acts from now on: what this one remembers (its last writes, its
+                # timers) will be stale. kopf pauses the watches, and lists every object anew when
+                # they resume, which may come before this check notices: so forget now, not then.
                 for uid in list(self.memory.objects):
-                    self.forget(uid)
+                    self.timers.cancel_all(uid)
+                self.memory = Memory()
         self.active = active
         if self.metrics is not None:
             self.metrics.leader.labels(name=peering.name).set(1 if active else 0)
@@ -233,3 +244,9 @@ class Controller:
         if not self.active:
             return {}
         return {(f.namespace, f.name): f.latest for f in self.memory.followed() if f.latest is not None}
+
+
+def settled(body: dict[str, Any]) -> bool:
+    """Finished and cleaned up: the record of a training, with nothing left to do for it."""
+    status = body.get("status")
+    return isinstance(status, dict) and status.get("phase") in TERMINAL_PHASES and bool(status.get("cleanupTime"))

@@ -10,6 +10,7 @@ from typing import Any
 
 from finetune_operator.api.status import Condition
 from finetune_operator.observe.following import Followed
+from finetune_operator.render.plan import Plan
 
 
 @dataclass(frozen=True)
@@ -41,11 +42,23 @@ class Remembered:
     pod_create_condition: Condition | None = None
     unposted: list[Unposted] = field(default_factory=list)
     event_failures: int = 0
+    plan: Plan | None = None  # the plan of the spec, for plan_key (generation and labels)
+    plan_key: Any = None
+    job_seen: dict[str, Any] | None = None  # the Job as the last Job event showed it
+
+
+Key = tuple[str, str]
 
 
 class Memory:
+    """Per FineTuneJob: what a pass needs (`Remembered`, by uid) and the latest body the watch delivered
+    (by namespace and name), for the live ones only. A FineTuneJob that is done (finished and cleaned
+    up) leaves nothing behind but its phase, for the metrics: thousands of them cost next to nothing."""
+
     def __init__(self) -> None:
         self.objects: dict[str, Remembered] = {}
+        self.bodies: dict[Key, dict[str, Any]] = {}
+        self.done: dict[str, str] = {}  # uid -> final phase of the FineTuneJobs left alone
 
     def of(self, uid: str) -> Remembered:
         remembered = self.objects.get(uid)
@@ -56,11 +69,28 @@ class Memory:
     def get(self, uid: str) -> Remembered | None:
         return self.objects.get(uid)
 
-    def forget(self, uid: str) -> None:
+    def forget(self, uid: str, key: Key | None = None) -> None:
         self.objects.pop(uid, None)
+        self.done.pop(uid, None)
+        if key is not None:
+            self.bodies.pop(key, None)
+
+    def remember_body(self, body: dict[str, Any]) -> None:
+        metadata = body["metadata"]
+        self.bodies[(metadata["namespace"], metadata["name"])] = body
+
+    def body(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.bodies.get((namespace, name))
+
+    def settle(self, uid: str, key: Key, phase: str) -> None:
+        """Nothing is left to do for this FineTuneJob: keep its phase, drop the rest."""
+        self.objects.pop(uid, None)
+        self.bodies.pop(key, None)
+        self.done[uid] = phase
 
     def phases(self) -> dict[str, str]:
-        return {uid: r.phase for uid, r in list(self.objects.items()) if r.phase is not None}
+        live = {uid: r.phase for uid, r in list(self.objects.items()) if r.phase is not None}
+        return {**self.done, **live}
 
     def followed(self) -> list[Followed]:
         return [r.followed for r in list(self.objects.values()) if r.followed is not None]

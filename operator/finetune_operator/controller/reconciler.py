@@ -74,7 +74,7 @@ async def reconcile_pass(ctl: Controller, body: dict[str, Any], job: dict[str, A
     else:
         remembered.created_job = None  # the watch has it: its view is the newer one
 
-    the_plan = await asyncio.to_thread(plan, body, ctl.settings.allow_privileged)
+    the_plan = await _plan(ctl, body, remembered)
     invalid = the_plan.problems or None
     ranks = the_plan.ftj.spec.num_nodes if the_plan.ftj is not None else 1
     attempts = Attempts.recorded(current)
@@ -136,6 +136,16 @@ async def reconcile_pass(ctl: Controller, body: dict[str, Any], job: dict[str, A
         await _replace_job(ctl, body, change, remembered)
     if followed is not None and desired.phase == "Running" and first_step_due(followed):
         await ctl.post(body, "Normal", "TrainingStarted", "the trainer finished its first step")
+
+
+async def _plan(ctl: Controller, body: dict[str, Any], remembered: Remembered) -> Plan:
+    """The plan of this spec, made once (per spec and labels, which the children copy) off the event
+    loop, then reused by every pass that Job events, timers and the log loop bring."""
+    key = (body.get("spec"), body["metadata"].get("labels"))
+    if remembered.plan is None or remembered.plan_key != key:
+        remembered.plan = await asyncio.to_thread(plan, body, ctl.settings.allow_privileged)
+        remembered.plan_key = key
+    return remembered.plan
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Which pod of a Job carries the training, and what its container said when it ended."""
+"""Which pod of a Job carries the training, and what its container said when it ended; and what the
+operator keeps of the objects it watches (only what it reads: the rest is memory thousands of times)."""
 
 from __future__ import annotations
 
@@ -90,3 +91,42 @@ def slim_pod(body: dict[str, Any]) -> dict[str, Any]:
         },
         "status": {k: (body.get("status") or {}).get(k) for k in ("phase", "containerStatuses")},
     }
+
+
+# Annotations the operator reads on a Job; a FineTuneJob's kubectl last-applied copy is never read.
+_JOB_ANNOTATIONS = ("finetune.aidaptiv.io/requested-suspend", "finetune.aidaptiv.io/attempt")
+_LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def slim_job(body: Any) -> dict[str, Any]:
+    """A Job as the controller reads it: identity, owners, our annotations, the counts that matter."""
+    metadata, spec = body["metadata"], body.get("spec") or {}
+    annotations = metadata.get("annotations") or {}
+    return {
+        "metadata": {
+            **{k: metadata.get(k) for k in ("name", "namespace", "uid", "creationTimestamp", "labels")},
+            "ownerReferences": [dict(ref) for ref in metadata.get("ownerReferences") or []],
+            "annotations": {k: annotations[k] for k in _JOB_ANNOTATIONS if k in annotations},
+        },
+        "spec": {k: spec.get(k) for k in ("suspend", "parallelism", "completions")},
+        "status": _plain(body.get("status") or {}),
+    }
+
+
+def slim_body(body: Any) -> dict[str, Any]:
+    """A FineTuneJob without its managedFields and kubectl's last-applied copy of itself."""
+    plain = _plain(body)
+    metadata = plain["metadata"]
+    metadata.pop("managedFields", None)
+    if _LAST_APPLIED in (metadata.get("annotations") or {}):
+        metadata["annotations"] = {k: v for k, v in metadata["annotations"].items() if k != _LAST_APPLIED}
+    return plain
+
+
+def _plain(value: Any) -> Any:
+    """A deep copy as plain dicts and lists (kopf hands out read-only views)."""
+    if isinstance(value, dict) or hasattr(value, "items"):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value

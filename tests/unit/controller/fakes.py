@@ -192,7 +192,6 @@ class World:
         self.clock = FakeClock()
         self.kube = FakeKube(self.clock)
         self.timers = FakeTimers()
-        self.ftjs: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self.jobs: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self.pods: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self.controller = Controller(
@@ -202,7 +201,7 @@ class World:
             timers=self.timers,  # type: ignore[arg-type]
             peering=peering,
         )
-        self.controller.views = Views(self.ftjs, self.jobs, self.pods)
+        self.controller.views = Views(self.jobs, self.pods)
 
     def add(self, spec: dict[str, Any] | None = None, name: str = "run", namespace: str = "ns") -> dict[str, Any]:
         body = {
@@ -211,7 +210,7 @@ class World:
             "metadata": {"name": name, "namespace": namespace, "uid": new_uid(), "generation": 1, "labels": {}},
             "spec": copy.deepcopy(spec if spec is not None else {}),
         }
-        self.ftjs[(namespace, name)] = [body]
+        self.controller.memory.remember_body(body)  # as the watch delivers it
         return body
 
     def stored(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -219,7 +218,7 @@ class World:
         latest = copy.deepcopy(body)
         if self.kube.statuses:
             latest["status"] = copy.deepcopy(self.kube.statuses[-1])
-        self.ftjs[(body["metadata"]["namespace"], body["metadata"]["name"])] = [latest]
+        self.controller.memory.remember_body(latest)
         return latest
 
     def deliver_job(self, namespace: str = "ns", name: str = "run", **status: Any) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from finetune_operator.api.status import FineTuneJobStatus
+from finetune_operator.controller import controller as controller_module
 from finetune_operator.controller.controller import Peering
 from finetune_operator.controller.following import read_progress
 from finetune_operator.observe.ttl import Retention, cleanup_deadline, cleanup_due
@@ -225,12 +226,60 @@ def test_a_standby_replica_reads_no_log_and_fires_no_timer() -> None:
         "me": {"priority": 5, "lastseen": live, "lifetime": 30},
         "other": {"priority": 9, "lastseen": live, "lifetime": 30},
     }
-    world.add(LIGHT)
+    body = world.add(LIGHT)
     world.run(world.controller.reconcile_from_views("ns", "run"))
     assert world.controller.active is False
     assert world.kube.writes() == {}
     assert world.controller.phases() == {} and world.controller.trainings() == {}
+    # What it remembered is dropped when it stands by (another replica's writes will make it stale).
+    assert world.controller.memory.body("ns", "run") is None
     world.kube.peers["other"]["lastseen"] = (world.clock.now() - timedelta(seconds=31)).isoformat()
-    world.run(world.controller.reconcile_from_views("ns", "run"))
+    world.event(body)  # kopf's watch resumes with a new list, perhaps before the check below
+    world.run(world.controller.check_active())
     assert world.controller.active is True
     assert world.kube.calls["create_job"] == 1
+    assert world.controller.memory.body("ns", "run") is not None  # becoming active forgets nothing
+
+
+def test_a_finished_cleaned_up_finetunejob_leaves_only_its_phase_behind() -> None:
+    """Thousands of them stay (GitOps keeps the record): each costs an entry of the phase count, no more."""
+    world = World()
+    body = world.add({**LIGHT, "ttlSecondsAfterFinished": 0})
+    uid = body["metadata"]["uid"]
+    world.event(body)
+    world.deliver_job(active=0, succeeded=1, conditions=[{"type": "Complete", "status": "True"}])
+    world.event(world.stored(body))  # Succeeded, and cleaned up at once (ttl 0)
+    assert world.last_status()["cleanupTime"]
+    calls = dict(world.kube.calls)
+    world.event(world.stored(body))  # the watch shows the cleaned-up status back
+    assert dict(world.kube.calls) == calls
+    assert world.controller.memory.get(uid) is None
+    assert world.controller.memory.body("ns", "run") is None
+    assert world.controller.phases() == {uid: "Succeeded"}
+    assert not [key for key in world.timers.pending if key[0] == uid]
+    world.run(world.controller.on_finetunejob("DELETED", world.stored(body)))
+    assert world.controller.phases() == {}
+
+
+def test_a_job_event_that_changes_nothing_read_makes_no_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    world = World()
+    body = world.add(LIGHT)
+    world.event(body)
+    job = world.deliver_job(active=1)
+    world.run(world.controller.on_job("MODIFIED", job, "run"))
+    kept = world.controller.memory.of(body["metadata"]["uid"]).plan
+    passes: list[object] = []
+    planned: list[object] = []
+    real_pass = controller_module.reconcile_pass
+
+    async def counted(*args: object) -> None:
+        passes.append(args)
+        await real_pass(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(controller_module, "reconcile_pass", counted)
+    monkeypatch.setattr("finetune_operator.controller.reconciler.plan", lambda *a: planned.append(a))
+    world.run(world.controller.on_job("MODIFIED", dict(job), "run"))  # the same Job, as read
+    assert passes == []
+    world.event(world.stored(body))  # a pass, with the plan of the unchanged spec reused
+    assert len(passes) == 1 and planned == []
+    assert kept is world.controller.memory.of(body["metadata"]["uid"]).plan
