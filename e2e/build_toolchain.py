@@ -2,7 +2,9 @@
 """Build the local e2e toolchain from the Go module proxy.
 
 Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok,
-helm and kstatus (a small verdict tool of our own, on sigs.k8s.io/cli-utils) with the Go
+helm and kstatus (a small verdict tool of our own, on sigs.k8s.io/cli-utils), and for the
+tests of the training container's push step crane and oci-registry (go-containerregistry's
+in-memory registry with optional basic auth, a small main of our own), with the Go
 toolchain on the machine, from the wrapper modules under ``e2e/toolchain/<name>/`` (their
 go.mod/go.sum pin every version). The binaries land in a cache directory outside the
 repository, one per set of versions of the cluster's components::
@@ -53,6 +55,17 @@ WRAPPER_MODULES: dict[str, str] = {
 #: adding or moving one builds that binary alone instead of a whole new toolchain dir.
 TOOL_MODULES: dict[str, tuple[str, str]] = {
     "cli-utils": ("kstatus", "sigs.k8s.io/cli-utils"),
+    "go-containerregistry": ("go-containerregistry", "github.com/google/go-containerregistry"),
+}
+
+#: Tools the training container's push step calls that cannot be built here, and why (the tests
+#: that need one skip with this reason while it is absent from the bin dir).
+UNAVAILABLE_TOOLS: dict[str, str] = {
+    "kit": (
+        "the Go module proxy reachable here refuses github.com/kitops-ml/kitops "
+        "and github.com/jozu-ai/kitops (403 'This module version is not available'), and no other package "
+        "registry reachable here ships a kit binary (PyPI's kitops is a Python wrapper that calls it)"
+    ),
 }
 
 #: kwok CRDs copied next to the binaries (kwok reads Stages, Logs and ClusterLogs from the API).
@@ -183,6 +196,13 @@ def targets() -> list[Target]:
         Target("kube-scheduler", "kubernetes", "k8s.io/kubernetes/cmd/kube-scheduler", k8s_flags),
         Target("kubectl", "kubernetes", "k8s.io/kubernetes/cmd/kubectl", k8s_flags),
         Target("kstatus", "kstatus", "finetune-operator.local/e2e/toolchain/kstatus", sources=("main.go",)),
+        Target("crane", "go-containerregistry", "github.com/google/go-containerregistry/cmd/crane"),
+        Target(
+            "oci-registry",
+            "go-containerregistry",
+            "finetune-operator.local/e2e/toolchain/go-containerregistry/oci-registry",
+            sources=("oci-registry/main.go",),
+        ),
     ]
 
 
@@ -339,6 +359,9 @@ def build(only: Sequence[str] = ()) -> Path:
             except Exception as exc:  # a surprise (disk full, permissions): name the step
                 raise BuildError(f"step {target.binary!r} failed: {exc}") from exc
             log(f"{target.binary}: {result} in {time.monotonic() - start:.1f}s")
+        for name, reason in UNAVAILABLE_TOOLS.items():
+            if not only or name in only:
+                log(f"{name}: not built: {reason}")
         if not only:
             start = time.monotonic()
             result = _copy_kwok_crds(go, logs)

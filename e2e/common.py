@@ -19,6 +19,7 @@ RUN_DURATION_ANNOTATION = f"{PREFIX}/run-duration"
 FAIL_ANNOTATION = f"{PREFIX}/fail"
 EXIT_CODE_ANNOTATION = f"{PREFIX}/exit-code"
 FAIL_MESSAGE_ANNOTATION = f"{PREFIX}/fail-message"
+COMPLETE_MESSAGE_ANNOTATION = f"{PREFIX}/complete-message"
 HOLD_ANNOTATION = f"{PREFIX}/hold"
 #: Label put on cluster-scoped objects a test helper creates for a namespace (for cleanup).
 NAMESPACE_LABEL = f"{PREFIX}/namespace"

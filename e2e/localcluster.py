@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from .commands import Component, Layout, Ports
 from .common import (
+    COMPLETE_MESSAGE_ANNOTATION,
     COMPONENTS,
     ENV_MARKER,
     EXIT_CODE_ANNOTATION,
@@ -58,6 +59,7 @@ from .pki import make_pki, write_kubeconfig
 from .processes import ProcessRecord
 
 __all__ = [
+    "COMPLETE_MESSAGE_ANNOTATION",
     "COMPONENTS",
     "DEFAULT_IMAGE",
     "ENV_MARKER",

@@ -42,6 +42,18 @@ def _nfs(**fields: Any) -> dict[str, Any]:
     return {"volumes": [volume]}
 
 
+def _model(**fields: Any) -> dict[str, Any]:
+    return {"model": {"image": {"reference": "registry.example.com/models/llama:v1"}, **fields}}
+
+
+def _output(**fields: Any) -> dict[str, Any]:
+    return {"output": {"image": {"repository": "registry.example.com/team/llama-ft", **fields}}}
+
+
+DIGEST = "sha256:" + "ab" * 32
+IN_VOLUME = {"volumes": [{"name": "data", "mountPath": "/mnt/data", "nfs": {"server": "nfs.local", "path": "/x"}}]}
+NO_IMAGE_COPY = {"model": {"sourcePath": "/mnt/data/llama", "copyToLocal": True}}
+
 RULE_CASES: list[RuleCase] = [
     RuleCase("numGpus", _exp({"numGpus": 4}, {"perUpdateTotalBatchSize": 16}), _exp({"numGpus": 3}), "numGpus"),
     RuleCase(
@@ -214,6 +226,110 @@ RULE_CASES: list[RuleCase] = [
         server=False,
     ),
 ]
+
+OCI_CASES: list[RuleCase] = [
+    RuleCase(
+        "model-reference",
+        {"model": {"image": {"reference": f"registry.example.com:5000/models/llama@{DIGEST}"}}},
+        {"model": {"image": {"reference": "registry.example.com/models/llama:v1 $(touch /tmp/x)"}}},
+        "valid OCI references",
+    ),
+    RuleCase(
+        "model-reference-uppercase",
+        {"model": {"image": {"reference": "Registry.example.com/models/llama:V1"}}},
+        {"model": {"image": {"reference": "registry.example.com/Models/llama:v1"}}},
+        "valid OCI references",
+    ),
+    RuleCase(
+        "model-digest",
+        _model(),
+        {"model": {"image": {"reference": "registry.example.com/models/llama@sha256:abc"}}},
+        "valid OCI references",
+    ),
+    RuleCase("model-source", _model(), {"model": {"copyToLocal": True}}, "model needs image or sourcePath"),
+    RuleCase(
+        "model-source-in-image",
+        _model(sourcePath="/data/model/llama"),
+        _model(sourcePath="/data/models"),
+        "mountPath or a directory below it",
+    ),
+    RuleCase(
+        "model-local-in-image",
+        _model(copyToLocal=True, localPath="/data/local"),
+        _model(copyToLocal=True, localPath="/data/model/local"),
+        "must not be model.mountPath or below it",
+    ),
+    RuleCase(
+        "model-path-absolute", _model(mountPath="/models"), _model(mountPath="models"), "normalized absolute paths"
+    ),
+    RuleCase("model-path-reserved", _model(mountPath="/conf"), _model(mountPath="/config/m"), "/config, /dev"),
+    RuleCase(
+        "model-mount-taken",
+        {**_model(mountPath="/mnt/model"), **IN_VOLUME},
+        {**_model(mountPath="/mnt/data"), **IN_VOLUME},
+        "must differ from every spec.volumes mountPath",
+    ),
+    RuleCase(
+        "model-source-in-volume",
+        {**NO_IMAGE_COPY, **IN_VOLUME},
+        {"model": {"sourcePath": "/mnt/database/llama", "copyToLocal": True}, **IN_VOLUME},
+        "inside the mountPath of one of spec.volumes",
+    ),
+    RuleCase(
+        "model-local-volume",
+        {**_model(copyToLocal=True, localVolume="data", localPath="/mnt/data/local"), **IN_VOLUME},
+        {**_model(copyToLocal=True, localVolume="data", localPath="/local/model"), **IN_VOLUME},
+        "model.localVolume must name one of spec.volumes",
+    ),
+    RuleCase(
+        "model-local-volume-read-only",
+        {**_model(copyToLocal=True, localVolume="data", localPath="/mnt/data/local"), **IN_VOLUME},
+        {
+            **_model(copyToLocal=True, localVolume="data", localPath="/mnt/data/local"),
+            "volumes": [{**IN_VOLUME["volumes"][0], "readOnly": True}],
+        },
+        "model.localVolume must name one of spec.volumes that is not readOnly",
+    ),
+    RuleCase(
+        "model-size-limit", _model(localSizeLimit="200Gi"), _model(localSizeLimit="200 GB"), "valid Kubernetes quantity"
+    ),
+    RuleCase(
+        "output-repository",
+        _output(),
+        _output(repository="registry.example.com/team/llama-ft:v1"),
+        "must be a repository without tag or digest",
+    ),
+    RuleCase(
+        "output-registry-host",
+        _output(repository="localhost:5000/llama-ft"),
+        _output(repository="team/llama-ft"),
+        "must start with the registry's host",
+    ),
+    RuleCase("output-work-size", _output(workSizeLimit="100Gi"), _output(workSizeLimit="lots"), "valid Kubernetes"),
+    RuleCase("output-tag", _output(tag="v1.0_rc-1"), _output(tag="-v1"), "output.image.tag must be at most 128"),
+    RuleCase("output-tag-latest", _output(tag="latest-1"), _output(tag="latest"), "must not be latest"),
+    RuleCase("output-format", _output(format="ModelPack"), _output(format="Tarball"), "ModelPack"),
+    RuleCase(
+        "output-restart-policy",
+        {**_output(), "restartPolicy": "Never"},
+        {**_output(), "restartPolicy": "OnFailure"},
+        "output.image needs restartPolicy Never",
+    ),
+    RuleCase(
+        "output-base-image",
+        _output(format="Image", baseImage="busybox:1.36"),
+        _output(baseImage="busybox:1.36"),
+        "applies only to format Image",
+    ),
+    RuleCase("push-secret", _output(pushSecretName="reg.cred-1"), _output(pushSecretName="Reg_Cred"), "pushSecretName"),
+    RuleCase(
+        "output-tool-image",
+        _output(tools={"crane": {"image": "mirror.local/crane:debug", "path": "/ko-app/crane"}}),
+        _output(tools={"crane": {"image": "mirror.local/crane:debug'; rm -rf /", "path": "/ko-app/crane"}}),
+        "valid OCI references",
+    ),
+]
+RULE_CASES.extend(OCI_CASES)
 
 NAME_CASE = RuleCase("name-length", {}, {}, "at most 63 characters")
 LONG_NAME = "a" * 64

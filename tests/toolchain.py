@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from e2e.build_toolchain import bin_dir
+from e2e.build_toolchain import UNAVAILABLE_TOOLS, bin_dir
 
 
 def tool(name: str) -> str:
@@ -19,6 +19,20 @@ def tool(name: str) -> str:
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
+
+
+def optional_tool(name: str) -> str:
+    """Path of a tool that cannot be built here (`UNAVAILABLE_TOOLS`, e.g. kit): a skip with the reason, in CI too.
+
+    A tool not listed there is required like any other (`tool`). A binary put into the bin dir by hand is used.
+    """
+    path = Path(bin_dir()) / name
+    if path.is_file():
+        return str(path)
+    reason = UNAVAILABLE_TOOLS.get(name)
+    if reason is None:
+        return tool(name)
+    pytest.skip(f"{name} is not in the toolchain: {reason}; a {name} binary at {path} runs this test")
 
 
 def run_tool(name: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from finetune_operator.api.base import API_VERSION, KIND
-from finetune_operator.api.convert import JOB_KEYS, MANUAL_MULTI_NODE, SPEC_KEYS
+from finetune_operator.api.convert import JOB_KEYS, MANUAL_MULTI_NODE, NO_BASE_IMAGE, OCI_KEYS, SPEC_KEYS
 from tests.toolchain import tool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -129,7 +129,7 @@ def test_values_yaml_sets_nothing() -> None:
 def test_schema_knows_exactly_the_keys_convert_knows() -> None:
     schema = json.loads((CHART / "values.schema.json").read_text())
     assert schema["additionalProperties"] is False
-    assert set(schema["properties"]) == {*SPEC_KEYS, "job"}
+    assert set(schema["properties"]) == {*SPEC_KEYS, *OCI_KEYS, "job"}
     job = schema["properties"]["job"]
     assert job["additionalProperties"] is False
     assert set(job["properties"]) == {*JOB_KEYS, "name"}
@@ -212,6 +212,48 @@ CASES: dict[str, Any] = {
     "lora target modules": {
         "expConfig": {"runSettings": {"lora": {"enableLora": True, "loraTargetModules": ["q_proj", "v_proj"]}}}
     },
+    "0.3.x model image and loader": {
+        "modelImage": {"enabled": True, "reference": "registry.example.com/m/llama:v1", "mountPath": "/data/model"},
+        "initContainer": {
+            "enabled": True,
+            "image": {"repository": "busybox", "tag": "1.36"},
+            "sharedDataPath": "/data",
+        },
+    },
+    "0.3.x loader image alone, chart default path": {
+        "initContainer": {
+            "enabled": True,
+            "image": {"repository": "registry.example.com/m/llama-loader"},
+            "modelSourcePath": "/models/llama",
+        },
+    },
+    "0.3.x crane push": {
+        "outputImage": {
+            "enabled": True,
+            "type": "crane",
+            "repository": "registry.example.com/team/out",
+            "tag": "v1",
+            "insecure": True,
+            "pushSecret": "regcred",
+            "crane": {"image": "mirror.local/crane:debug", "baseImage": "busybox:1.36"},
+        },
+    },
+    "0.3.x crane push without a base": {
+        "outputImage": {"enabled": True, "type": "crane", "repository": "registry.example.com/team/out"},
+    },
+    "0.3.x kitops push": {
+        "outputImage": {
+            "enabled": True,
+            "type": "kitops",
+            "repository": "registry.example.com/team/out",
+            "kitops": {"binPath": "/bin/kit"},
+        },
+    },
+    "0.3.x disabled blocks are ignored": {
+        "modelImage": {"enabled": False, "reference": "not checked"},
+        "initContainer": {"enabled": "true"},
+        "outputImage": None,
+    },
     "empty strings": {
         "schedulerName": "",
         "prescript": "",
@@ -266,6 +308,32 @@ REFUSED: dict[str, tuple[Any, list[str]]] = {
         ["job.activeDeadlineSeconds: not a value of the chart's job block (unknown key)"],
     ),
 }
+
+# The 0.3.x blocks the schema lets through but neither the chart nor convert can map.
+REFUSED_OCI: dict[str, tuple[Any, str]] = {
+    "output type": (
+        {"outputImage": {"enabled": True, "type": "oras", "repository": "r.io/a"}},
+        "outputImage.type: must be crane or kitops (got 'oras')",
+    ),
+    "block not a mapping": ({"modelImage": "registry.example.com/m:v1"}, "modelImage: must be a mapping"),
+}
+
+
+@pytest.mark.parametrize(("values", "problem"), REFUSED_OCI.values(), ids=list(REFUSED_OCI))
+def test_unmappable_oci_blocks_are_refused_by_both_in_the_same_words(
+    helm: str, tmp_path: Path, values: dict[str, Any], problem: str
+) -> None:
+    values_file = _write(tmp_path, values)
+    result = _template(helm, values_file)
+    converted = _convert(values_file, "x")
+    assert result.returncode != 0 and problem in result.stderr, result.stderr
+    assert converted.returncode == 2 and problem in converted.stderr, converted.stderr
+
+
+def test_a_crane_push_without_a_base_says_so_in_both(helm: str, tmp_path: Path) -> None:
+    values_file = _write(tmp_path, CASES["0.3.x crane push without a base"])
+    assert f"# {NO_BASE_IMAGE}" in _template(helm, values_file).stdout
+    assert f"# {NO_BASE_IMAGE}" in _convert(values_file, "x").stdout
 
 
 @pytest.mark.parametrize(("values", "problems"), REFUSED.values(), ids=list(REFUSED))

@@ -9,7 +9,18 @@ from pathlib import Path
 import pytest
 
 from finetune_operator.api.resource import load_finetunejob
-from finetune_operator.render.entrypoint import ENTRYPOINT
+from finetune_operator.render.entrypoint import (
+    ENTRYPOINT,
+    ENV_PUSH_FORMAT,
+    ENV_PUSH_INSECURE,
+    ENV_PUSH_REFERENCE,
+    ENV_PUSH_TOOLS,
+    ENV_PUSH_WORK_DIR,
+    EXIT_PUSH_FAILED,
+    PUSH_FORMAT_IMAGE,
+    PUSH_FORMAT_MODELPACK,
+    REASON_PUSH_FAILED,
+)
 from finetune_operator.render.manifests import render
 from tests.rule_cases import finetunejob
 
@@ -206,3 +217,71 @@ def test_a_rank_writes_its_wiring_where_env_config_says(tmp_path: Path) -> None:
     result, _, _ = _run(tmp_path, COMPLETE_LOG, extra_env={**wiring, "FTO_MULTI_NODE_ENV_FILE": str(target)})
     assert result.returncode == 0, result.stdout + result.stderr
     assert target.read_text() == "".join(f"{name}={value}\n" for name, value in wiring.items())
+
+
+# -- the push step's decisions that need no tool (the pushes themselves: tests/unit/test_push.py) -------------
+
+
+def _push_env(tmp_path: Path, push_format: str = PUSH_FORMAT_IMAGE) -> dict[str, str]:
+    """A push configured with an empty tools directory: a push attempted here can only fail."""
+    tools = tmp_path / "push-tools"
+    tools.mkdir(parents=True, exist_ok=True)
+    return {
+        ENV_PUSH_FORMAT: push_format,
+        ENV_PUSH_REFERENCE: "127.0.0.1:5000/models/run:t1",
+        ENV_PUSH_INSECURE: "true",
+        ENV_PUSH_TOOLS: str(tools),
+        ENV_PUSH_WORK_DIR: str(tmp_path / "push-work"),
+    }
+
+
+@pytest.mark.parametrize(("push_format", "missing"), [(PUSH_FORMAT_IMAGE, "crane"), (PUSH_FORMAT_MODELPACK, "kit")])
+def test_a_push_without_its_tool_fails_the_run_but_says_training_completed(
+    tmp_path: Path, push_format: str, missing: str
+) -> None:
+    result, summary, output = _run(tmp_path, COMPLETE_LOG, extra_env=_push_env(tmp_path, push_format))
+    assert result.returncode == EXIT_PUSH_FAILED
+    assert summary == {
+        "verdict": "failed",
+        "reason": REASON_PUSH_FAILED,
+        "exitCode": str(EXIT_PUSH_FAILED),
+        "step": "2",
+        "loss": "9.25",
+        "evidence": f"training complete; push failed: {missing} not found at {tmp_path}/push-tools/{missing}",
+    }
+    assert f"the trained output stays at {output}" in result.stdout
+    assert (output / "output.log").read_text() == COMPLETE_LOG
+
+
+def test_an_unknown_push_format_is_a_push_failure(tmp_path: Path) -> None:
+    _result, summary, _ = _run(tmp_path, COMPLETE_LOG, extra_env=_push_env(tmp_path, "Tarball $(touch pwned)"))
+    assert summary["reason"] == REASON_PUSH_FAILED
+    assert summary["evidence"] == "training complete; push failed: unknown push format 'Tarball $(touch pwned)'"
+    assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize(
+    ("log", "trainer_exit", "postscript", "env", "reason"),
+    [
+        (FAILED_LOG, 0, "", {}, "TrainerReportedFailure"),
+        (COMPLETE_LOG, 7, "", {}, "TrainerExitCode"),
+        ("no verdict\n", 0, "", {}, "TrainingIncomplete"),
+        (COMPLETE_LOG, 0, "exit 9\n", {}, "PostscriptFailed"),
+        (COMPLETE_LOG, 0, "", {"NODE_RANK": "1"}, "TrainingComplete"),
+        (COMPLETE_LOG, 0, "", {ENV_PUSH_FORMAT: ""}, "TrainingComplete"),
+    ],
+)
+def test_no_push_unless_rank_zero_succeeded(
+    tmp_path: Path, log: str, trainer_exit: int, postscript: str, env: dict[str, str], reason: str
+) -> None:
+    """Any attempt would fail (no tools): the verdict shows that none was made."""
+    result, summary, _ = _run(tmp_path, log, trainer_exit, postscript=postscript, extra_env=_push_env(tmp_path) | env)
+    assert summary["reason"] == reason, result.stdout + result.stderr
+    assert "pushing" not in result.stdout
+    assert "outputDigest" not in summary
+
+
+@pytest.mark.parametrize("rank", ["", "0"])
+def test_rank_zero_is_unset_empty_or_zero(tmp_path: Path, rank: str) -> None:
+    _result, summary, _ = _run(tmp_path, COMPLETE_LOG, extra_env=_push_env(tmp_path) | {"NODE_RANK": rank})
+    assert summary["reason"] == REASON_PUSH_FAILED  # attempted (and failed: no crane here)

@@ -39,7 +39,31 @@ def _four_nodes() -> dict[str, Any]:
     return ftj
 
 
+def _chart_model_loader() -> dict[str, Any]:
+    """The 0.3.x chart's way, converted: the loader's own image carries the model; an Image pushed on a base."""
+    ftj = _stored("examples/basic.yaml")
+    ftj["metadata"]["name"] = "chart-loader"
+    ftj["spec"]["model"] = {
+        "sourcePath": "/models/llama",
+        "copyToLocal": True,
+        "localPath": "/data",
+        "loader": {"image": {"repository": "registry.example.com/models/llama-loader", "tag": "v1"}},
+    }
+    ftj["spec"]["output"] = {
+        "image": {
+            "repository": "localhost:5000/team/llama-ft",
+            "format": "Image",
+            "baseImage": "busybox:1.36",
+            "insecure": True,
+            "workSizeLimit": "20Gi",
+        }
+    }
+    return ftj
+
+
 CASES: dict[str, tuple[Callable[[], dict[str, Any]], int]] = {
+    "oci-model": (lambda: _stored("examples/oci-model.yaml"), 1),
+    "chart-model-loader": (_chart_model_loader, 1),
     "basic": (lambda: _stored("examples/basic.yaml"), 1),
     "two-nodes": (lambda: _stored("examples/multi-node.yaml"), 1),
     "four-nodes-second-attempt": (_four_nodes, 2),

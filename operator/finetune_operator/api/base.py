@@ -25,6 +25,11 @@ TRAINING_COMPLETE = "training complete!"
 # The training container of the Job's pod: rendered under this name, read back (log, termination
 # message) under it.
 TRAINER_CONTAINER = "trainer"
+# The init container that copies spec.model to local disk; its failure is the reason ModelLoadFailed.
+LOADER_CONTAINER = "model-loader"
+# The reasons of a training that succeeded but whose output could not be pushed, and of a failed copy.
+OUTPUT_PUSH_FAILED = "OutputPushFailed"
+MODEL_LOAD_FAILED = "ModelLoadFailed"
 
 # Key used in json_schema_extra to carry CEL rules into the generated CRD.
 CEL_KEY = "x-kubernetes-validations"

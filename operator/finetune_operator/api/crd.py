@@ -48,6 +48,13 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "description": "Estimated time to the end of training.",
     },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    {
+        "name": "Output",
+        "type": "string",
+        "jsonPath": ".status.output.reference",
+        "description": "Where the fine-tuned model was pushed, pinned by digest.",
+        "priority": 1,
+    },
 ]
 
 

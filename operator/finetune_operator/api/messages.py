@@ -113,3 +113,41 @@ def master_addr(given: str, stable: str) -> str:
         f"multiNodeSettings.masterAddr {given!r} is not where rank 0 runs: with numNodes > 1 the operator "
         f"wires the ranks and rank 0 is {stable}; leave masterAddr unset (or set it to that name)"
     )
+
+
+IMAGE_REFERENCE = (
+    "image references must be valid OCI references such as registry.example.com/team/model:v1 or "
+    "registry.example.com/team/model@sha256:<64 hex digits> (lowercase repository, tag of at most 128 letters, "
+    "digits, _ . -)"
+)
+OUTPUT_REPOSITORY = (
+    "output.image.repository must be a repository without tag or digest, such as registry.example.com/team/llama-ft "
+    "(the tag has a field of its own)"
+)
+OUTPUT_REGISTRY_HOST = (
+    "output.image.repository must start with the registry's host, such as registry.example.com/team/llama-ft "
+    "or localhost:5000/llama-ft: a bare name would be pushed to Docker Hub"
+)
+OUTPUT_TAG = "output.image.tag must be at most 128 letters, digits, _, . or -, not starting with . or -"
+OUTPUT_TAG_LATEST = (
+    "output.image.tag must not be latest: each training pushes a tag of its own, so a later one never replaces "
+    "what a deployment pinned (leave the tag unset for <name>-<uid>)"
+)
+OUTPUT_BASE_IMAGE = "output.image.baseImage applies only to format Image"
+OUTPUT_RESTART_POLICY = (
+    "output.image needs restartPolicy Never: with OnFailure a failed push would restart the container and train again"
+)
+SECRET_NAME = "pushSecretName must be the name of a Secret: lowercase letters, digits, - and ., such as regcred"
+MODEL_PATH_ABSOLUTE = "model paths must be normalized absolute paths such as /data/model: no //, no . or .. segment"
+MODEL_SOURCE = "model needs image or sourcePath: where the base model comes from"
+MODEL_SOURCE_IN_IMAGE = "model.sourcePath must be model.mountPath or a directory below it when model.image is set"
+MODEL_LOCAL_IN_IMAGE = "model.localPath must not be model.mountPath or below it: the image is mounted read-only there"
+MODEL_MOUNT_TAKEN = "model.mountPath and model.localPath must differ from every spec.volumes mountPath"
+MODEL_SOURCE_IN_VOLUME = (
+    "model.sourcePath must be inside the mountPath of one of spec.volumes when copyToLocal is set without "
+    "model.image or model.loader.image: the model-loader sees only those volumes (and its own image)"
+)
+MODEL_LOCAL_VOLUME = (
+    "model.localVolume must name one of spec.volumes that is not readOnly, and model.localPath must be inside "
+    "its mountPath"
+)

@@ -25,7 +25,8 @@ class Condition(ApiModel):
 
     type: Annotated[str, StringConstraints(max_length=316)] = Field(
         description=(
-            "Running, Suspended, Succeeded, Failed, Stalled, Reconciling, PodCreateFailed, LogUnreadable or CleanedUp."
+            "Running, Suspended, Succeeded, Failed, Stalled, Reconciling, PodCreateFailed, LogUnreadable, "
+            "ModelPathMismatch or CleanedUp."
         )
     )
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
@@ -70,6 +71,18 @@ class TrainerStatus(ApiModel):
         return {metric.name: metric.value for metric in self.metrics}
 
 
+class OutputStatus(ApiModel):
+    """Where the fine-tuned model was pushed (spec.output.image)."""
+
+    reference: Annotated[str, StringConstraints(max_length=1024)] = Field(
+        description="The pushed artifact, pinned by digest: repository:tag@sha256:..."
+    )
+    digest: Annotated[str, StringConstraints(max_length=128)] = Field(
+        description="Digest of the pushed manifest, as the registry serves it (sha256:...)."
+    )
+    pushed_time: Timestamp | None = Field(None, description="When the push finished.")
+
+
 class FineTuneJobStatus(ApiModel):
     """What the operator observed. Written only by the operator, through the status subresource."""
 
@@ -108,3 +121,4 @@ class FineTuneJobStatus(ApiModel):
         None, description="When the TTL removed the Job, its pods and the ConfigMap."
     )
     trainer_status: TrainerStatus | None = Field(None, description="Training progress from the trainer's log.")
+    output: OutputStatus | None = Field(None, description="Where the fine-tuned model was pushed (spec.output.image).")

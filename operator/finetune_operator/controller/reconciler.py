@@ -20,19 +20,20 @@ from finetune_operator.api.base import ANNOTATION_REQUESTED_SUSPEND
 from finetune_operator.api.status import NORMAL_PHASES, TERMINAL_PHASES, FineTuneJobStatus
 from finetune_operator.controller import children, following
 from finetune_operator.controller.memory import Remembered
-from finetune_operator.observe.attempts import Attempts, failure_cause, is_stale, rank_verdict, resize_due, retry
+from finetune_operator.observe.attempts import Attempts, failure_cause, is_stale, resize_due, retry
 from finetune_operator.observe.following import Followed, first_step_due
 from finetune_operator.observe.merge_patch import merge_patch
+from finetune_operator.observe.outcome import pushed, trainer_verdict
 from finetune_operator.observe.owners import owns
-from finetune_operator.observe.pods import first_failed_rank, termination_message, training_pod
+from finetune_operator.observe.pods import first_failed_rank
 from finetune_operator.observe.progress import format_duration
 from finetune_operator.observe.status import (
+    MODEL_PATH_MISMATCH,
     Observation,
-    TrainerVerdict,
     Verdict,
     derive_status,
     job_verdict,
-    trainer_verdict_from_termination,
+    model_path_condition,
     verdict,
 )
 from finetune_operator.observe.times import parse_timestamp
@@ -106,6 +107,11 @@ async def reconcile_pass(ctl: Controller, body: dict[str, Any], job: dict[str, A
         await following.read_progress(ctl, followed, final=True)
     if followed is not None and followed.condition is not None:
         extra.append(followed.condition)
+    note = the_plan.model_note
+    noted = note is not None and not any(c.type == MODEL_PATH_MISMATCH for c in current.conditions)
+    if note is not None:
+        extra.append(model_path_condition(current, note, metadata.get("generation") or 0, ctl.clock.now()))
+    pods = ctl.views.pods(namespace, name)
 
     observation = Observation(
         generation=metadata.get("generation") or 0,
@@ -116,11 +122,12 @@ async def reconcile_pass(ctl: Controller, body: dict[str, Any], job: dict[str, A
         invalid=invalid if job is None else None,
         blocked=blocked,
         extra_conditions=extra,
-        trainer=_trainer_verdict(ctl, followed, namespace, name, ranks, attempts, job),
+        trainer=trainer_verdict(pods, job, ranks, attempts, followed.progress if followed is not None else None),
         log_lines=followed.last_lines if followed is not None else [],
         ranks=ranks,
         attempt=attempts.attempt if ranks > 1 or attempts.attempt > 1 else None,
         failed_attempts=attempts.failed if ranks > 1 or attempts.failed else None,
+        output=None if terminal else pushed(pods, job, ranks),
     )
     desired = await _after_ttl(ctl, body, observation, the_plan, job)
     if desired is None:
@@ -136,6 +143,10 @@ async def reconcile_pass(ctl: Controller, body: dict[str, Any], job: dict[str, A
         await _replace_job(ctl, body, change, remembered)
     if followed is not None and desired.phase == "Running" and first_step_due(followed):
         await ctl.post(body, "Normal", "TrainingStarted", "the trainer finished its first step")
+    if noted and note is not None:
+        await ctl.post(body, "Warning", MODEL_PATH_MISMATCH, note)
+    if desired.output is not None and current.output is None:
+        await ctl.post(body, "Normal", "OutputPushed", f"pushed the fine-tuned model to {desired.output.reference}")
 
 
 async def _plan(ctl: Controller, body: dict[str, Any], remembered: Remembered) -> Plan:
@@ -173,8 +184,9 @@ def _attempt_change(
     if spec.num_nodes <= 1:
         return None
     pods = ctl.views.pods(body["metadata"]["namespace"], body["metadata"]["name"])
-    cause = failure_cause(first_failed_rank(pods), job_verdict(job, spec.num_nodes).message)
-    again = retry(job, spec.num_nodes, attempts, spec.backoff_limit, cause)
+    failure = first_failed_rank(pods)
+    cause = failure_cause(failure, job_verdict(job, spec.num_nodes).message)
+    again = retry(job, spec.num_nodes, attempts, spec.backoff_limit, cause, failure)
     if again is None:
         return None
     return AttemptChange(job, again.attempts, again.verdict, ("Warning", "Retrying", again.event))
@@ -241,25 +253,6 @@ def _follow_progress(
             remembered.followed = new_followed(namespace, name, the_plan, current)
     elif phase in TERMINAL_PHASES or phase == "Suspended":
         remembered.followed = None
-
-
-def _trainer_verdict(
-    ctl: Controller,
-    followed: Followed | None,
-    namespace: str,
-    name: str,
-    ranks: int,
-    attempts: Attempts,
-    job: dict[str, Any] | None,
-) -> TrainerVerdict | None:
-    """The trainer's verdict: its log if it was read, else the entrypoint's termination message; for a
-    group that failed, the words of the rank that failed first (rank 0's log may only say it was ended)."""
-    pods = ctl.views.pods(namespace, name)
-    if ranks > 1 and job is not None and job_verdict(job, ranks).phase == "Failed":
-        return rank_verdict(first_failed_rank(pods), attempts, job_verdict(job, ranks).message)
-    if followed is not None and followed.progress is not None and followed.progress.verdict != "running":
-        return TrainerVerdict(followed.progress.verdict, followed.progress.evidence)
-    return trainer_verdict_from_termination(termination_message(training_pod(pods)))
 
 
 async def _after_ttl(

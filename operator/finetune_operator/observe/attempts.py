@@ -12,10 +12,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from finetune_operator.api.base import ANNOTATION_ATTEMPT
+from finetune_operator.api.base import ANNOTATION_ATTEMPT, LOADER_CONTAINER
 from finetune_operator.api.status import FineTuneJobStatus
 from finetune_operator.observe.pods import RankFailure
-from finetune_operator.observe.status import TrainerVerdict, Verdict, job_verdict, trainer_verdict_from_termination
+from finetune_operator.observe.status import Verdict, job_verdict
+from finetune_operator.observe.termination import (
+    MODEL_LOAD_FAILED,
+    OUTPUT_PUSH_FAILED,
+    TrainerVerdict,
+    trainer_verdict_from_termination,
+)
 
 # A deadline is the user's limit for the whole training, not a failure another attempt could mend.
 NOT_RETRIED = {"DeadlineExceeded"}
@@ -60,10 +66,20 @@ class Retry:
     event: str
 
 
-def retry(job: dict[str, Any], ranks: int, attempts: Attempts, backoff_limit: int, cause: str) -> Retry | None:
-    """A failed attempt of the group, with attempts left: start all ranks anew."""
+def retry(
+    job: dict[str, Any],
+    ranks: int,
+    attempts: Attempts,
+    backoff_limit: int,
+    cause: str,
+    failure: RankFailure | None = None,
+) -> Retry | None:
+    """A failed attempt of the group, with attempts left: start all ranks anew. Not after a failed push:
+    the training succeeded, and a new attempt would train again."""
     result = job_verdict(job, ranks)
     if result.phase != "Failed" or result.reason in NOT_RETRIED or attempts.failed >= backoff_limit:
+        return None
+    if _said(failure).reason == OUTPUT_PUSH_FAILED:
         return None
     after = Attempts(attempts.attempt + 1, attempts.failed + 1)
     limit = backoff_limit + 1
@@ -71,12 +87,21 @@ def retry(job: dict[str, Any], ranks: int, attempts: Attempts, backoff_limit: in
     return Retry(after, Verdict("Pending", "Retrying", message), f"{message} ({after.failed} of {limit - 1} retries)")
 
 
+def _said(failure: RankFailure | None) -> TrainerVerdict:
+    """What the first failed rank said as it ended: the model copy's words, or the entrypoint's."""
+    if failure is None:
+        return TrainerVerdict("failed")
+    if failure.container == LOADER_CONTAINER:
+        return TrainerVerdict("failed", failure.message, MODEL_LOAD_FAILED)
+    said = trainer_verdict_from_termination(failure.message)
+    return said if said is not None and said.verdict == "failed" else TrainerVerdict("failed")
+
+
 def failure_cause(failure: RankFailure | None, fallback: str) -> str:
     """Which rank failed first and, if it said so, why (the trainer's words from its termination message)."""
     if failure is None:
         return fallback
-    said = trainer_verdict_from_termination(failure.message)
-    evidence = said.evidence if said is not None and said.verdict == "failed" and said.evidence else None
+    evidence = _said(failure).evidence
     return f"{failure.describe()}: {evidence}" if evidence else failure.describe()
 
 
@@ -84,4 +109,4 @@ def rank_verdict(failure: RankFailure | None, attempts: Attempts, fallback: str)
     """The trainer's verdict for a group whose last attempt failed: the first failed rank's words."""
     cause = failure_cause(failure, fallback)
     suffix = f" (attempt {attempts.attempt})" if attempts.attempt > 1 else ""
-    return TrainerVerdict("failed", cause + suffix)
+    return TrainerVerdict("failed", cause + suffix, _said(failure).reason)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from finetune_operator.api.base import TRAINER_CONTAINER
+from finetune_operator.api.base import LOADER_CONTAINER, TRAINER_CONTAINER
 
 STARTED_PHASES = ("Running", "Succeeded", "Failed")
 # Set by the Job controller on each pod of an Indexed Job: the rank, with numNodes > 1.
@@ -29,14 +29,24 @@ def training_pod(pods: list[dict[str, Any]]) -> dict[str, Any] | None:
     return max(candidates, key=lambda p: p["metadata"].get("creationTimestamp") or "")
 
 
-def _terminated(pod: dict[str, Any]) -> dict[str, Any] | None:
-    for status in (pod.get("status") or {}).get("containerStatuses") or []:
-        if status.get("name") == TRAINER_CONTAINER:
+def _terminated(
+    pod: dict[str, Any], kind: str = "containerStatuses", name: str = TRAINER_CONTAINER
+) -> dict[str, Any] | None:
+    for status in (pod.get("status") or {}).get(kind) or []:
+        if status.get("name") == name:
             terminated = (status.get("state") or {}).get("terminated") or (status.get("lastState") or {}).get(
                 "terminated"
             )
             return terminated or None
     return None
+
+
+def _ended(pod: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
+    """The container whose end ended the pod: the trainer, or the model copy that failed before it."""
+    loader = _terminated(pod, "initContainerStatuses", LOADER_CONTAINER)
+    if loader is not None and loader.get("exitCode") not in (0, None):
+        return LOADER_CONTAINER, loader
+    return TRAINER_CONTAINER, _terminated(pod)
 
 
 @dataclass(frozen=True)
@@ -45,11 +55,13 @@ class RankFailure:
 
     rank: int
     exit_code: int | None
-    message: str | None  # the entrypoint's termination message
+    message: str | None  # the entrypoint's termination message (the model copy's last words)
+    container: str = TRAINER_CONTAINER
 
     def describe(self) -> str:
         code = "" if self.exit_code is None else f" (exit code {self.exit_code})"
-        return f"rank {self.rank} failed first{code}"
+        who = "" if self.container == TRAINER_CONTAINER else f"'s {self.container}"
+        return f"rank {self.rank}{who} failed first{code}"
 
 
 def first_failed_rank(pods: list[dict[str, Any]]) -> RankFailure | None:
@@ -57,16 +69,17 @@ def first_failed_rank(pods: list[dict[str, Any]]) -> RankFailure | None:
     failed = []
     for pod in pods:
         rank = rank_of(pod)
-        terminated = _terminated(pod)
+        container, terminated = _ended(pod)
         if rank is None or (pod.get("status") or {}).get("phase") != "Failed":
             continue
         finished = (terminated or {}).get("finishedAt") or "~"  # unknown times sort last
-        failed.append((finished, rank, terminated or {}))
+        failed.append((finished, rank, container, terminated or {}))
     if not failed:
         return None
-    _, rank, terminated = min(failed)
+    _, rank, container, terminated = min(failed, key=lambda item: item[:2])
     code = terminated.get("exitCode")
-    return RankFailure(rank, code if isinstance(code, int) else None, terminated.get("message"))
+    message = terminated.get("message")
+    return RankFailure(rank, code if isinstance(code, int) else None, message, container)
 
 
 def termination_message(pod: dict[str, Any] | None) -> str | None:
@@ -89,7 +102,9 @@ def slim_pod(body: dict[str, Any]) -> dict[str, Any]:
             **{k: body["metadata"].get(k) for k in ("name", "creationTimestamp", "uid")},
             "labels": {} if rank is None else {COMPLETION_INDEX: rank},
         },
-        "status": {k: (body.get("status") or {}).get(k) for k in ("phase", "containerStatuses")},
+        "status": {
+            k: (body.get("status") or {}).get(k) for k in ("phase", "containerStatuses", "initContainerStatuses")
+        },
     }
 
 

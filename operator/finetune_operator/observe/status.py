@@ -11,7 +11,11 @@ from datetime import datetime
 from typing import Any
 
 from finetune_operator.api.base import ANNOTATION_REQUESTED_SUSPEND
-from finetune_operator.api.status import TERMINAL_PHASES, Condition, FineTuneJobStatus, Phase
+from finetune_operator.api.status import TERMINAL_PHASES, Condition, FineTuneJobStatus, OutputStatus, Phase
+from finetune_operator.observe.termination import PushedOutput
+from finetune_operator.observe.termination import TrainerVerdict as TrainerVerdict
+from finetune_operator.observe.termination import termination_summary as termination_summary
+from finetune_operator.observe.termination import trainer_verdict_from_termination as trainer_verdict_from_termination
 from finetune_operator.observe.times import parse_timestamp, timestamp
 
 # Conditions derived from the verdict on every pass; others (LogUnreadable, PodCreateFailed,
@@ -37,14 +41,6 @@ class Verdict:
     start_time: str | None = None
 
 
-@dataclass(frozen=True)
-class TrainerVerdict:
-    """What the trainer itself said: from its log, or the entrypoint's termination message."""
-
-    verdict: str  # running, complete, failed
-    evidence: str | None = None
-
-
 @dataclass
 class Observation:
     """Everything the status is derived from."""
@@ -66,31 +62,7 @@ class Observation:
     failed_attempts: int | None = None
     cleanup_after: datetime | None = None
     cleaned_up: bool = False
-
-
-def termination_summary(message: str | None) -> dict[str, str]:
-    """The `key: value` lines the entrypoint writes to the container's termination message."""
-    summary: dict[str, str] = {}
-    # Only "\n" ends a line: the entrypoint writes it, while splitlines() would also break on
-    # \x1c-\x1e, \x85 or \u2028 inside a log line quoted as evidence.
-    for line in (message or "").split("\n"):
-        key, sep, value = line.partition(": ")
-        if sep and key in {"verdict", "reason", "exitCode", "step", "loss", "evidence"}:
-            summary[key] = value.strip()
-    return summary
-
-
-# Entrypoint reasons that mean the trainer (not the platform) failed.
-TRAINER_FAILURES = {"TrainerExitCode", "TrainerReportedFailure", "TrainingIncomplete"}
-
-
-def trainer_verdict_from_termination(message: str | None) -> TrainerVerdict | None:
-    summary = termination_summary(message)
-    if summary.get("verdict") == "failed" and summary.get("reason") in TRAINER_FAILURES:
-        return TrainerVerdict("failed", summary.get("evidence"))
-    if summary.get("verdict") == "succeeded":
-        return TrainerVerdict("complete", summary.get("evidence"))
-    return None
+    output: PushedOutput | None = None  # what the entrypoint pushed (spec.output.image)
 
 
 def _normalized(text: str | None) -> str | None:
@@ -190,8 +162,9 @@ def verdict(observation: Observation) -> Verdict:
     trainer = observation.trainer
     reason, message = result.reason, result.message
     if trainer is not None and trainer.verdict == "failed":
-        # The Job only knows that the pod failed; the trainer's own words say why.
-        reason, message = "TrainerReportedFailure", trainer.evidence or result.message
+        # The Job only knows that the pod failed; the trainer's own words (or the push's, or the model
+        # copy's) say why.
+        reason, message = trainer.reason or "TrainerReportedFailure", trainer.evidence or result.message
     if observation.log_lines:
         # Kept in the record: the pod and its log go with the TTL cleanup, this condition stays.
         message += "\nlast lines of the trainer's log:\n" + "\n".join(observation.log_lines)
@@ -264,6 +237,7 @@ def derive_status(observation: Observation) -> FineTuneJobStatus:
         "nodes": _nodes(observation, current),
         "attempt": observation.attempt,
         "failed_attempts": observation.failed_attempts,
+        "output": _output(observation.output) or current.output,
     }
     if observation.cleaned_up:
         update["cleanup_time"] = timestamp(observation.now)
@@ -278,6 +252,28 @@ def derive_status(observation: Observation) -> FineTuneJobStatus:
         )
     update["conditions"] = conditions + list(others.values())
     return current.model_copy(update=update)
+
+
+def _output(pushed: PushedOutput | None) -> OutputStatus | None:
+    if pushed is None:
+        return None
+    return OutputStatus(reference=pushed.reference, digest=pushed.digest, pushed_time=pushed.pushed_time)
+
+
+MODEL_PATH_MISMATCH = "ModelPathMismatch"
+
+
+def model_path_condition(current: FineTuneJobStatus, note: str, generation: int, now: datetime) -> Condition:
+    """A standing warning: the user's modelNameOrPath is not where spec.model puts the model."""
+    before = next((c for c in current.conditions if c.type == MODEL_PATH_MISMATCH), None)
+    return Condition(
+        type=MODEL_PATH_MISMATCH,
+        status="True",
+        observed_generation=generation,
+        last_transition_time=before.last_transition_time if before is not None else timestamp(now),
+        reason="ModelNameOrPathElsewhere",
+        message=note,
+    )
 
 
 def _nodes(observation: Observation, current: FineTuneJobStatus) -> str | None:

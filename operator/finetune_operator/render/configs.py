@@ -78,6 +78,9 @@ def env_config(ftj: FineTuneJob, rank: int | None = None) -> str:
     settings = ftj.spec.env_config.model_dump(mode="python")
     paths = settings["path_settings"]
     paths["log_name"] = run_log_name(ftj, rank)
+    model = ftj.spec.model
+    if model is not None and "model_name_or_path" not in ftj.spec.env_config.path_settings.model_fields_set:
+        paths["model_name_or_path"] = model.trainer_path()  # a value of the user's is kept (and noted)
     if rank is not None and paths["multi_node_env_path"]:
         paths["multi_node_env_path"] = rank_path(paths["multi_node_env_path"], rank)
     return dump_yaml(settings)

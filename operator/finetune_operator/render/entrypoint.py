@@ -7,7 +7,9 @@ Here prescript and postscript are files in the ConfigMap and paths come from the
 
 from __future__ import annotations
 
-from finetune_operator.api.base import TRAINER_CONTAINER, TRAINING_COMPLETE
+import re
+
+from finetune_operator.api.base import OUTPUT_PUSH_FAILED, TRAINER_CONTAINER, TRAINING_COMPLETE
 
 CONTAINER_NAME = TRAINER_CONTAINER
 TERMINATION_MESSAGE_PATH = "/dev/termination-log"
@@ -22,9 +24,31 @@ ENV_EXP_CONFIG = "FTO_EXP_CONFIG"
 ENV_PRESCRIPT = "FTO_PRESCRIPT"
 ENV_POSTSCRIPT = "FTO_POSTSCRIPT"
 
+# The push step (issue 14): after a successful training, rank 0 pushes outputDir as an OCI artifact.
+ENV_PUSH_FORMAT = "FTO_PUSH_FORMAT"  # empty or unset: no push; else one of PUSH_FORMATS
+ENV_PUSH_REFERENCE = "FTO_PUSH_REFERENCE"  # registry/repository:tag, validated by the operator
+ENV_PUSH_INSECURE = "FTO_PUSH_INSECURE"  # "true": plain HTTP (crane --insecure, kit --plain-http)
+ENV_PUSH_TOOLS = "FTO_PUSH_TOOLS"  # directory of the copied tool binaries: crane, and kit for ModelKit/ModelPack
+ENV_PUSH_BASE_IMAGE = "FTO_PUSH_BASE_IMAGE"  # Image format only: the base image crane appends to
+# Scratch space for one copy of outputDir (the Image's tar, kit's storage); default $TMPDIR, else /tmp.
+ENV_PUSH_WORK_DIR = "FTO_PUSH_WORK_DIR"
+ENV_DOCKER_CONFIG = "DOCKER_CONFIG"  # directory holding the push Secret's config.json (read by crane and kit)
+PUSH_FORMAT_MODELKIT = "ModelKit"
+PUSH_FORMAT_MODELPACK = "ModelPack"
+PUSH_FORMAT_IMAGE = "Image"
+PUSH_FORMATS = (PUSH_FORMAT_MODELKIT, PUSH_FORMAT_MODELPACK, PUSH_FORMAT_IMAGE)
+REASON_PUSH_FAILED = OUTPUT_PUSH_FAILED
+
+# Lines the push step adds to the termination message after a successful push.
+TERM_OUTPUT_REFERENCE = "outputReference"  # <registry>/<repository>@sha256:<hex>
+TERM_OUTPUT_TAG = "outputTag"  # the pushed FTO_PUSH_REFERENCE, as given
+TERM_OUTPUT_DIGEST = "outputDigest"  # sha256:<64 hex>, the manifest digest the registry serves for the tag
+TERM_PUSHED_TIME = "pushedTime"  # UTC RFC 3339, e.g. 2026-11-29T04:40:18Z
+
 # Exit codes the script itself chooses (a failing trainer's own non-zero code is passed on).
 EXIT_INCOMPLETE = 3  # the trainer exited 0 but never logged `training complete!`
 EXIT_NO_OUTPUT_DIR = 4
+EXIT_PUSH_FAILED = 5  # the training succeeded, pushing its output did not (reason OutputPushFailed)
 
 # POSIX sh: the vendor image's shell is not known. No `set -u`: the chart had none, and scripts
 # written for it may read unset variables. The prescript is sourced, as the chart did, so its
@@ -36,7 +60,10 @@ trainer="${FTO_TRAINER:-@TRAINER_COMMAND@}"
 stage=Prescript
 reported=no
 
+pushed_digest=""
+
 say() { printf '[finetune-operator] %s\n' "$*"; }
+one_line() { printf '%s' "$1" | tr '\r\n' '  ' | cut -c1-1000; }
 
 report() {  # verdict reason exit-code evidence
   step=0; loss=""
@@ -51,6 +78,12 @@ report() {  # verdict reason exit-code evidence
     printf 'step: %s\n' "${step:-0}"
     printf 'loss: %s\n' "$loss"
     printf 'evidence: %s\n' "$(printf '%s' "$4" | tr -d '\r' | head -n 1 | cut -c1-1500)"
+    if [ -n "$pushed_digest" ]; then
+      printf 'outputReference: %s\n' "$(one_line "$pushed_repository@$pushed_digest")"
+      printf 'outputTag: %s\n' "$(one_line "$FTO_PUSH_REFERENCE")"
+      printf 'outputDigest: %s\n' "$pushed_digest"
+      printf 'pushedTime: %s\n' "$pushed_time"
+    fi
   } > "$termination" 2>/dev/null
   reported=yes
 }
@@ -126,6 +159,132 @@ if [ -s "$FTO_POSTSCRIPT" ]; then
   fi
 fi
 
+# The push step: runs only on a training judged succeeded, and only on rank 0. The tools' output goes
+# to the log; the credentials stay in $DOCKER_CONFIG/config.json, read by the tools and never by us.
+last_words() {  # file: its last "Error..." line with the lines after it (an error can span lines), else its last line
+  tr -d '\r' < "$1" 2>/dev/null | awk '/[^[:space:]]/ {
+    if ($0 ~ /^Error/) err = $0; else if (err != "") err = err " " $0
+    last = $0
+  } END { print (err != "" ? err : last) }'
+}
+
+push_run() {  # tool args...: run a tool into $work/out and $work/err, then show both in the log
+  push_tool=$1; shift
+  "$FTO_PUSH_TOOLS/$push_tool" "$@" > "$work/out" 2> "$work/err" < /dev/null
+  push_rc=$?
+  cat -- "$work/out" "$work/err" 2>/dev/null
+  if [ "$push_rc" -ne 0 ]; then  # the tool's own last words: stderr's last line, else stdout's
+    push_error=$(last_words "$work/err")
+    [ -n "$push_error" ] || push_error=$(last_words "$work/out")
+    push_error="$push_tool: ${push_error:-exited with status $push_rc}"
+  fi
+  return "$push_rc"
+}
+
+push_tool_missing() {  # tool: true (with push_error set) when $FTO_PUSH_TOOLS/tool cannot run
+  if [ -x "${FTO_PUSH_TOOLS:-}/$1" ]; then return 1; fi
+  push_error="$1 not found at ${FTO_PUSH_TOOLS:-}/$1"
+}
+
+# Argument lists are built with `set --` (never by splitting a string), so no text is ever re-parsed.
+push_image() {  # tar of outputDir, appended as one layer to an empty OCI image (or the base image)
+  if ! tar -C "$FTO_OUTPUT_DIR" -cf "$work/output.tar" . 2> "$work/err"; then
+    push_error="tar: $(tail -n 1 -- "$work/err" | tr -d '\r')"; return 1
+  fi
+  # crane splits --new_layer at commas: the tar is named relative to $work, where crane runs.
+  set -- append --new_layer=output.tar --new_tag="$FTO_PUSH_REFERENCE"
+  if [ -n "${FTO_PUSH_BASE_IMAGE:-}" ]; then
+    set -- "$@" --base="$FTO_PUSH_BASE_IMAGE"
+  else
+    set -- "$@" --oci-empty-base
+  fi
+  if [ "${FTO_PUSH_INSECURE:-}" = true ]; then set -- "$@" --insecure; fi
+  cd -- "$work" || { push_error="cannot enter $work"; return 1; }
+  push_run crane "$@"
+  set -- "$?"
+  cd -- "$push_cwd" || return 1
+  return "$1"
+}
+
+push_kit() {  # kit init (unless outputDir has a Kitfile), kit pack [--use-model-pack], kit push
+  # kit keeps its storage and settings in KITOPS_HOME; it reads credentials from
+  # KITOPS_HOME/credentials.json (Docker's config.json format: linked here, never copied or read by
+  # us), newer versions from $DOCKER_CONFIG too. The flag file stops its update check (a network call).
+  KITOPS_HOME="$work/kitops"; export KITOPS_HOME
+  if ! { mkdir -p -- "$KITOPS_HOME" && : > "$KITOPS_HOME/disable-update-notifications"; }; then
+    push_error="cannot create $KITOPS_HOME"; return 1
+  fi
+  docker_config="${DOCKER_CONFIG:-${HOME:-/root}/.docker}/config.json"
+  if [ -f "$docker_config" ]; then ln -s -- "$docker_config" "$KITOPS_HOME/credentials.json"; fi
+  if [ ! -e "$FTO_OUTPUT_DIR/Kitfile" ]; then  # a Kitfile already there (the postscript's) is used as is
+    push_run kit init --name="${pushed_repository##*/}" --desc="fine-tuned by finetune-operator" \
+      --force -- "$FTO_OUTPUT_DIR" || return 1
+  fi
+  set -- pack --tag="$FTO_PUSH_REFERENCE"
+  if [ "$FTO_PUSH_FORMAT" = @FORMAT_MODELPACK@ ]; then set -- "$@" --use-model-pack; fi
+  push_run kit "$@" -- "$FTO_OUTPUT_DIR" || return 1
+  set -- push
+  if [ "${FTO_PUSH_INSECURE:-}" = true ]; then set -- "$@" --plain-http; fi
+  push_run kit "$@" -- "$FTO_PUSH_REFERENCE"
+}
+
+push_digest() {  # the digest of the manifest the registry serves for the tag, whichever tool pushed it
+  set -- digest
+  if [ "${FTO_PUSH_INSECURE:-}" = true ]; then set -- "$@" --insecure; fi
+  push_run crane "$@" -- "$FTO_PUSH_REFERENCE" || return 1
+  digest=$(tr -d '\r\n' < "$work/out")
+  hex=${digest#sha256:}
+  case "$digest" in sha256:*) ;; *) hex=x ;; esac
+  case "$hex" in *[!0-9a-f]*|"") hex=x ;; esac
+  if [ "${#hex}" -ne 64 ]; then
+    push_error="crane digest answered '$(one_line "$digest")', not a sha256 digest"; return 1
+  fi
+  pushed_digest=$digest
+}
+
+push_output() {  # sets pushed_digest, pushed_repository and pushed_time, or push_error
+  push_error=""
+  last=${FTO_PUSH_REFERENCE##*/}
+  case "$last" in
+    *:*) pushed_repository=${FTO_PUSH_REFERENCE%:*} ;;
+    *) pushed_repository=$FTO_PUSH_REFERENCE ;;
+  esac
+  case "$FTO_PUSH_FORMAT" in
+    @FORMAT_IMAGE@) push_tool_missing crane && return 1 ;;
+    @FORMAT_MODELKIT@|@FORMAT_MODELPACK@) { push_tool_missing kit || push_tool_missing crane; } && return 1 ;;
+    *) push_error="unknown push format '$(one_line "$FTO_PUSH_FORMAT")'"; return 1 ;;
+  esac
+  scratch="${FTO_PUSH_WORK_DIR:-${TMPDIR:-/tmp}}"
+  mkdir -p -- "$scratch" 2>/dev/null
+  work=$(mktemp -d "$scratch/fto-push.XXXXXX" 2>/dev/null) || {
+    work="$scratch/fto-push.$$"
+    mkdir -m 700 -- "$work" 2>/dev/null
+  } || { push_error="cannot create a scratch directory in $scratch"; return 1; }
+  push_cwd=$(pwd)
+  work=$(cd -- "$work" && pwd) || { push_error="cannot enter $work"; return 1; }
+  say "pushing $FTO_OUTPUT_DIR as $FTO_PUSH_FORMAT to $(one_line "$FTO_PUSH_REFERENCE")"
+  if [ "$FTO_PUSH_FORMAT" = @FORMAT_IMAGE@ ]; then push_image; else push_kit; fi && push_digest
+  push_ok=$?
+  rm -rf -- "$work"
+  [ "$push_ok" -eq 0 ] || return 1
+  pushed_time=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+  say "pushed $(one_line "$pushed_repository@$pushed_digest") (tag $(one_line "$FTO_PUSH_REFERENCE"))"
+}
+
+stage=OutputPush
+if [ "$verdict" = succeeded ] && [ -n "${FTO_PUSH_FORMAT:-}" ]; then
+  case "${NODE_RANK:-}" in
+    ""|0)
+      if ! push_output; then
+        say "pushing the output failed; the trained output stays at $FTO_OUTPUT_DIR"
+        verdict=failed; reason=@REASON_PUSH_FAILED@; status=@EXIT_PUSH_FAILED@
+        evidence="training complete; push failed: $push_error"
+      fi
+      ;;
+    *) say "rank $NODE_RANK does not push: rank 0 pushes the output" ;;
+  esac
+fi
+
 report "$verdict" "$reason" "$status" "$evidence"
 exit "$status"
 """
@@ -135,7 +294,7 @@ def _filled(script: str, facts: dict[str, str]) -> str:
     """The script with the operator's own constants in place (never user text: that comes as data)."""
     for name, value in facts.items():
         script = script.replace(f"@{name}@", value)
-    assert "@" not in script.replace("$@", ""), "an unfilled @NAME@ in the entrypoint"
+    assert not re.search(r"@[A-Z_]+@", script), "an unfilled @NAME@ in the entrypoint"
     return script
 
 
@@ -146,5 +305,10 @@ ENTRYPOINT = _filled(
         "COMPLETE": COMPLETE_MARKER,
         "EXIT_INCOMPLETE": str(EXIT_INCOMPLETE),
         "EXIT_NO_OUTPUT_DIR": str(EXIT_NO_OUTPUT_DIR),
+        "EXIT_PUSH_FAILED": str(EXIT_PUSH_FAILED),
+        "REASON_PUSH_FAILED": REASON_PUSH_FAILED,
+        "FORMAT_IMAGE": PUSH_FORMAT_IMAGE,
+        "FORMAT_MODELKIT": PUSH_FORMAT_MODELKIT,
+        "FORMAT_MODELPACK": PUSH_FORMAT_MODELPACK,
     },
 )

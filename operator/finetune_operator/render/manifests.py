@@ -13,7 +13,7 @@ from typing import Any
 from finetune_operator.api.base import ANNOTATION_ATTEMPT, ANNOTATION_REQUESTED_SUSPEND
 from finetune_operator.api.resource import FineTuneJob
 from finetune_operator.api.spec import FineTuneJobSpec, Volume
-from finetune_operator.render import configs, multinode
+from finetune_operator.render import configs, multinode, oci
 from finetune_operator.render import entrypoint as ep
 from finetune_operator.render.objects import (
     child_labels,
@@ -73,6 +73,7 @@ def _volumes(ftj: FineTuneJob, attempt: int) -> list[dict[str, Any]]:
             empty_dir["sizeLimit"] = spec.shared_memory.size_limit
         volumes.append({"name": SHM_VOLUME, "emptyDir": empty_dir})
     volumes.extend(_user_volume(volume) for volume in spec.volumes)
+    volumes.extend(oci.volumes(ftj))
     return volumes
 
 
@@ -91,13 +92,17 @@ def _user_volume(volume: Volume) -> dict[str, Any]:
 
 
 def _volume_mounts(ftj: FineTuneJob) -> list[dict[str, Any]]:
-    spec = ftj.spec
     mounts: list[dict[str, Any]] = [
         {"name": name, "mountPath": path, "readOnly": True} for name, path, _ in config_volumes(ftj)
     ]
-    if spec.shared_memory.enabled:
+    if ftj.spec.shared_memory.enabled:
         mounts.append({"name": SHM_VOLUME, "mountPath": "/dev/shm"})
-    for volume in spec.volumes:
+    return [*mounts, *_user_mounts(ftj), *oci.trainer_mounts(ftj)]
+
+
+def _user_mounts(ftj: FineTuneJob) -> list[dict[str, Any]]:
+    mounts = []
+    for volume in ftj.spec.volumes:
         mount: dict[str, Any] = {
             "name": USER_VOLUME_PREFIX + volume.name,
             "mountPath": volume.mount_path,
@@ -122,6 +127,7 @@ def _environment(ftj: FineTuneJob) -> list[dict[str, Any]]:
         {"name": ep.ENV_EXP_CONFIG, "value": f"{configs.EXP_CONFIG_DIR}/{configs.EXP_CONFIG_FILE}"},
         {"name": ep.ENV_PRESCRIPT, "value": f"{configs.SCRIPTS_DIR}/{configs.PRESCRIPT_FILE}"},
         {"name": ep.ENV_POSTSCRIPT, "value": f"{configs.SCRIPTS_DIR}/{configs.POSTSCRIPT_FILE}"},
+        *oci.trainer_environment(ftj),
     ]
 
 
@@ -188,6 +194,13 @@ def _pod_spec(ftj: FineTuneJob, attempt: int) -> dict[str, Any]:
         "containers": [_container(ftj)],
         "volumes": _volumes(ftj, attempt),
     }
+    # Helpers get the defaults and the user's identity (runAsUser and the like), never the user's powers.
+    helper_security = security_context(
+        {k: v for k, v in spec.security_context.items() if k not in ("privileged", "capabilities")}
+    )
+    init = oci.init_containers(ftj, _user_mounts(ftj), helper_security)
+    if init:
+        pod["initContainers"] = init
     if spec.scheduler_name:
         pod["schedulerName"] = spec.scheduler_name
     if spec.image_pull_secrets:
@@ -219,7 +232,7 @@ def job(ftj: FineTuneJob, attempt: int = 1) -> dict[str, Any]:
         },
     }
     if spec.restart_policy == "Never":  # the API server allows a podFailurePolicy only then
-        job_spec["podFailurePolicy"] = {"rules": [dict(DISRUPTION_IS_NO_FAILURE)]}
+        job_spec["podFailurePolicy"] = {"rules": [*oci.failure_rules(ftj), dict(DISRUPTION_IS_NO_FAILURE)]}
     if spec.active_deadline_seconds is not None:
         job_spec["activeDeadlineSeconds"] = spec.active_deadline_seconds
     meta = metadata(ftj, job_name(ftj))

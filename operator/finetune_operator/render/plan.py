@@ -12,6 +12,7 @@ from typing import Any
 
 from finetune_operator.api import messages as msg
 from finetune_operator.api.resource import FineTuneJob, InvalidFineTuneJob, load_finetunejob
+from finetune_operator.api.spec import model_path_note
 from finetune_operator.render.manifests import privileges, render
 
 
@@ -21,6 +22,7 @@ class Plan:
 
     ftj: FineTuneJob | None = None
     problems: list[str] = field(default_factory=list)
+    model_note: str | None = None  # spec.model and the user's modelNameOrPath disagree (kept as written)
 
 
 def plan(body: dict[str, Any], allow_privileged: bool) -> Plan:
@@ -30,7 +32,7 @@ def plan(body: dict[str, Any], allow_privileged: bool) -> Plan:
         if powers and not allow_privileged:
             return Plan(problems=[f"spec.securityContext: {msg.privileged(powers)}"])
         render(ftj)  # everything it makes renders: no surprise when the children are made
-        return Plan(ftj=ftj)
+        return Plan(ftj=ftj, model_note=model_path_note(ftj.spec.model, ftj.spec.env_config.path_settings))
     except InvalidFineTuneJob as error:
         return Plan(problems=error.problems)
     except Exception as error:  # a defect, not the user's: still a message, never a stuck object

@@ -32,6 +32,15 @@ from finetune_operator.api.spec.common import (
 from finetune_operator.api.spec.datasets import Dataset, parse_train_data_config
 from finetune_operator.api.spec.env_config import EnvConfig, LoraPaths, PathSettings
 from finetune_operator.api.spec.exp_config import ExpConfig, ProcessSettings, RunSettings
+from finetune_operator.api.spec.model import (
+    Model,
+    ModelImage,
+    ModelLoader,
+    check_model_volumes,
+    model_path_note,
+    model_volume_rules,
+)
+from finetune_operator.api.spec.output import Output, OutputImage
 from finetune_operator.api.spec.pod import (
     Image,
     LocalObjectReference,
@@ -54,7 +63,12 @@ __all__ = [
     "Image",
     "LocalObjectReference",
     "LoraPaths",
+    "Model",
+    "ModelImage",
+    "ModelLoader",
     "NfsSource",
+    "Output",
+    "OutputImage",
     "PathSettings",
     "ProcessSettings",
     "PvcSource",
@@ -63,6 +77,7 @@ __all__ = [
     "SharedMemory",
     "Volume",
     "immutability_rules",
+    "model_path_note",
     "parse_train_data_config",
 ]
 
@@ -141,6 +156,14 @@ class FineTuneJobSpec(ApiModel):
             ],
         },
     )
+    model: Model | None = Field(
+        None,
+        description=(
+            "The base model: an OCI image mounted read-only, or a path in one of volumes; optionally copied to "
+            "local disk first. envConfig.pathSettings.modelNameOrPath defaults to where the trainer finds it."
+        ),
+    )
+    output: Output | None = Field(None, description="Where the fine-tuned model goes besides outputDir.")
     shared_memory: SharedMemory = Field(default_factory=SharedMemory, description="The /dev/shm mount.")
     num_nodes: Annotated[int, NOT_BOOL] = Field(
         1,
@@ -206,6 +229,12 @@ class FineTuneJobSpec(ApiModel):
                 msg.MULTI_NODE_RESTART_POLICY,
                 field_path=".restartPolicy",
             ),
+            cel(
+                "!has(self.output) || !has(self.output.image) || self.?restartPolicy.orValue('Never') == 'Never'",
+                msg.OUTPUT_RESTART_POLICY,
+                field_path=".restartPolicy",
+            ),
+            *model_volume_rules(),
         )
     )
 
@@ -232,6 +261,18 @@ class FineTuneJobSpec(ApiModel):
     def _multi_node(self) -> Self:
         if self.num_nodes > 1 and self.restart_policy != "Never":
             raise ValueError(msg.MULTI_NODE_RESTART_POLICY)
+        return self
+
+    @model_validator(mode="after")
+    def _output_restart_policy(self) -> Self:
+        if self.output is not None and self.output.image is not None and self.restart_policy != "Never":
+            raise ValueError(msg.OUTPUT_RESTART_POLICY)
+        return self
+
+    @model_validator(mode="after")
+    def _model_volumes(self) -> Self:
+        if self.model is not None:
+            check_model_volumes(self.model, self.volumes)
         return self
 
     @model_validator(mode="after")

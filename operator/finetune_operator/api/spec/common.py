@@ -31,6 +31,7 @@ NOT_BOOL = BeforeValidator(_not_bool)
 
 # k8s.io/apimachinery's IsQualifiedName (label keys, resource names) and IsValidLabelValue.
 _DNS_SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+DNS_SUBDOMAIN_PATTERN = rf"^{_DNS_SUBDOMAIN}$"
 QUALIFIED_NAME_PATTERN = rf"^({_DNS_SUBDOMAIN}/)?([A-Za-z0-9][-A-Za-z0-9_.]{{0,61}})?[A-Za-z0-9]$"
 LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$"
 MAX_QUALIFIED_NAME = 253 + 1 + 63

@@ -1,0 +1,50 @@
+"""How a training ended, from its pods: whose words explain a failure, and what a success pushed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from finetune_operator.observe.attempts import Attempts, rank_verdict
+from finetune_operator.observe.pods import first_failed_rank, termination_message, training_pod
+from finetune_operator.observe.progress import Progress
+from finetune_operator.observe.status import job_verdict
+from finetune_operator.observe.termination import (
+    OUTPUT_PUSH_FAILED,
+    PushedOutput,
+    TrainerVerdict,
+    loader_failure,
+    pushed_output,
+    trainer_verdict_from_termination,
+)
+
+
+def trainer_verdict(
+    pods: list[dict[str, Any]],
+    job: dict[str, Any] | None,
+    ranks: int,
+    attempts: Attempts,
+    progress: Progress | None,
+) -> TrainerVerdict | None:
+    """The trainer's verdict: its log if it was read, else the entrypoint's termination message; for a
+    group that failed, the words of the rank that failed first (rank 0's log may only say it was ended);
+    a failed push or model copy in their own words, whatever the log said."""
+    failed = job is not None and job_verdict(job, ranks).phase == "Failed"
+    if ranks > 1 and failed:
+        assert job is not None
+        return rank_verdict(first_failed_rank(pods), attempts, job_verdict(job, ranks).message)
+    pod = training_pod(pods)
+    said = trainer_verdict_from_termination(termination_message(pod))
+    if said is not None and said.reason == OUTPUT_PUSH_FAILED:
+        return said  # the log says the training completed; the push after it did not
+    if failed and (copy_failed := loader_failure(pod)) is not None:
+        return copy_failed
+    if progress is not None and progress.verdict != "running":
+        return TrainerVerdict(progress.verdict, progress.evidence)
+    return said
+
+
+def pushed(pods: list[dict[str, Any]], job: dict[str, Any] | None, ranks: int) -> PushedOutput | None:
+    """What the finished training pushed (rank 0 pushes for the group), once the Job completed."""
+    if job is None or job_verdict(job, ranks).phase != "Succeeded":
+        return None
+    return pushed_output(termination_message(training_pod(pods)))
