@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import kubernetes
+import urllib3
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -87,11 +88,14 @@ class JobWatch:
         self.thread.start()
 
     def _run(self, api: Api, namespace: str) -> None:
-        for event in self.watch.stream(api.batch.list_namespaced_job, namespace, timeout_seconds=0):
-            if event["type"] == "ADDED":
-                with self.lock:
-                    self.seen.setdefault(event["object"].metadata.name, time.monotonic())
-                    self.lock.notify_all()
+        try:
+            for event in self.watch.stream(api.batch.list_namespaced_job, namespace, timeout_seconds=0):
+                if event["type"] == "ADDED":
+                    with self.lock:
+                        self.seen.setdefault(event["object"].metadata.name, time.monotonic())
+                        self.lock.notify_all()
+        except urllib3.exceptions.ProtocolError:
+            pass  # the connection closed under a stopped watch (its namespace deleted): nothing is waited for
 
     def wait(self, names: Iterable[str], timeout: float = 600) -> float:
         """When the last of these Jobs was seen."""

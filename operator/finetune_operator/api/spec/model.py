@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from finetune_operator.api import messages as msg
 from finetune_operator.api.base import ApiModel, cel, cel_string
-from finetune_operator.api.quantity import is_quantity
 from finetune_operator.api.spec.common import DnsLabel, cel_optional, cel_rules
 from finetune_operator.api.spec.env_config import PathSettings
-from finetune_operator.api.spec.oci import AbsolutePath, ImageReference, check_path, is_within, parse_reference
+from finetune_operator.api.spec.oci import AbsolutePath, ImageReference, QuantityText, is_within, quantity_of
 from finetune_operator.api.spec.pod import Image, Resources, Volume
 
 PullPolicy = Literal["Always", "IfNotPresent", "Never"]
@@ -26,11 +25,6 @@ class ModelImage(ApiModel):
     pull_policy: PullPolicy = Field(
         "IfNotPresent", description='Always, IfNotPresent or Never. Defaults to "IfNotPresent".'
     )
-
-    @field_validator("reference")
-    @classmethod
-    def _reference(cls, value: str) -> str:
-        return parse_reference(value)
 
 
 def _loader_resources() -> Resources:
@@ -112,10 +106,8 @@ class Model(ApiModel):
             "on the NVMe disk; localPath must be inside its mountPath."
         ),
     )
-    local_size_limit: Annotated[str, StringConstraints(max_length=64)] | None = Field(
-        None,
-        description="sizeLimit of the emptyDir that copyToLocal fills, such as 200Gi. Defaults to none.",
-        json_schema_extra=cel_rules(cel("isQuantity(self)", msg.QUANTITY)),
+    local_size_limit: Annotated[QuantityText, quantity_of("localSizeLimit")] | None = Field(
+        None, description="sizeLimit of the emptyDir that copyToLocal fills, such as 200Gi. Defaults to none."
     )
     loader: ModelLoader = Field(default_factory=ModelLoader, description="The copy's container.")
 
@@ -134,18 +126,6 @@ class Model(ApiModel):
             ),
         )
     )
-
-    @field_validator("mount_path", "source_path", "local_path")
-    @classmethod
-    def _paths(cls, value: str | None) -> str | None:
-        return None if value is None else check_path(value)
-
-    @field_validator("local_size_limit")
-    @classmethod
-    def _size_limit(cls, value: str | None) -> str | None:
-        if value is not None and not is_quantity(value):
-            raise ValueError(f"{msg.QUANTITY} (got localSizeLimit: {value[:40]!r})")
-        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

@@ -8,17 +8,16 @@ a few the grammar allows, such as a bare 64-hex name; the operator reports those
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 from docker_image import reference as oci_reference
 from docker_image.regexp import REFERENCE_PAT, TAG, ImageRegexps
-from pydantic import Field, StringConstraints
+from pydantic import AfterValidator, Field, StringConstraints
 
 from finetune_operator.api import messages as msg
 from finetune_operator.api.base import cel, cel_string
 from finetune_operator.api.spec.common import cel_rules
-from finetune_operator.api.spec.pod import CANONICAL_ABSOLUTE, DOT_SEGMENT
+from finetune_operator.api.spec.pod import canonical_path, canonical_path_rules, check_quantity
 
 # distribution/reference's bounds: a repository name of at most 255 characters, a tag of at most 128.
 MAX_REFERENCE = 255 + 1 + 128 + 1 + 7 + 128
@@ -71,30 +70,25 @@ def pattern_rule(pattern: str, message: str) -> dict[str, Any]:
 ImageReference = Annotated[
     str,
     StringConstraints(min_length=1, max_length=MAX_REFERENCE),
+    AfterValidator(parse_reference),
     Field(json_schema_extra=cel_rules(pattern_rule(REFERENCE_PAT, msg.IMAGE_REFERENCE))),
 ]
 AbsolutePath = Annotated[
     str,
     StringConstraints(min_length=1, max_length=4096),
-    Field(
-        json_schema_extra=cel_rules(
-            cel(f"self.matches({cel_string(CANONICAL_ABSOLUTE)})", msg.MODEL_PATH_ABSOLUTE),
-            cel(f"!self.matches({cel_string(DOT_SEGMENT)})", msg.MODEL_PATH_ABSOLUTE),
-            cel(
-                " && ".join(f"self != '{p}' && !self.startsWith('{p}/')" for p in msg.RESERVED_MOUNT_PREFIXES),
-                msg.MOUNT_PATH_RESERVED,
-            ),
-        )
-    ),
+    AfterValidator(lambda value: canonical_path(value, msg.MODEL_PATH_ABSOLUTE)),
+    Field(json_schema_extra=cel_rules(*canonical_path_rules(msg.MODEL_PATH_ABSOLUTE))),
 ]
 
 
-def check_path(value: str) -> str:
-    if re.fullmatch(CANONICAL_ABSOLUTE[1:-1], value) is None or re.search(DOT_SEGMENT, value):
-        raise ValueError(f"{msg.MODEL_PATH_ABSOLUTE} (got {value[:120]!r})")
-    if any(value == p or value.startswith(p + "/") for p in msg.RESERVED_MOUNT_PREFIXES):
-        raise ValueError(msg.MOUNT_PATH_RESERVED)
-    return value
+def quantity_of(field: str) -> AfterValidator:
+    """A quantity check whose message names the field."""
+    return AfterValidator(lambda value: check_quantity(value, field))
+
+
+QuantityText = Annotated[
+    str, StringConstraints(max_length=64), Field(json_schema_extra=cel_rules(cel("isQuantity(self)", msg.QUANTITY)))
+]
 
 
 def is_within(path: str, directory: str) -> bool:

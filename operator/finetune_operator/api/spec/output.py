@@ -10,7 +10,6 @@ from pydantic import ConfigDict, Field, StringConstraints, field_validator, mode
 
 from finetune_operator.api import messages as msg
 from finetune_operator.api.base import CEL_KEY, ApiModel, cel, cel_string
-from finetune_operator.api.quantity import is_quantity
 from finetune_operator.api.spec.common import DNS_SUBDOMAIN_PATTERN, Name, cel_rules
 from finetune_operator.api.spec.oci import (
     ANCHORED_TAG,
@@ -18,10 +17,10 @@ from finetune_operator.api.spec.oci import (
     REGISTRY_HOST_RULE,
     AbsolutePath,
     ImageReference,
-    check_path,
-    parse_reference,
+    QuantityText,
     parse_repository,
     pattern_rule,
+    quantity_of,
 )
 
 
@@ -30,16 +29,6 @@ class OutputTool(ApiModel):
 
     image: ImageReference = Field(description="The tool's image (it needs cp on its PATH).")
     path: AbsolutePath = Field(description="The tool's binary inside the image.")
-
-    @field_validator("image")
-    @classmethod
-    def _image(cls, value: str) -> str:
-        return parse_reference(value)
-
-    @field_validator("path")
-    @classmethod
-    def _path(cls, value: str) -> str:
-        return check_path(value)
 
 
 # The chart's defaults (0.3.x); the binaries' paths are those of the images' own builds (ko for crane).
@@ -106,13 +95,12 @@ class OutputImage(ApiModel):
         ),
         json_schema_extra=cel_rules(pattern_rule(DNS_SUBDOMAIN_PATTERN, msg.SECRET_NAME)),
     )
-    work_size_limit: Annotated[str, StringConstraints(max_length=64)] | None = Field(
+    work_size_limit: Annotated[QuantityText, quantity_of("workSizeLimit")] | None = Field(
         None,
         description=(
             "sizeLimit of the emptyDir the push packs the output in (it holds one copy of outputDir), such as "
             "100Gi. Defaults to none."
         ),
-        json_schema_extra=cel_rules(cel("isQuantity(self)", msg.QUANTITY)),
     )
     insecure: bool = Field(False, description="Push over plain HTTP (a registry without TLS). Defaults to false.")
     tools: OutputTools = Field(default_factory=OutputTools, description="Images of the push tools.")
@@ -142,18 +130,6 @@ class OutputImage(ApiModel):
         if value == "latest":
             raise ValueError(msg.OUTPUT_TAG_LATEST)
         return value
-
-    @field_validator("work_size_limit")
-    @classmethod
-    def _work_size_limit(cls, value: str | None) -> str | None:
-        if value is not None and not is_quantity(value):
-            raise ValueError(f"{msg.QUANTITY} (got workSizeLimit: {value[:40]!r})")
-        return value
-
-    @field_validator("base_image")
-    @classmethod
-    def _base_image(cls, value: str | None) -> str | None:
-        return None if value is None else parse_reference(value)
 
     @field_validator("push_secret_name")
     @classmethod

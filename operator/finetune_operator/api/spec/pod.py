@@ -183,20 +183,41 @@ DOT_SEGMENT = r"/\.\.?(/|$)"
 DOT_DOT_SEGMENT = r"(^|/)\.\.(/|$)"
 
 
+def canonical_path_rules(not_canonical: str) -> list[dict[str, Any]]:
+    """CEL: a canonical absolute path outside the operator's own directories."""
+    return [
+        cel(f"self.matches({cel_string(CANONICAL_ABSOLUTE)})", not_canonical),
+        cel(f"!self.matches({cel_string(DOT_SEGMENT)})", not_canonical),
+        cel(
+            " && ".join(f"self != '{p}' && !self.startsWith('{p}/')" for p in msg.RESERVED_MOUNT_PREFIXES),
+            msg.MOUNT_PATH_RESERVED,
+        ),
+    ]
+
+
+def canonical_path(value: str, not_canonical: str) -> str:
+    """The model twin of canonical_path_rules. Canonical form only, so that two spellings of one
+    directory cannot pass as two, and a reserved directory cannot hide behind `//config` or `/a/../config`."""
+    if re.fullmatch(CANONICAL_ABSOLUTE[1:-1], value) is None or re.search(DOT_SEGMENT, value):
+        raise ValueError(not_canonical)
+    if any(value == p or value.startswith(p + "/") for p in msg.RESERVED_MOUNT_PREFIXES):
+        raise ValueError(msg.MOUNT_PATH_RESERVED)
+    return value
+
+
+def check_quantity(value: str, field: str) -> str:
+    if not is_quantity(value):
+        raise ValueError(f"{msg.QUANTITY} (got {field}: {_shown(value)})")
+    return value
+
+
 class Volume(ApiModel):
     """Storage mounted into the training container: models in, fine-tuned weights out."""
 
     name: DnsLabel = Field(description="Name of the volume, a DNS label of at most 48 characters.")
     mount_path: Annotated[str, StringConstraints(min_length=1, max_length=4096)] = Field(
         description="Where the volume appears in the container, such as /mnt/data.",
-        json_schema_extra=cel_rules(
-            cel(f"self.matches({cel_string(CANONICAL_ABSOLUTE)})", msg.MOUNT_PATH_ABSOLUTE),
-            cel(f"!self.matches({cel_string(DOT_SEGMENT)})", msg.MOUNT_PATH_ABSOLUTE),
-            cel(
-                " && ".join(f"self != '{p}' && !self.startsWith('{p}/')" for p in msg.RESERVED_MOUNT_PREFIXES),
-                msg.MOUNT_PATH_RESERVED,
-            ),
-        ),
+        json_schema_extra=cel_rules(*canonical_path_rules(msg.MOUNT_PATH_ABSOLUTE)),
     )
     read_only: bool = Field(False, description="Mount read-only. Defaults to false.")
     sub_path: Path | None = Field(
@@ -216,13 +237,7 @@ class Volume(ApiModel):
     @field_validator("mount_path")
     @classmethod
     def _mount_path(cls, value: str) -> str:
-        # Canonical form only, so that two spellings of one directory cannot pass as two, and a
-        # reserved directory cannot hide behind `//config` or `/mnt/../config`.
-        if re.fullmatch(CANONICAL_ABSOLUTE[1:-1], value) is None or re.search(DOT_SEGMENT, value):
-            raise ValueError(msg.MOUNT_PATH_ABSOLUTE)
-        if any(value == p or value.startswith(p + "/") for p in msg.RESERVED_MOUNT_PREFIXES):
-            raise ValueError(msg.MOUNT_PATH_RESERVED)
-        return value
+        return canonical_path(value, msg.MOUNT_PATH_ABSOLUTE)
 
     @field_validator("sub_path")
     @classmethod
@@ -257,6 +272,4 @@ class SharedMemory(ApiModel):
     @field_validator("size_limit")
     @classmethod
     def _size_limit(cls, value: str | None) -> str | None:
-        if value is not None and not is_quantity(value):
-            raise ValueError(f"{msg.QUANTITY} (got sizeLimit: {_shown(value)})")
-        return value
+        return None if value is None else check_quantity(value, "sizeLimit")
