@@ -49,6 +49,12 @@ e2e: $(STAMP) toolchain
 test: lint toolchain image
 	bash scripts/pytest-strict $(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Mutation testing of controller/, observe/ and render/ with the unit tests alone (tests/README.md):
+# minutes per package, so not part of `test`. One package: `bash scripts/mutation observe`.
+.PHONY: mutation
+mutation: $(STAMP)
+	bash scripts/mutation
+
 # Numbers, not pass/fail: the operator beside the floor (reaction, burst), API calls per run, memory at
 # scale, restart, idle CPU (results and picture in benchmarks/results/); then HA failover time.
 bench: $(STAMP) toolchain

@@ -1,0 +1,170 @@
+"""The renderer's parts, each on its own: defaults of the attempt, user volumes, the securityContext
+merge and the privileges it grants, the YAML writer byte for byte, the plan of a FineTuneJob that
+cannot render, and the entrypoint's constants filled in."""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+import pytest
+import yaml
+
+from finetune_operator.api.resource import FineTuneJob, load_finetunejob
+from finetune_operator.render import configs, entrypoint, manifests
+from finetune_operator.render import plan as plan_module
+from finetune_operator.render.configs import dump_yaml
+from finetune_operator.render.manifests import DEFAULT_SECURITY_CONTEXT, privileges, security_context
+from finetune_operator.render.objects import config_map_name
+from finetune_operator.render.plan import Plan, plan
+from tests.rule_cases import finetunejob
+
+UID = "0f1e2d3c-4b5a-4968-8776-65544332211f"
+
+
+def _model(spec: dict[str, Any], name: str = "run") -> FineTuneJob:
+    body = finetunejob(spec, name=name, namespace="ml")
+    body["metadata"]["uid"] = UID
+    return load_finetunejob(body)
+
+
+def test_the_first_attempt_is_the_default() -> None:
+    ftj = _model({"numNodes": 2, "expConfig": {"processSettings": {"numGpus": 1}}})
+    assert config_map_name(ftj) == "run-config-0f1e2d3c"
+    assert config_map_name(ftj, 2) == "run-config-0f1e2d3c-2"
+    assert manifests.config_map(ftj)["metadata"]["name"] == "run-config-0f1e2d3c"
+    job = manifests.job(ftj)
+    assert job["metadata"]["annotations"]["finetune.aidaptiv.io/attempt"] == "1"
+    assert {v["configMap"]["name"] for v in job["spec"]["template"]["spec"]["volumes"] if "configMap" in v} == {
+        "run-config-0f1e2d3c"
+    }
+
+
+def test_user_volumes_and_their_mounts() -> None:
+    volumes = [
+        {"name": "models", "mountPath": "/mnt/models", "readOnly": True, "persistentVolumeClaim": {"claimName": "pvc"}},
+        {"name": "out", "mountPath": "/mnt/out", "subPath": "runs/a", "nfs": {"server": "nfs.local", "path": "/x"}},
+    ]
+    pod = manifests.job(_model({"volumes": volumes}))["spec"]["template"]["spec"]
+    assert [v for v in pod["volumes"] if v["name"].startswith("data-")] == [
+        {"name": "data-models", "persistentVolumeClaim": {"claimName": "pvc", "readOnly": True}},
+        {"name": "data-out", "nfs": {"server": "nfs.local", "path": "/x", "readOnly": False}},
+    ]
+    mounts = pod["containers"][0]["volumeMounts"]
+    assert [m for m in mounts if m["name"].startswith("data-")] == [
+        {"name": "data-models", "mountPath": "/mnt/models", "readOnly": True},
+        {"name": "data-out", "mountPath": "/mnt/out", "readOnly": False, "subPath": "runs/a"},
+    ]
+
+
+def test_the_security_context_is_the_defaults_overridden_key_by_key() -> None:
+    assert security_context({}) == DEFAULT_SECURITY_CONTEXT
+    assert security_context({"runAsUser": 1000, "capabilities": {"drop": ["NET_RAW"]}}) == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["NET_RAW"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+        "runAsUser": 1000,
+    }
+    # Privileged needs escalation: the default goes, unless the user said so themselves.
+    assert "allowPrivilegeEscalation" not in security_context({"privileged": True})
+    assert security_context({"privileged": True, "allowPrivilegeEscalation": True})["allowPrivilegeEscalation"] is True
+
+
+def test_the_security_context_shares_nothing_with_the_defaults_or_the_spec() -> None:
+    given = {"capabilities": {"add": ["NET_ADMIN"]}}
+    defaults = copy.deepcopy(DEFAULT_SECURITY_CONTEXT)
+    merged = security_context(given)
+    merged["capabilities"]["add"].append("SYS_ADMIN")
+    plain = security_context({})
+    plain["capabilities"]["drop"].append("NONE")
+    plain["seccompProfile"]["type"] = "Unconfined"
+    assert given == {"capabilities": {"add": ["NET_ADMIN"]}}
+    assert defaults == DEFAULT_SECURITY_CONTEXT
+
+
+@pytest.mark.parametrize(
+    ("given", "found"),
+    [
+        ({}, []),
+        ({"privileged": False, "capabilities": {"drop": ["ALL"]}}, []),
+        ({"privileged": "true"}, []),  # not the boolean: the API server refuses it anyway
+        ({"privileged": True}, ["privileged: true"]),
+        ({"capabilities": {"add": ["NET_ADMIN"]}}, ["capabilities.add: ['NET_ADMIN']"]),
+        ({"capabilities": {"add": []}}, []),
+        ({"capabilities": ["add"]}, []),
+        (
+            {"privileged": True, "capabilities": {"add": ["SYS_ADMIN"]}},
+            ["privileged: true", "capabilities.add: ['SYS_ADMIN']"],
+        ),
+    ],
+)
+def test_privileges(given: dict[str, Any], found: list[str]) -> None:
+    assert privileges(given) == found
+
+
+def test_the_yaml_writer_byte_for_byte() -> None:
+    data = {
+        "z": "first",  # keys in the given order
+        "path": "/mnt/é",  # unicode written as it is
+        "prompt": "x\u2028y é",  # an odd line break: double-quoted, everything escaped
+        "after": "ü",  # and unicode as it is again after that
+        "script": "echo a\necho b\n",
+        "long": "word " * 30,
+        "list": [1, "0"],
+    }
+    assert dump_yaml(data) == (
+        "z: first\n"
+        "path: /mnt/é\n"
+        'prompt: "x\\Ly \\xE9"\n'
+        "after: ü\n"
+        "script: |\n  echo a\n  echo b\n"
+        f"long: '{'word ' * 30}'\n"
+        "list:\n- 1\n- '0'\n"
+    )
+
+
+@pytest.mark.parametrize("text", ["a\x85" + "word " * 1000, "\u2029" + "é " * 3000])
+def test_text_with_odd_line_breaks_is_written_as_pyyaml_writes_it_without_unicode(text: str) -> None:
+    """Long enough to be folded: the writer changes nothing of PyYAML's double quotes but the escapes."""
+    ours = dump_yaml({"k": text})
+    plain = yaml.dump({"k": text}, Dumper=yaml.SafeDumper, allow_unicode=False, width=4096)
+    assert ours == plain
+    assert yaml.safe_load(ours) == {"k": text}
+
+
+def test_a_finetunejob_that_cannot_render_is_a_problem_not_an_exception(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(ftj: FineTuneJob) -> list[dict[str, Any]]:
+        raise ValueError("x" * 400)
+
+    monkeypatch.setattr(plan_module, "render", broken)
+    body = finetunejob({}, name="run", namespace="ml")
+    assert plan(body, allow_privileged=False) == Plan(
+        problems=["the FineTuneJob could not be rendered: ValueError: " + "x" * 300]
+    )
+
+
+def test_a_privileged_trainer_is_a_problem_unless_allowed() -> None:
+    body = finetunejob({"securityContext": {"privileged": True}}, name="run", namespace="ml")
+    refused = plan(body, allow_privileged=False)
+    assert refused.ftj is None and len(refused.problems) == 1
+    assert refused.problems[0].startswith("spec.securityContext: ")
+    allowed = plan(body, allow_privileged=True)
+    assert (allowed.problems, allowed.ftj is not None) == ([], True)
+
+
+def test_the_entrypoints_constants_are_filled_in() -> None:
+    assert entrypoint._filled('run @A@ with "$@" and @B@', {"A": "x", "B": "7"}) == 'run x with "$@" and 7'
+    with pytest.raises(AssertionError, match=r"^an unfilled @NAME@ in the entrypoint$"):
+        entrypoint._filled("run @A@", {})
+    # Only an @NAME@ is a placeholder: an @ of the shell or of an address is not.
+    assert entrypoint._filled('mail me@host "$@" @a@', {}) == 'mail me@host "$@" @a@'
+    with pytest.raises(AssertionError):
+        entrypoint._filled("run @MODEL_DIR@", {"A": "x"})
+    assert re.search("@[A-Z_]+@", entrypoint.ENTRYPOINT) is None
+
+
+def test_each_rank_has_its_own_env_config_and_one_node_one_for_all() -> None:
+    two = _model({"numNodes": 2, "expConfig": {"processSettings": {"numGpus": 1}}})
+    assert configs.ranks(two) == [0, 1]
+    assert configs.ranks(_model({})) == [None]
