@@ -168,8 +168,15 @@ def writes(operator: OperatorProcess) -> dict[str, float]:
     return {op: made[op] for op in WRITES if made.get(op)}
 
 
-def reconciled(operator: OperatorProcess) -> float:
-    return operator.samples().get('controller_runtime_reconcile_total{controller="finetunejob",result="success"}', 0)
+def known(operator: OperatorProcess) -> float:
+    """FineTuneJobs the operator knows by phase: looked at, or left alone as settled (finished and
+    cleaned up: those take no reconcile pass, so the reconcile counter would never reach the total)."""
+    prefix = "finetune_operator_finetunejobs{"
+    return sum(value for key, value in operator.samples().items() if key.startswith(prefix))
+
+
+def progress(what: str) -> None:
+    print(f"[bench] {time.strftime('%H:%M:%S')} {what}", file=sys.stderr, flush=True)
 
 
 def wait_for(check: Callable[[], bool], timeout: float, step: float = 0.2) -> float:
@@ -246,18 +253,31 @@ def main() -> int:
         api = Api(cluster.kubeconfig)
         with tempfile.TemporaryDirectory() as tmp:
             workdir = Path(tmp)
+            progress("the floor and the operator: reaction and burst")
             report |= compare_with_floor(api, cluster, workdir, args)
+            save(report, partial=True)
+            progress(f"{args.runs} single-node runs: API calls")
             report["single_node_run_api_calls_per_finetunejob"] = single_node_runs(api, cluster, workdir, args.runs)
+            save(report, partial=True)
+            progress(f"memory steps {steps}")
             report["scale"] = scale_steps(api, cluster, workdir, steps, args.idle)
     finally:
         local.down()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"scale-{report['date'][:10]}.json"
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    out = save(report, partial=False)
     draw(report, RESULTS / "scale.png")
     print(json.dumps(report, indent=2))
     print(f"written: {out}, {RESULTS / 'scale.png'}")
     return 0
+
+
+def save(report: dict[str, Any], partial: bool) -> Path:
+    """What is measured so far survives a later step that fails (a long run is not lost)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"scale-{report['date'][:10]}{'.partial' if partial else ''}.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    if not partial:
+        out.with_name(f"{out.stem}.partial.json").unlink(missing_ok=True)
+    return out
 
 
 def compare_with_floor(api: Api, cluster: lc.Cluster, workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -306,11 +326,12 @@ def scale_steps(api: Api, cluster: lc.Cluster, workdir: Path, steps: list[int], 
     operator.stop()
     rows, cleaned = [], 0
     for index, total in enumerate(steps):
+        progress(f"step {total}: adding {total - WITH_JOB - cleaned} cleaned-up FineTuneJobs")
         add_cleaned(api, namespace, cleaned, total - WITH_JOB)
         cleaned = total - WITH_JOB
         operator = operator_in(cluster, namespace, workdir / f"scale-{index + 1}")
         try:
-            looked = wait_for(lambda process=operator, count=total: reconciled(process) >= count, 600)
+            looked = wait_for(lambda process=operator, count=total: known(process) >= count, 600)
             time.sleep(5)  # settle: the last handlers return, the collector has run
             row = {"finetunejobs": total, "cleaned_up": cleaned, "rss_mb": rss_mb(operator.process.pid)}
             row |= {"all_looked_at_seconds": round(looked, 1), "writes": writes(operator)}
