@@ -330,6 +330,14 @@ OCI_CASES: list[RuleCase] = [
     ),
 ]
 RULE_CASES.extend(OCI_CASES)
+RULE_CASES.append(
+    RuleCase(
+        "multi-node-restart-policy",
+        {"numNodes": 2, "restartPolicy": "Never"},
+        {"numNodes": 2, "restartPolicy": "OnFailure"},
+        "restartPolicy must be Never when numNodes > 1",
+    )
+)
 
 NAME_CASE = RuleCase("name-length", {}, {}, "at most 63 characters")
 LONG_NAME = "a" * 64

@@ -248,3 +248,64 @@ def test_conditions_follow_kstatus_conventions(status: dict[str, Any]):
     waiting = status["phase"] in ("Pending", "Running") or status is QUEUED
     assert (conditions["Reconciling"] == "True") == (waiting and conditions["Stalled"] == "False")
     assert all(c["observedGeneration"] == status["observedGeneration"] for c in status["conditions"])
+
+
+# --- the tables the users read --------------------------------------------------------------------------------
+
+# Each row of the documented tables, by its first cell's start, and the cases it stands for.
+README_ROWS = {
+    "generation not observed yet": (
+        "running, generation lags",
+        "succeeded, generation lags",
+        "failed, generation lags",
+    ),
+    "Pending, Running, or waiting": ("pending", "running", "running with progress", "waiting in a queue"),
+    "Suspended by": ("suspended",),
+    "Succeeded": ("succeeded",),
+    "Failed, or a name conflict": ("failed", "name taken", "invalid spec"),
+}
+GITOPS_README_ROWS = {
+    "`status.observedGeneration`": README_ROWS["generation not observed yet"],
+    "`Pending`, `Running`": ("pending", "running", "running with progress"),
+    "`Suspended`, waiting for a queue": ("waiting in a queue",),
+    "`Suspended` by": ("suspended",),
+    "`Succeeded`": ("succeeded",),
+    "`Failed`": ("failed",),
+    "`Pending` with `Stalled=True`": ("name taken",),
+    "no status yet": ("no status",),
+}
+FLUX_WORDS = {"error, retried": "Error"}
+
+
+def _table(path: Path, header: str) -> dict[str, tuple[str, str, str]]:
+    """The rows of the Markdown table under `header`: first cell -> (Argo CD, kstatus, Flux)."""
+    lines = path.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    rows = {}
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        rows[cells[0]] = (cells[1], cells[2], FLUX_WORDS.get(cells[3], cells[3]))
+    return rows
+
+
+@pytest.mark.parametrize(
+    ("document", "header", "expected"),
+    [
+        (GITOPS.parents[1] / "README.md", "| FineTuneJob | Argo CD | kstatus |", README_ROWS),
+        (GITOPS / "README.md", "| FineTuneJob | Argo CD (", GITOPS_README_ROWS),
+    ],
+    ids=["README", "deploy/gitops/README"],
+)
+def test_the_documented_verdicts_are_those_the_tools_give(
+    document: Path, header: str, expected: dict[str, tuple[str, ...]]
+) -> None:
+    """The verdicts the user reads are the cases the Lua, the CEL and the real kstatus are run against."""
+    rows = _table(document, header)
+    assert len(rows) == len(expected), f"{document}: a row was added or removed; map it to its cases here"
+    for start, names in expected.items():
+        (documented,) = [verdicts for first, verdicts in rows.items() if first.startswith(start)]
+        for name in names:
+            case = CASES[name]
+            assert documented == (case.argocd[0], case.kstatus, case.flux), f"{document}: {start!r} vs case {name!r}"

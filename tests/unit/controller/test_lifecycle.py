@@ -175,6 +175,33 @@ def test_ttl_cleans_up_at_the_recorded_deadline(policy: str, deleted: bool) -> N
         assert world.kube.writes() == writes
 
 
+def test_a_failed_run_is_kept_for_its_own_retention_and_its_record_survives_cleanup() -> None:
+    world = World()
+    body = _running(world, {"ttlSecondsAfterFinished": 30, "ttlSecondsAfterFailure": 3600})
+    world.kube.objects[("FineTuneJob", "ns", "run")] = body
+    world.kube.logs[("ns", "run-abcde")] = _steps(1) + "RuntimeError: CUDA out of memory\n"
+    failed = [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "limit"}]
+    world.deliver_job(active=0, failed=1, conditions=failed)  # a failed Job has no completionTime
+    _pod(world, "Failed")
+    world.event(world.stored(body))  # the clock stands at 12:00:00: the run ended now
+    uid = body["metadata"]["uid"]
+    record = world.condition("Failed")["message"]
+    assert "RuntimeError: CUDA out of memory" in record
+    assert world.last_status()["cleanupAfter"] == "2026-11-28T13:00:00Z"  # not the success TTL's 12:00:30
+    assert world.timers.delay_of((uid, "ttl")) == 3600.0
+    world.clock.advance(40)  # past the success TTL: a failed run's Job, pod and log stay for debugging
+    world.event(world.stored(body))
+    assert world.kube.get("Job", "ns", "run") is not None
+    world.clock.advance(3560)
+    world.stored(body)
+    world.run(world.timers.fire((uid, "ttl")))
+    assert world.kube.get("Job", "ns", "run") is None
+    assert "TTLExpired" in world.kube.reasons()
+    status = world.last_status()
+    assert status["phase"] == "Failed" and status["cleanupTime"] == "2026-11-28T13:00:00Z"
+    assert world.condition("Failed")["message"] == record  # the why outlives the pod and its log
+
+
 def test_retention_decision() -> None:
     done = FineTuneJobStatus(phase="Succeeded", completion_time="2026-11-28T12:00:00Z")
     failed = done.model_copy(update={"phase": "Failed"})
