@@ -266,6 +266,7 @@ def main() -> int:
     out = save(report, partial=False)
     draw(report, RESULTS / "scale.png")
     print(json.dumps(report, indent=2))
+    print(table(report))
     print(f"written: {out}, {RESULTS / 'scale.png'}")
     return 0
 
@@ -314,6 +315,8 @@ def scale_steps(api: Api, cluster: lc.Cluster, workdir: Path, steps: list[int], 
     namespace = cluster.create_namespace()
     watch = JobWatch(api, namespace)
     operator = operator_in(cluster, namespace, workdir / "scale-0")
+    time.sleep(5)  # started, its watches listed an empty namespace
+    idle_rss = rss_mb(operator.process.pid)
     names = [f"held-{index:04d}" for index in range(WITH_JOB)]
     api.create_many(namespace, [finetunejob(name, suspend=True, **LIGHT) for name in names])
     watch.wait(names)
@@ -356,10 +359,76 @@ def scale_steps(api: Api, cluster: lc.Cluster, workdir: Path, steps: list[int], 
     first, last = rows[0], rows[-1]
     slope = (last["rss_mb"] - first["rss_mb"]) * 1024 / max(1, last["cleaned_up"] - first["cleaned_up"])
     return {
+        "rss_mb_idle": idle_rss,
         "steps": rows,
         "rss_kb_per_cleaned_up_finetunejob": round(slope, 2),
         "restart_new_finetunejob_gets_job_seconds": round(ready, 2),
     }
+
+
+def table(report: dict[str, Any]) -> str:
+    """The README's Performance table, from one run's report."""
+    floor, ours, ratio = report["floor"], report["operator"], report["ratios_to_floor"]
+    scale = report["scale"]
+    first, last = scale["steps"][0], scale["steps"][-1]
+    calls = report["single_node_run_api_calls_per_finetunejob"]
+    creates = sum(calls.get(op, 0) for op in ("create_job", "create_configmap", "create_service"))
+    writes = {op: n for step in scale["steps"] for op, n in step["writes"].items()}
+    rows = [
+        ("what", "operator", "floor", "ratio", "goal"),
+        ("---",) * 5,
+        (
+            "reaction, create → Job exists, p50 / p95",
+            f"{ours['reaction_seconds']['p50']} s / {ours['reaction_seconds']['p95']} s",
+            f"{floor['reaction_seconds']['p50']} s / {floor['reaction_seconds']['p95']} s",
+            f"{ratio['reaction_p50']}× / {ratio['reaction_p95']}×",
+            "1.5× / 3×",
+        ),
+        (
+            f"burst of {report['burst_finetunejobs']:,} created at once → all Jobs exist",
+            f"{ours['burst_seconds']} s",
+            f"{floor['burst_seconds']} s",
+            f"{ratio['burst']}×",
+            "1.5×",
+        ),
+        (
+            f"RSS idle / {first['finetunejobs']:,} live / {last['finetunejobs']:,} "
+            f"({last['finetunejobs'] - last['cleaned_up']:,} live, {last['cleaned_up']:,} done)",
+            f"{scale.get('rss_mb_idle', '–')} / {first['rss_mb']} / {last['rss_mb']} MB",
+            "",
+            "",
+            "200 MB at 5,000",
+        ),
+        (
+            f"RSS per finished, cleaned-up FineTuneJob (slope {first['finetunejobs']:,} → {last['finetunejobs']:,})",
+            f"{scale['rss_kb_per_cleaned_up_finetunejob']} KB",
+            "",
+            "",
+            "5 KB",
+        ),
+        (
+            f"restart over {last['finetunejobs']:,}: writes / a new FineTuneJob gets its Job",
+            f"{sum(writes.values()):g} / {scale['restart_new_finetunejob_gets_job_seconds']} s",
+            "",
+            "",
+            "none / 30 s",
+        ),
+        (
+            f"idle CPU with {last['finetunejobs']:,} FineTuneJobs (one minute)",
+            f"{last.get('idle_cpu_percent_of_one_core', '–')} % of a core",
+            "",
+            "",
+            "< 1 %",
+        ),
+        (
+            "API writes per single-node run, create → Succeeded",
+            f"{calls.get('patch_status', 0):g} status patches + {creates:g} creates",
+            "",
+            "",
+            "≤ 5 + 2",
+        ),
+    ]
+    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
 
 
 def draw(report: dict[str, Any], path: Path) -> None:
@@ -370,7 +439,11 @@ def draw(report: dict[str, Any], path: Path) -> None:
 
     figure, (memory, speed) = plt.subplots(1, 2, figsize=(11, 4))
     rows = report["scale"]["steps"]
-    memory.plot([r["finetunejobs"] for r in rows], [r["rss_mb"] for r in rows], marker="o")
+    idle = [(0, report["scale"]["rss_mb_idle"])] if "rss_mb_idle" in report["scale"] else []
+    points = idle + [(r["finetunejobs"], r["rss_mb"]) for r in rows]
+    memory.plot([x for x, _ in points], [y for _, y in points], marker="o", label="operator")
+    memory.axhline(200, color="grey", linestyle="--", label="goal: 200 MB at 5,000")
+    memory.legend(loc="lower right")
     memory.set_xlabel(f"FineTuneJobs ({WITH_JOB} with a Job, the rest finished and cleaned up)")
     memory.set_ylabel("operator RSS (MB)")
     memory.set_ylim(bottom=0)

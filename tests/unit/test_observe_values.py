@@ -23,7 +23,7 @@ from finetune_operator.observe.owners import controller_of, owns
 from finetune_operator.observe.peering import is_active
 from finetune_operator.observe.progress import Mark, Progress, Start, parse_log, trainer_status
 from finetune_operator.observe.times import parse_timestamp, timestamp
-from finetune_operator.observe.ttl import Retention, cleanup_deadline, cleanup_due
+from finetune_operator.observe.ttl import Retention, cleanup_deadline
 
 NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 INT64_MAX = 2**63 - 1
@@ -131,12 +131,8 @@ def test_cleanup_deadline_by_phase() -> None:
     assert cleanup_deadline(_finished("Succeeded"), Retention(0, 0)) == NOW
 
 
-def test_cleanup_is_due_at_its_deadline() -> None:
-    done = _finished("Succeeded")
-    retention = Retention(60, None)
-    assert cleanup_due(done, retention, NOW + timedelta(seconds=59)) is False
-    assert cleanup_due(done, retention, NOW + timedelta(seconds=60)) is True
-    assert cleanup_due(_finished("Failed"), retention, NOW + timedelta(days=9)) is False
+def test_failures_kept_until_deleted_have_no_deadline() -> None:
+    assert cleanup_deadline(_finished("Failed"), Retention(60, None)) is None
 
 
 def test_peers_that_are_not_peers_or_are_dead_do_not_count() -> None:

@@ -115,7 +115,7 @@ def test_the_deployment_is_locked_down_and_probed() -> None:
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"health": 8080, "metrics": 9090}
-    assert container["resources"]["limits"] == {"cpu": "500m", "memory": "256Mi"}
+    assert container["resources"]["limits"] == {"cpu": "500m", "memory": "512Mi"}
     assert container["image"] == "finetune-operator:0.1.0"
 
 
@@ -129,6 +129,13 @@ def test_the_deployment_args_are_what_the_cli_accepts() -> None:
         30,
     )
     assert (args.namespace, args.log_interval, args.priority) == (["ml"], 5.0, None)
+    assert args.allow_privileged is False
+
+
+def test_privileged_trainers_are_the_installers_choice() -> None:
+    (deployment,) = of_kind(render("allowPrivilegedTrainers=true"), "Deployment")
+    args = build_parser().parse_args(["run", *deployment["spec"]["template"]["spec"]["containers"][0]["args"]])
+    assert args.allow_privileged is True
 
 
 def test_several_replicas_without_peering_are_refused() -> None:

@@ -6,7 +6,6 @@ A user sees the same words whether `kubectl apply` refused the object (CEL) or t
 
 from __future__ import annotations
 
-NUM_GPUS_VALUES = (1, 2, 4, 8)
 STRATEGIES = ("qa", "pretrain", "rag", "vqa")
 EXP_TYPES = ("train", "inference", "eval")
 TASK_TYPES = ("text-generation", "automatic-speech-recognition", "fill-mask", "image-text-to-text")
@@ -22,7 +21,6 @@ DATA_PATH_TEXT = (
     "the text data_path may appear only as the data_path key: the trainer counts every data_path "
     "in its dataset config, so any other one would add a dataset that does not exist"
 )
-EXP_TYPE = "expType must be one of train, inference, eval"
 MAX_ITER = "maxIter must be -1 (no limit) or a positive number of iterations"
 SPECIFY_GPUS_FORMAT = 'specifyGpus must be a comma-separated list of GPU indices, such as "0,1,2,3"'
 SPECIFY_GPUS_UNIQUE = "specifyGpus must not name the same GPU twice"

@@ -65,8 +65,14 @@ async def read_progress(ctl: Controller, followed: Followed, final: bool) -> boo
         first_line = (str(error).splitlines() or [type(error).__name__])[0][:300]
         return unreadable_condition(followed, first_line, 0, ctl.clock.now()) is not None
     changed = readable_again(followed, 0, ctl.clock.now()) is not None
-    # A final read folds the last line even without its newline, unless the byte limit cut it.
-    return fold(followed, text, ctl.clock.now(), final=final and not cut) or changed
+    try:
+        # A final read folds the last line even without its newline, unless the byte limit cut it.
+        folded = fold(followed, text, ctl.clock.now(), final=final and not cut)
+    except Exception:  # proven never to happen (hypothesis), but a log is the user's words: it
+        # must never hold back the phase, which the Job and the termination message decide.
+        logger.exception("the log of %s/%s could not be read as a trainer log", followed.namespace, followed.name)
+        return changed
+    return folded or changed
 
 
 async def gather_bounded(coroutines: list[Awaitable[None]], limit: int = CONCURRENT_READS) -> None:

@@ -50,9 +50,7 @@ def own_identity() -> str:
 def run(options: Options) -> None:
     logging.basicConfig(
         level=logging.DEBUG if options.dev else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
-        if options.dev
-        else "%(levelname)s %(name)s %(message)s",
+        format=DEV_FORMAT if options.dev else "%(levelname)s %(name)s %(message)s",
     )
     metrics = Metrics(prometheus_client.REGISTRY)
     kube = Kube.from_environment(count=metrics.count_request)

@@ -27,8 +27,3 @@ def cleanup_deadline(status: FineTuneJobStatus, retention: Retention) -> datetim
     if seconds is None:
         return None
     return parse_timestamp(status.completion_time) + timedelta(seconds=seconds)
-
-
-def cleanup_due(status: FineTuneJobStatus, retention: Retention, now: datetime) -> bool:
-    deadline = cleanup_deadline(status, retention)
-    return deadline is not None and deadline <= now

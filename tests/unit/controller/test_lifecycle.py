@@ -11,7 +11,7 @@ from finetune_operator.api.status import FineTuneJobStatus
 from finetune_operator.controller import controller as controller_module
 from finetune_operator.controller.controller import Peering
 from finetune_operator.controller.following import read_progress
-from finetune_operator.observe.ttl import Retention, cleanup_deadline, cleanup_due
+from finetune_operator.observe.ttl import Retention, cleanup_deadline
 from tests.unit.controller.fakes import World
 
 LIGHT = {"schedulerName": "", "resources": {"requests": {"cpu": "10m"}, "limits": {"cpu": "10m"}}}
@@ -140,6 +140,21 @@ def test_the_termination_message_gives_the_verdict_when_no_log_was_read() -> Non
     assert world.condition("Failed")["message"] == "exits with return code = 1\x1eok"
 
 
+def test_a_log_that_breaks_the_parser_does_not_hold_back_the_verdict(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_: object, **__: object) -> bool:
+        raise ValueError("a line no parser foresaw")
+
+    monkeypatch.setattr("finetune_operator.controller.following.fold", broken)
+    world = World()
+    body = _running(world)
+    world.kube.logs[("ns", "run-abcde")] = _steps(1)
+    message = "verdict: succeeded\nreason: TrainingComplete\nexitCode: 0\nevidence: training complete!\n"
+    _pod(world, "Succeeded", message)
+    world.deliver_job(active=0, succeeded=1, conditions=[{"type": "Complete", "status": "True"}])
+    world.event(world.stored(body))
+    assert world.last_status()["phase"] == "Succeeded"
+
+
 @pytest.mark.parametrize(("policy", "deleted"), [("DeleteChildren", False), ("DeleteFineTuneJob", True)])
 def test_ttl_cleans_up_at_the_recorded_deadline(policy: str, deleted: bool) -> None:
     world = World()
@@ -210,8 +225,6 @@ def test_retention_decision() -> None:
     assert cleanup_deadline(done, keep_failures) == at
     assert cleanup_deadline(failed, keep_failures) is None
     assert cleanup_deadline(failed, Retention(60, 3600)) == at + timedelta(minutes=59)
-    assert not cleanup_due(done, keep_failures, at - timedelta(seconds=1))
-    assert cleanup_due(done, keep_failures, at)
     assert cleanup_deadline(done.model_copy(update={"cleanup_time": "2026-11-28T12:01:00Z"}), keep_failures) is None
     assert cleanup_deadline(FineTuneJobStatus(phase="Running"), keep_failures) is None
 
