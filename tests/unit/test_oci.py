@@ -279,6 +279,12 @@ def test_an_image_push_needs_crane_only_and_takes_the_users_tag_and_base() -> No
     assert "DOCKER_CONFIG" not in env
 
 
+def test_the_default_tag_is_the_name_and_the_uids_start_or_the_name_alone_without_a_uid() -> None:
+    assert _env(_ftj({"output": OUTPUT}))["FTO_PUSH_REFERENCE"] == "registry.example.com/team/out:run-0f1e2d3c"
+    unsaved = load_finetunejob(finetunejob({"output": OUTPUT}, name="run", namespace="ml"))  # `render` of a file
+    assert _env(unsaved)["FTO_PUSH_REFERENCE"] == "registry.example.com/team/out:run"
+
+
 def test_helpers_get_the_users_identity_but_never_the_users_powers() -> None:
     security = {"runAsUser": 1000, "privileged": True, "capabilities": {"add": ["SYS_ADMIN"]}}
     ftj = _ftj({"output": OUTPUT, "securityContext": security})
