@@ -180,6 +180,39 @@ def test_invalid_spec_the_crd_lets_through_is_stalled_with_no_children(
     assert warnings and "{question}" in warnings[0]["message"]
 
 
+def _alias_bomb(levels: int) -> str:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, levels + 1)]
+    return "\n".join([*lines, f"ds:\n  data_path: x\n  user_prompt: *a{levels}"]) + "\n"
+
+
+def test_hostile_objects_the_api_server_stores_cannot_stop_the_operator(
+    cluster: lc.Cluster, namespace: str, running: OperatorProcess
+) -> None:
+    """Found by a probe: a 700-byte alias bomb in trainDataConfig took 1.5 GB and crash-looped the operator;
+    3,000 nested brackets raised RecursionError on every pass. Both are stored by the API server (YAML in
+    a string): each must end InvalidSpec, and a FineTuneJob created after them must still get its Job."""
+    hostile = {"alias-bomb": _alias_bomb(9), "deep-brackets": "[" * 3000}
+    for name, raw in hostile.items():
+        cluster.apply(finetunejob({**LIGHT, "trainDataConfig": raw}, name=name), namespace=namespace)
+    cluster.apply(finetunejob({**LIGHT, "suspend": True}, name="after-them"), namespace=namespace)
+    for name in hostile:
+        stalled = condition(wait_phase(cluster, namespace, name, "Failed", running), "Stalled")
+        assert (stalled["status"], stalled["reason"]) == ("True", "InvalidSpec")
+        assert "trainDataConfig" in stalled["message"]
+    wait_phase(cluster, namespace, "after-them", "Suspended", running)
+    assert cluster.get_json("job", "after-them", "-n", namespace) is not None
+    assert running.process is not None and running.process.poll() is None
+    assert _rss_mb(running.process.pid) < 1024  # the bomb would have cost 1.5 GB, or more with a level more
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
 def _server_dry_run(cluster: lc.Cluster, namespace: str, spec: dict[str, Any], name: str = "rule-case") -> str:
     proc = cluster.kubectl(
         "create",
