@@ -178,8 +178,8 @@ async def pod_create_condition(
     (Pod Security, quota, a webhook): the Job's status never says so, only its FailedCreate Events."""
     now = ctl.clock.now()
     previous = remembered.pod_create_condition
-    waiting = not (job.get("spec") or {}).get("suspend") and not has_pods(job)
-    if not waiting or job_verdict(job).phase != "Pending":
+    # A held Job (suspended by the user or a queue) is Suspended, not Pending: it waits for no pod.
+    if has_pods(job) or job_verdict(job).phase != "Pending":
         remembered.pod_create_checks = 0
         if previous is not None and previous.status == "True":
             remembered.pod_create_condition = _pod_condition("False", "PodsCreated", "the Job has its pod", now, body)

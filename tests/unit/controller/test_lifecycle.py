@@ -258,6 +258,20 @@ def test_a_pod_the_job_controller_cannot_create_shows_the_api_servers_words() ->
     assert world.condition("PodCreateFailed")["status"] == "False"
 
 
+def test_a_held_job_without_pods_is_not_a_pod_creation_failure() -> None:
+    """A suspended Job (the user's suspend, or a queue's) has no pod on purpose: no FailedCreate lookup."""
+    world = World()
+    body = world.add({**LIGHT, "suspend": True})
+    world.event(body)
+    job = world.deliver_job()
+    assert job["spec"]["suspend"] is True
+    world.clock.advance(60)
+    world.event(world.stored(body))
+    assert world.last_status()["phase"] == "Suspended"
+    assert world.kube.calls["list_events"] == 0
+    assert "PodCreateFailed" not in [c["type"] for c in world.last_status()["conditions"]]
+
+
 def test_a_standby_replica_reads_no_log_and_fires_no_timer() -> None:
     peering = Peering("p", (), "me", priority=5, lifetime=30)
     world = World(peering=peering)

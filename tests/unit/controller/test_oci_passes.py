@@ -81,5 +81,9 @@ def test_a_model_path_elsewhere_is_a_standing_condition_and_one_warning() -> Non
     condition = world.condition("ModelPathMismatch")
     assert (condition["status"], condition["reason"]) == ("True", "ModelNameOrPathElsewhere")
     assert "'/mnt/other', outside '/data/model'" in condition["message"]
-    assert world.kube.reasons().count("ModelPathMismatch") == 1
+    assert condition["observedGeneration"] == body["metadata"]["generation"]
+    assert [e for e in world.kube.events if e[2] == "ModelPathMismatch"] == [
+        ("run", "Warning", "ModelPathMismatch", condition["message"])
+    ]
+    world.event(world.stored(body))  # the condition stands: no second Warning
     assert world.kube.get("Job", "ns", "run") is not None  # a warning, not a refusal
