@@ -22,6 +22,7 @@ from finetune_operator.observe.following import (
 from finetune_operator.observe.owners import controller_of, owns
 from finetune_operator.observe.peering import is_active
 from finetune_operator.observe.progress import Mark, Progress, Start, parse_log, trainer_status
+from finetune_operator.observe.status import model_path_condition
 from finetune_operator.observe.times import parse_timestamp, timestamp
 from finetune_operator.observe.ttl import Retention, cleanup_deadline
 
@@ -340,3 +341,11 @@ def test_a_progress_made_with_values_out_of_bounds_still_gives_a_valid_status() 
     assert status.metric_values() == {}
     kept = trainer_status(Progress(total_epochs=2**63 - 1, loss=Mark("1" * 32, AT_TIME)), None)
     assert kept.metric_values() == {"totalEpochs": str(2**63 - 1), "loss": "1" * 32}
+
+
+def test_a_standing_model_path_warning_keeps_when_it_began() -> None:
+    first = model_path_condition(FineTuneJobStatus(), "elsewhere", 3, NOW)
+    assert (first.status, first.observed_generation, first.last_transition_time) == ("True", 3, "2026-11-28T12:00:00Z")
+    other = Condition(type="Ready", status="True", last_transition_time="2026-11-28T11:00:00Z", reason="R")
+    later = model_path_condition(FineTuneJobStatus(conditions=[other, first]), "elsewhere", 4, NOW + timedelta(hours=1))
+    assert (later.observed_generation, later.last_transition_time) == (4, "2026-11-28T12:00:00Z")

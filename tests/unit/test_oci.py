@@ -393,6 +393,30 @@ def test_a_failed_model_copy_is_model_load_failed_with_the_copys_words() -> None
     )
 
 
+def test_a_model_copy_that_failed_before_its_restart_is_still_the_cause() -> None:
+    """With restartPolicy OnFailure the kubelet runs the copy again: its failure is then in lastState."""
+    pod = _pod("Pending")
+    ended = {"terminated": {"exitCode": 3, "message": "no space left"}}
+    pod["status"]["initContainerStatuses"] = [
+        {"name": "push-tool-crane", "state": {"terminated": {"exitCode": 1}}},  # not the copy: not its cause
+        {"name": "model-loader", "state": {"running": {}}, "lastState": ended},
+    ]
+    assert loader_failure(pod) == TrainerVerdict(
+        "failed", "the model copy (model-loader) exited with code 3: no space left", "ModelLoadFailed"
+    )
+
+
+def test_a_pushed_output_needs_a_reference_pinned_by_its_digest_and_a_sane_length() -> None:
+    assert pushed_output(f"verdict: succeeded\noutputDigest: {DIGEST}\n") is None
+    assert pushed_output("verdict: succeeded\noutputReference: registry.example.com/a@sha256:x\n") is None
+    name = "registry.example.com/" + "a" * (1024 - len("registry.example.com/") - len(DIGEST) - 1)
+    at_limit = f"outputReference: {name}@{DIGEST}\noutputDigest: {DIGEST}\n"
+    assert pushed_output(at_limit) == PushedOutput(f"{name}@{DIGEST}", DIGEST, None)
+    assert pushed_output(at_limit.replace(name, name + "a")) is None
+    tagged = at_limit.replace(name, "registry.example.com/a") + "outputTag: registry.example.com/a:v1@x\n"
+    assert pushed_output(tagged) == PushedOutput(f"registry.example.com/a@{DIGEST}", DIGEST, None)
+
+
 def test_only_a_succeeded_job_has_a_pushed_output() -> None:
     pod = _pod("Succeeded", trainer={"exitCode": 0, "message": PUSHED})
     assert pushed([pod], _job("Succeeded"), 1) is not None
