@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from finetune_operator.controller.controller import Controller, Peering, Settings, Views
+from finetune_operator.controller.following import read_progress
 from finetune_operator.controller.kube import Conflict
 from finetune_operator.observe.times import timestamp
 
@@ -229,6 +230,16 @@ class World:
         self.kube.objects[("Job", namespace, name)]["status"] = copy.deepcopy(job["status"])
         self.jobs[(namespace, name)] = [job]
         return job
+
+    def read_log_once(self) -> None:
+        """What one turn of the log loop does for the one training followed."""
+        (followed,) = self.controller.memory.followed()
+
+        async def turn() -> None:
+            if await read_progress(self.controller, followed, final=False):
+                await self.controller.reconcile_from_views(followed.namespace, followed.name)
+
+        self.run(turn())
 
     def run(self, coroutine: Awaitable[None]) -> None:
         asyncio.run(_wrap(coroutine))

@@ -10,7 +10,6 @@ import pytest
 from finetune_operator.api.status import FineTuneJobStatus
 from finetune_operator.controller import controller as controller_module
 from finetune_operator.controller.controller import Peering
-from finetune_operator.controller.following import read_progress
 from finetune_operator.observe.ttl import Retention, cleanup_deadline
 from tests.unit.controller.fakes import World
 
@@ -46,33 +45,22 @@ def _running(world: World, spec: dict[str, Any] | None = None) -> dict[str, Any]
     return body
 
 
-def _follow_once(world: World) -> None:
-    """What one turn of the log loop does."""
-    (followed,) = world.controller.memory.followed()
-
-    async def turn() -> None:
-        if await read_progress(world.controller, followed, final=False):
-            await world.controller.reconcile_from_views("ns", "run")
-
-    world.run(turn())
-
-
 def test_progress_is_written_only_when_it_changes() -> None:
     world = World()
     body = _running(world)
     world.kube.logs[("ns", "run-abcde")] = _steps(2)
-    _follow_once(world)
+    world.read_log_once()
     writes = world.kube.calls["patch_status"]
     status = world.last_status()["trainerStatus"]
     assert status["progressPercentage"] == 50
     assert {"name": "loss", "value": "7.5"} in status["metrics"]
     world.stored(body)
     world.clock.advance(15)
-    _follow_once(world)  # the same lines again
+    world.read_log_once()  # the same lines again
     assert world.kube.calls["patch_status"] == writes
     assert world.kube.reasons().count("TrainingStarted") == 1
     world.kube.logs[("ns", "run-abcde")] = _steps(3)
-    _follow_once(world)
+    world.read_log_once()
     assert world.kube.calls["patch_status"] == writes + 1
     assert world.last_status()["trainerStatus"]["progressPercentage"] == 75
 
@@ -82,13 +70,13 @@ def test_a_log_that_stays_unreadable_shows_a_condition_and_clears_it() -> None:
     _running(world)
     world.kube.logs[("ns", "run-abcde")] = RuntimeError("(400) container is not ready\nmore")
     for _ in range(3):
-        _follow_once(world)
+        world.read_log_once()
     assert all(c["type"] != "LogUnreadable" for c in world.last_status()["conditions"])
-    _follow_once(world)
+    world.read_log_once()
     assert world.condition("LogUnreadable")["reason"] == "LogReadFailed"
     assert world.condition("LogUnreadable")["message"].endswith("4 times in a row: (400) container is not ready")
     world.kube.logs[("ns", "run-abcde")] = _steps(1)
-    _follow_once(world)
+    world.read_log_once()
     assert (world.condition("LogUnreadable")["status"], world.condition("LogUnreadable")["reason"]) == (
         "False",
         "LogRead",

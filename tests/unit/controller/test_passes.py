@@ -55,21 +55,10 @@ def _running(world: World, spec: dict[str, Any] | None = None, log: str = "") ->
     return body
 
 
-def _read_once(world: World) -> None:
-    """What one turn of the log loop does for the one training."""
-    (followed,) = world.controller.memory.followed()
-
-    async def turn() -> None:
-        if await read_progress(world.controller, followed, final=False):
-            await world.controller.reconcile_from_views("ns", "run")
-
-    world.run(turn())
-
-
 def test_the_events_of_a_successful_run_in_full() -> None:
     world = World()
     body = _running(world, {"ttlSecondsAfterFinished": 30}, SCHEDULE + STEP)
-    _read_once(world)
+    world.read_log_once()
     world.clock.advance(65)
     world.deliver_job(active=0, ready=0, succeeded=1, conditions=COMPLETE, completionTime="2026-11-28T12:01:05Z")
     world.event(world.stored(body))
@@ -224,7 +213,7 @@ def test_a_finetunejob_without_a_deadline_has_no_ttl_timer() -> None:
 def test_the_specs_max_iter_caps_the_steps_until_the_log_says_otherwise() -> None:
     world = World()
     _running(world, {"expConfig": {"runSettings": {"maxIter": 2}}}, SCHEDULE + STEP)
-    _read_once(world)
+    world.read_log_once()
     metrics = {m["name"]: m["value"] for m in world.last_status()["trainerStatus"]["metrics"]}
     assert (metrics["totalSteps"], world.last_status()["trainerStatus"]["progressPercentage"]) == ("2", 50)
 
@@ -232,12 +221,12 @@ def test_the_specs_max_iter_caps_the_steps_until_the_log_says_otherwise() -> Non
 def test_after_a_restart_the_first_step_is_not_announced_again_nor_the_same_progress_written() -> None:
     world = World()
     body = _running(world, log=SCHEDULE + STEP)
-    _read_once(world)
+    world.read_log_once()
     writes, events = world.kube.calls["patch_status"], len(world.kube.events)
     world.controller.memory.forget(body["metadata"]["uid"])  # a new process
     world.clock.advance(30)  # a write now would carry a new lastUpdatedTime
     world.event(world.stored(body))
-    _read_once(world)
+    world.read_log_once()
     world.event(world.stored(body))
     assert (world.kube.calls["patch_status"], len(world.kube.events)) == (writes, events)
 
