@@ -274,3 +274,41 @@ def test_an_evicted_rank_is_replaced_not_counted_as_a_failure(
     ftj = wait_phase(cluster, namespace, "evicted", "Succeeded", running, timeout=120)
     assert (ftj["status"]["attempt"], ftj["status"]["failedAttempts"]) == (1, 0)
     assert "Retrying" not in ftj_events(cluster, namespace, "evicted")
+
+
+def test_an_evicted_single_node_pod_is_replaced_not_counted_as_a_failure(
+    local_cluster: lc.Cluster, held: str, running: OperatorProcess
+) -> None:
+    """backoffLimit 0: were the eviction counted as a failure, the Job would fail at once."""
+    cluster, namespace = local_cluster, held
+    cluster.apply(finetunejob({**LIGHT, "backoffLimit": 0}, name="evicted-one"), namespace=namespace)
+
+    def running_pods() -> list[dict[str, Any]] | None:
+        pods = cluster.pods(namespace, "finetune.aidaptiv.io/name=evicted-one")
+        alive = [
+            p for p in pods if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")
+        ]
+        return alive or None
+
+    (victim,) = cluster.wait_for(running_pods, what="the training pod running", timeout=90)
+    eviction = {
+        "apiVersion": "policy/v1",
+        "kind": "Eviction",
+        "metadata": {"name": victim["metadata"]["name"], "namespace": namespace},
+    }
+    cluster.kubectl(
+        "create",
+        "--raw",
+        f"/api/v1/namespaces/{namespace}/pods/{victim['metadata']['name']}/eviction",
+        "-f",
+        "-",
+        input=json.dumps(eviction),
+    )
+    cluster.wait_for(
+        lambda: [p for p in running_pods() or [] if p["metadata"]["uid"] != victim["metadata"]["uid"]] or None,
+        what="the evicted pod replaced",
+        timeout=90,
+    )
+    cluster.release_namespace(namespace)
+    wait_phase(cluster, namespace, "evicted-one", "Succeeded", running, timeout=120)
+    assert "Failed" not in ftj_events(cluster, namespace, "evicted-one")
