@@ -1,4 +1,5 @@
-"""Starting the operator where FineTuneJobs are not served: one clear line and exit status 2."""
+"""Starting the operator where FineTuneJobs are not served: one clear line and exit status 2, or, with
+--install-crd, the CRD installed and its FineTuneJobs served from the first one on."""
 
 from __future__ import annotations
 
@@ -6,10 +7,14 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from e2e import localcluster as lc
+from tests.e2e.helpers import LIGHT
+from tests.e2e.operator_process import OperatorProcess
+from tests.rule_cases import finetunejob
 
 
 @pytest.fixture
@@ -41,3 +46,22 @@ def test_without_the_crd_the_operator_says_how_to_install_it(bare_cluster: lc.Cl
         "error: the API server does not serve finetunejobs.finetune.aidaptiv.io/v1alpha1: install the CRD first "
         "(kubectl apply -f crds/, or the Helm chart), or pass --install-crd\n"
     )
+
+
+def test_the_crd_the_operator_installs_is_watched_from_the_start(bare_cluster: lc.Cluster, tmp_path: Path) -> None:
+    """Found by `make demo`: kopf, which resolves its resources once, started before the new CRD was served
+    and never watched FineTuneJobs."""
+    operator = OperatorProcess(bare_cluster.kubeconfig, tmp_path, ("--install-crd", "--metrics-address", "127.0.0.1"))
+    operator.start()
+    try:
+        namespace = bare_cluster.create_namespace()
+        bare_cluster.apply(finetunejob({**LIGHT, "suspend": True}, name="first"), namespace=namespace)
+        bare_cluster.wait_for(
+            lambda: bare_cluster.get_json("job", "first", "-n", namespace),
+            what="the Job of the first FineTuneJob",
+            timeout=60,
+            state=operator.log,
+        )
+        assert "Unresolved resources" not in operator.log()
+    finally:
+        operator.stop()

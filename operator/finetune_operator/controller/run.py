@@ -24,6 +24,19 @@ from finetune_operator.observe.peering import priority_by_age
 DEV_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
+CRD_SERVED_SECONDS = 60.0
+
+
+def served_within(kube: Kube, seconds: float, poll: float = 0.25) -> bool:
+    """Whether discovery serves FineTuneJobs within this time (a new CRD takes a moment to be served)."""
+    deadline = time.monotonic() + seconds
+    while not kube.finetunejobs_served():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(poll)
+    return True
+
+
 class CrdMissing(Exception):
     """The API server does not serve FineTuneJobs: the operator would watch nothing."""
 
@@ -56,6 +69,13 @@ def run(options: Options) -> None:
     kube = Kube.from_environment(count=metrics.count_request)
     if options.install_crd:
         logging.getLogger("finetune_operator").info("CRD %s %s", CRD_NAME, kube.install_crd(crd()))
+        # kopf resolves its resources once at start (CRD scanning is off: no cluster-wide CRD read),
+        # so it must not start before discovery serves a CRD just created: it would never watch it.
+        if not served_within(kube, CRD_SERVED_SECONDS):
+            raise CrdMissing(
+                f"the CRD {CRD_NAME} was installed, but the API server did not serve {PLURAL}.{GROUP}/{VERSION} "
+                f"within {CRD_SERVED_SECONDS:g} s: see `kubectl get crd {CRD_NAME} -o yaml` (conditions)"
+            )
     elif not kube.finetunejobs_served():
         raise CrdMissing(
             f"the API server does not serve {PLURAL}.{GROUP}/{VERSION}: install the CRD first "

@@ -34,12 +34,17 @@ LIGHT = {"schedulerName": "", "resources": {"requests": {"cpu": "10m"}, "limits"
 class StubKube:
     """What `run` asks of the Kube port before kopf starts."""
 
-    def __init__(self, served: bool) -> None:
+    def __init__(self, served: bool, checks_until_served: int | None = 0) -> None:
         self.served = served
+        self.checks_until_served = checks_until_served  # after install: None, never served
         self.installed: list[dict[str, Any]] = []
+        self.checks = 0
         self.count: Any = None
 
     def finetunejobs_served(self) -> bool:
+        self.checks += 1
+        if self.installed and self.checks_until_served is not None:
+            self.served = self.served or self.checks > self.checks_until_served
         return self.served
 
     def install_crd(self, wanted: dict[str, Any]) -> str:
@@ -50,9 +55,18 @@ class StubKube:
 class Process:
     """`run` with the world outside the process replaced: what it configured and started."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, served: bool = True) -> None:
+    def __init__(
+        self, monkeypatch: pytest.MonkeyPatch, served: bool = True, checks_until_served: int | None = 0
+    ) -> None:
         self.registry = CollectorRegistry()
-        self.kube = StubKube(served)
+        self.kube = StubKube(served, checks_until_served)
+        self.slept: list[float] = []
+        self.now = 0.0
+
+        def sleep(seconds: float) -> None:
+            self.slept.append(seconds)
+            self.now += seconds
+
         self.logging: list[dict[str, Any]] = []
         self.kopf: list[dict[str, Any]] = []
         self.servers: list[tuple[int, str]] = []
@@ -77,6 +91,8 @@ class Process:
         monkeypatch.setattr(run_module.Kube, "from_environment", staticmethod(from_environment))
         monkeypatch.setattr(run_module, "Controller", Recorded)
         monkeypatch.setattr(run_module.time, "time", lambda: 1_000.75)
+        monkeypatch.setattr(run_module.time, "sleep", sleep)
+        monkeypatch.setattr(run_module.time, "monotonic", lambda: self.now)
         monkeypatch.setenv("POD_NAME", "operator-0")
 
 
@@ -112,7 +128,7 @@ def test_run_standalone_cluster_wide(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_run_with_peering_in_namespaces_metrics_and_the_crd(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    process = Process(monkeypatch, served=False)
+    process = Process(monkeypatch, served=False, checks_until_served=2)
     options = run_module.Options(
         namespaces=("a", "b"),
         dev=True,
@@ -127,6 +143,7 @@ def test_run_with_peering_in_namespaces_metrics_and_the_crd(
         run_module.run(options)
     assert process.logging == [{"level": logging.DEBUG, "format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"}]
     assert process.kube.installed == [crd()]
+    assert (process.kube.checks, process.slept) == (3, [0.25, 0.25])  # kopf starts once the CRD is served
     assert [r.getMessage() for r in caplog.records] == ["CRD finetunejobs.finetune.aidaptiv.io created"]
     identity = f"operator-0/{os.getpid()}/1000"
     assert process.controllers[0].peering == Peering("finetune-operator", ("a", "b"), identity, 7, 20)
@@ -153,6 +170,18 @@ def test_run_refuses_to_watch_a_resource_the_api_server_does_not_serve(monkeypat
         "(kubectl apply -f crds/, or the Helm chart), or pass --install-crd"
     )
     assert process.kopf == []
+
+
+def test_a_crd_installed_but_never_served_stops_the_start_with_where_to_look(monkeypatch: pytest.MonkeyPatch) -> None:
+    process = Process(monkeypatch, served=False, checks_until_served=None)
+    with pytest.raises(run_module.CrdMissing) as caught:
+        run_module.run(run_module.Options(install_crd=True))
+    assert str(caught.value) == (
+        "the CRD finetunejobs.finetune.aidaptiv.io was installed, but the API server did not serve "
+        "finetunejobs.finetune.aidaptiv.io/v1alpha1 within 60 s: see "
+        "`kubectl get crd finetunejobs.finetune.aidaptiv.io -o yaml` (conditions)"
+    )
+    assert sum(process.slept) == 60.0 and process.kopf == []
 
 
 def test_own_identity_without_a_pod_name_is_the_host(monkeypatch: pytest.MonkeyPatch) -> None:
