@@ -70,11 +70,9 @@ def config_maps_of(cluster: lc.Cluster, namespace: str, name: str) -> list[dict[
 def wait_seen(cluster: lc.Cluster, operator: OperatorProcess, count: int, timeout: float = 60) -> None:
     """Wait until the operator knows this many FineTuneJobs by phase (each looked at, or left alone as
     finished and cleaned up), instead of sleeping and hoping it has looked."""
-
-    def known() -> float:
-        prefix = "finetune_operator_finetunejobs{"
-        return sum(value for key, value in operator.samples().items() if key.startswith(prefix))
-
     cluster.wait_for(
-        lambda: known() >= count or None, what=f"{count} FineTuneJobs known", timeout=timeout, state=operator.log
+        lambda: operator.known_finetunejobs() >= count or None,
+        what=f"{count} FineTuneJobs known",
+        timeout=timeout,
+        state=operator.log,
     )

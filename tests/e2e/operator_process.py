@@ -80,6 +80,12 @@ class OperatorProcess:
         prefix = 'finetune_operator_api_requests_total{operation="'
         return {key[len(prefix) : -2]: value for key, value in self.samples().items() if key.startswith(prefix)}
 
+    def known_finetunejobs(self) -> float:
+        """FineTuneJobs the operator knows by phase: looked at, or left alone as settled (finished and
+        cleaned up: those take no reconcile pass, so the reconcile counter never counts them)."""
+        prefix = "finetune_operator_finetunejobs{"
+        return sum(value for key, value in self.samples().items() if key.startswith(prefix))
+
     def metrics(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
             return response.read().decode()
