@@ -93,6 +93,7 @@ async def create(ctl: Controller, body: dict[str, Any], plan: Plan, remembered: 
             _recheck(ctl, body, remembered, "children", WAIT_FOR_PREVIOUS_SECONDS if not blocked.stalled else None)
             return Outcome(None, blocked=blocked)
     remembered.created_job = job
+    remembered.config_map_due = True
     return await ensure_config_map(ctl, body, plan, job, remembered, attempt)
 
 
@@ -123,14 +124,14 @@ async def ensure_config_map(
 ) -> Outcome:
     """The Job's ConfigMap exists and is the Job's; if it cannot be, the Job goes (its pod must never
     run with another object's files)."""
-    if remembered.config_map_seen or _pod_started(ctl, body):
+    if remembered.config_map_seen or (not remembered.config_map_due and _pod_started(ctl, body)):
         remembered.config_map_seen = True
         return Outcome(job)
     assert plan.ftj is not None
     manifest = manifests.config_map(plan.ftj, job, attempt)
     namespace, name = body["metadata"]["namespace"], config_map_name(plan.ftj, attempt)
     if remembered.created_job is not job and await _config_map_is_the_jobs(ctl, namespace, name, job):
-        remembered.config_map_seen = True  # found after a restart: no create needed
+        remembered.config_map_seen, remembered.config_map_due = True, False  # found: no create needed
         return Outcome(job)
     try:
         await ctl.kube.create_config_map(manifest)
@@ -142,7 +143,7 @@ async def ensure_config_map(
             await _withdraw(ctl, body, job, remembered)
             _recheck(ctl, body, remembered, "children", None)
             return Outcome(None, blocked=_conflict(f"a ConfigMap named {name}"))
-    remembered.config_map_seen = True
+    remembered.config_map_seen, remembered.config_map_due = True, False
     return Outcome(job)
 
 

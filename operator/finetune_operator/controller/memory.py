@@ -35,6 +35,8 @@ class Remembered:
     # no ordering between them): without it, the next FineTuneJob event would create again.
     created_job: dict[str, Any] | None = None
     config_map_seen: bool = False  # its ConfigMap is known to exist (created, or found)
+    # This process made the Job and not yet its ConfigMap: a running pod is then no proof that it exists.
+    config_map_due: bool = False
     service_seen: bool = False  # numNodes > 1: its headless Service is known to exist
     followed: Followed | None = None
     phase: str | None = None
