@@ -179,6 +179,8 @@ def controller_manager(layout: Layout, ports: Ports) -> Component:
         "--use-service-account-credentials=false",
         f"--cluster-signing-cert-file={pki / 'ca.crt'}",
         f"--cluster-signing-key-file={pki / 'ca.key'}",
+        # Level 2: the Job controller's failed pod creates and expectations, for a stuck Job's report.
+        "--v=2",
     ]
     url = f"https://{LOOPBACK}:{ports.controller_manager}/healthz"
     return Component("kube-controller-manager", argv, url, "insecure")

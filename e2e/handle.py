@@ -165,6 +165,58 @@ class Cluster(KwokHelpers):
         ]
         return "\n".join(p for p in parts if p)
 
+    def stuck_report(self, namespace: str, names: Iterable[str], log_lines: int = 40) -> str:
+        """Why these FineTuneJobs are behind, object by object: each one's status and conditions, its
+        Job's spec.suspend, status and conditions, its pods, the Events of all of them, and the
+        kube-controller-manager's log lines that name the Job (for a wait's timeout message)."""
+        events = self.events(namespace)
+        return "\n".join(self._stuck_one(namespace, name, events, log_lines) for name in names)
+
+    def _stuck_one(self, namespace: str, name: str, events: list[dict[str, Any]], log_lines: int) -> str:
+        ftj = self.get_json("finetunejob", name, "-n", namespace) or {}
+        job = self.get_json("job", name, "-n", namespace) or {}
+        pods = self.pods(namespace, f"finetune.aidaptiv.io/name={name}")
+        uids = {o["metadata"]["uid"] for o in (ftj, job, *pods) if o.get("metadata")}
+        told = [
+            f"    {e.get('lastTimestamp') or e.get('eventTime')} {e['involvedObject'].get('kind')} "
+            f"{e.get('type')} {e.get('reason')}: {e.get('message')} [{e['metadata'].get('name')}]"
+            for e in sorted(events, key=lambda e: int(e["metadata"].get("resourceVersion") or 0))
+            if e["involvedObject"].get("uid") in uids
+        ]
+        pod_lines = [
+            f"    {p['metadata']['name']} uid={p['metadata']['uid']} phase={p.get('status', {}).get('phase')} "
+            f"node={p.get('spec', {}).get('nodeName')} conditions={_conditions(p)}"
+            for p in pods
+        ]
+        job_line = "  Job: none"
+        if job:
+            job_line = (
+                f"  Job: uid={job['metadata'].get('uid')} suspend={job.get('spec', {}).get('suspend')} "
+                f"status={json.dumps(job.get('status'), sort_keys=True)}"
+            )
+        controller_lines = self.component_log_lines("kube-controller-manager", f"{namespace}/{name}")[-log_lines:]
+        lines = [
+            f"--- FineTuneJob {namespace}/{name}: status {json.dumps(ftj.get('status'), sort_keys=True)}",
+            job_line,
+            "  pods:" if pods else "  pods: none",
+            *pod_lines,
+            "  events:" if told else "  events: none",
+            *told,
+            f"  kube-controller-manager on {namespace}/{name}:" if controller_lines else "  kube-controller-manager: -",
+            *(f"    {line}" for line in controller_lines),
+        ]
+        return "\n".join(lines)
+
+    def component_log_lines(self, component: str, needle: str) -> list[str]:
+        """Lines of a local cluster component's log that contain ``needle`` (none on an external cluster)."""
+        if self.workdir is None:
+            return []
+        path = self.workdir / "logs" / f"{component}.log"
+        if not path.exists():
+            return []
+        with path.open(errors="replace") as text:
+            return [line.rstrip("\n") for line in text if needle in line]
+
     # -- namespaces ----------------------------------------------------------------------
 
     def create_namespace(self, name: str | None = None, labels: dict[str, str] | None = None) -> str:
@@ -188,6 +240,10 @@ class Cluster(KwokHelpers):
                 self._set_namespace_in_stages(name, HOLD_NAMESPACES_KEY, present=False)
                 self._set_namespace_in_stages(name, FAIL_NAMESPACES_KEY, present=False)
         self.kubectl("delete", "namespace", name, "--ignore-not-found", f"--wait={str(wait).lower()}", check=False)
+
+
+def _conditions(obj: dict[str, Any]) -> list[str]:
+    return [f"{c.get('type')}={c.get('status')}" for c in (obj.get("status") or {}).get("conditions") or []]
 
 
 def _manifest_text(manifest: Manifest) -> str:

@@ -80,12 +80,11 @@ def wait_all(cluster: lc.Cluster, namespace: str, count: int, phase: str, operat
         return True if len(items) == count and all(p == phase for p in phases) else None
 
     def state() -> str:
-        phases = Counter(str((i.get("status") or {}).get("phase")) for i in ftjs(cluster, namespace))
-        return f"phases: {dict(phases)}\n--- operator log ---\n{operator.log()[-6000:]}"
+        items = ftjs(cluster, namespace)
+        phases = Counter(str((i.get("status") or {}).get("phase")) for i in items)
+        behind = [i["metadata"]["name"] for i in items if (i.get("status") or {}).get("phase") != phase]
+        return f"phases: {dict(phases)}; operator log {operator.log_path}\n" + cluster.stuck_report(namespace, behind)
 
-    # When kube-apiserver dies under the Job controller's pod create, the controller may wait out its
-    # expectations (5 minutes) before it creates the pod again: the FineTuneJob rightly stays Pending
-    # (PodCreateFailed) until then. Seen once in five CI runs.
     cluster.wait_for(reached, what=f"{count} FineTuneJobs {phase}", timeout=420, interval=1, state=state)
 
 
@@ -171,5 +170,8 @@ def test_apiserver_and_etcd_killed_mid_burst(
     # One Event per phase change: a repeated phase (e.g. "Pending" twice) is not a change.
     assert not wrong, (
         f"{len(wrong)} of {len(items)} FineTuneJobs whose Events do not tell exactly Pending, Running, Succeeded"
-        f" (operator log {running.log_path}):\n" + "\n".join(f"{n}: {e}" for n, e in sorted(wrong.items()))
+        f" (operator log {running.log_path}):\n"
+        + "\n".join(f"{n}: {e}" for n, e in sorted(wrong.items()))
+        + "\n"
+        + cluster.stuck_report(namespace, sorted(wrong))
     )

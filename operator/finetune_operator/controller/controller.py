@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -177,7 +178,8 @@ class Controller:
         """An Event on the FineTuneJob. One that cannot be posted now (the API briefly away) is kept
         and posted later with its own time, so that the Events still tell the whole story."""
         remembered = self.memory.of(owner["metadata"]["uid"])
-        remembered.unposted.append(Unposted(owner, kind, reason, message, self.clock.now()))
+        name = event_name(owner["metadata"]["name"])
+        remembered.unposted.append(Unposted(owner, kind, reason, message, self.clock.now(), name))
         await self.post_unposted(owner["metadata"]["uid"])
 
     async def post_unposted(self, uid: str) -> None:
@@ -187,7 +189,7 @@ class Controller:
         while remembered.unposted:
             event = remembered.unposted[0]
             try:
-                await self.kube.post_event(event.owner, event.kind, event.reason, event.message, event.when)
+                await self.kube.post_event(event.owner, event.kind, event.reason, event.message, event.when, event.name)
             except Exception as error:
                 logger.info("could not post event %s on %s: %s", event.reason, event.owner["metadata"]["name"], error)
                 remembered.event_failures += 1
@@ -244,6 +246,11 @@ class Controller:
         if not self.active:
             return {}
         return {(f.namespace, f.name): f.latest for f in self.memory.followed() if f.latest is not None}
+
+
+def event_name(owner_name: str) -> str:
+    """A new Event's own name (as client-go's recorder makes them: the object's name and a unique suffix)."""
+    return f"{owner_name}.{uuid.uuid4().hex[:16]}"
 
 
 def settled(body: dict[str, Any]) -> bool:

@@ -58,14 +58,18 @@ def refusal(error: ApiException | pydantic.ValidationError) -> str:
         return str(error.reason)
 
 
-def event_body(owner: dict[str, Any], kind: str, reason: str, message: str, now: datetime) -> dict[str, Any]:
-    """A core/v1 Event about a FineTuneJob (the form `kubectl describe` lists)."""
+def event_body(
+    owner: dict[str, Any], kind: str, reason: str, message: str, now: datetime, name: str | None = None
+) -> dict[str, Any]:
+    """A core/v1 Event about a FineTuneJob (the form `kubectl describe` lists); named when a name is
+    given (a retry of the same Event then meets itself), else named by the API server."""
     metadata = owner["metadata"]
     when = timestamp(now)
+    naming = {"name": name} if name is not None else {"generateName": f"{metadata['name']}."}
     return {
         "apiVersion": "v1",
         "kind": "Event",
-        "metadata": {"generateName": f"{metadata['name']}.", "namespace": metadata["namespace"]},
+        "metadata": {**naming, "namespace": metadata["namespace"]},
         "involvedObject": {
             "apiVersion": owner.get("apiVersion"),
             "kind": owner.get("kind"),
@@ -194,10 +198,21 @@ class Kube:
         return str(text)
 
     async def post_event(
-        self, owner: dict[str, Any], kind: str, reason: str, message: str, when: datetime | None = None
+        self,
+        owner: dict[str, Any],
+        kind: str,
+        reason: str,
+        message: str,
+        when: datetime | None = None,
+        name: str | None = None,
     ) -> None:
-        body = event_body(owner, kind, reason, message, when or datetime.now(UTC))
-        await self._call("create_event", self.core.create_namespaced_event, owner["metadata"]["namespace"], body)
+        """Post an Event; one of this name already stored (an earlier try whose answer was lost) is posted."""
+        body = event_body(owner, kind, reason, message, when or datetime.now(UTC), name)
+        try:
+            await self._call("create_event", self.core.create_namespaced_event, owner["metadata"]["namespace"], body)
+        except ApiException as error:
+            if error.status != 409 or name is None:
+                raise
 
     async def list_events(self, namespace: str, involved_uid: str, reason: str) -> list[dict[str, Any]]:
         """Events about one object with one reason (e.g. the Job controller's FailedCreate)."""

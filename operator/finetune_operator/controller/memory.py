@@ -15,13 +15,16 @@ from finetune_operator.render.plan import Plan
 
 @dataclass(frozen=True)
 class Unposted:
-    """An Event not posted yet, with the time it happened."""
+    """An Event not posted yet, with the time it happened and its name, chosen once: a retry after an
+    answer lost with the API server (the Event may have been stored) is then refused as a duplicate
+    instead of telling the user the same thing twice."""
 
     owner: dict[str, Any]
     kind: str
     reason: str
     message: str
     when: datetime
+    name: str
 
 
 @dataclass
@@ -40,6 +43,10 @@ class Remembered:
     service_seen: bool = False  # numNodes > 1: its headless Service is known to exist
     followed: Followed | None = None
     phase: str | None = None
+    # The phase the Events have told, known from the first pass (the stored status, told before):
+    # a phase change is told once, also when the status write that made it lost its answer.
+    told_phase: str | None = None
+    told_phase_known: bool = False
     pod_create_checks: int = 0  # FailedCreate lookups made while the Job had no pod
     pod_create_condition: Condition | None = None
     unposted: list[Unposted] = field(default_factory=list)

@@ -66,6 +66,8 @@ async def reconcile_pass(ctl: Controller, body: dict[str, Any], job: dict[str, A
     namespace, name, uid = metadata["namespace"], metadata["name"], metadata["uid"]
     remembered = ctl.memory.of(uid)
     current = recorded_status(body, remembered)
+    if not remembered.told_phase_known:
+        remembered.told_phase, remembered.told_phase_known = current.phase, True
     terminal = current.phase in TERMINAL_PHASES
 
     if job is not None and not owns(body, job):
@@ -305,19 +307,26 @@ async def _write_status(
     why: Any,
     told: tuple[str, str, str] | None = None,
 ) -> None:
-    """The status, if it changed, and its Event: `told` (a retry, a resize), else a phase change's."""
+    """The status, if it changed, and its Event: `told` (a retry, a resize), else a phase change's.
+
+    The phase Event follows the phase last told, not this write: a write whose answer was lost (the API
+    server died after storing it) is seen stored by the next pass, which then tells the change."""
     wanted, before = status_dict(desired), status_dict(current)
-    if wanted == before or remembered.written == wanted:
-        return
-    metadata = body["metadata"]
-    if logger.isEnabledFor(logging.DEBUG):
-        changed = sorted(key for key in wanted.keys() | before.keys() if wanted.get(key) != before.get(key))
-        logger.debug("status of %s/%s: %s; changed %s", metadata["namespace"], metadata["name"], desired.phase, changed)
-    stored = body.get("status") if isinstance(body.get("status"), dict) else {}
-    await ctl.kube.patch_status(metadata["namespace"], metadata["name"], merge_patch({**stored, **before}, wanted))
-    remembered.written = wanted
-    if told is not None:
-        await ctl.post(body, *told)
-    elif desired.phase != current.phase:
+    if wanted != before and remembered.written != wanted:
+        metadata = body["metadata"]
+        if logger.isEnabledFor(logging.DEBUG):
+            changed = sorted(key for key in wanted.keys() | before.keys() if wanted.get(key) != before.get(key))
+            logger.debug(
+                "status of %s/%s: %s; changed %s", metadata["namespace"], metadata["name"], desired.phase, changed
+            )
+        stored = body.get("status") if isinstance(body.get("status"), dict) else {}
+        await ctl.kube.patch_status(metadata["namespace"], metadata["name"], merge_patch({**stored, **before}, wanted))
+        remembered.written = wanted
+        if told is not None:
+            remembered.told_phase = desired.phase
+            await ctl.post(body, *told)
+            return
+    if desired.phase != remembered.told_phase:
+        remembered.told_phase = desired.phase
         kind = "Normal" if desired.phase in NORMAL_PHASES else "Warning"
         await ctl.post(body, kind, why.reason, f"{why.phase}: {why.message}{_summary(desired)}")

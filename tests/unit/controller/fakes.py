@@ -39,10 +39,20 @@ class FakeKube:
         self.logs: dict[tuple[str, str], str | Exception] = {}
         self.job_events: list[dict[str, Any]] = []
         self.failures: dict[str, list[Exception]] = collections.defaultdict(list)
+        self.lost_answers: dict[str, list[Exception]] = collections.defaultdict(list)
+        self.event_names: list[str] = []
         self.peers: dict[str, Any] = {}
 
     def fail_next(self, operation: str, error: Exception) -> None:
         self.failures[operation].append(error)
+
+    def lose_next_answer(self, operation: str, error: Exception) -> None:
+        """The next call of this operation takes effect, then raises (the API server died before answering)."""
+        self.lost_answers[operation].append(error)
+
+    def _answer_lost(self, operation: str) -> None:
+        if self.lost_answers[operation]:
+            raise self.lost_answers[operation].pop(0)
 
     def _call(self, operation: str) -> None:
         self.calls[operation] += 1
@@ -111,6 +121,7 @@ class FakeKube:
         stored = _merged(self.stored_status.get((namespace, name), {}), status)
         self.stored_status[(namespace, name)] = stored
         self.statuses.append(copy.deepcopy(stored))
+        self._answer_lost("patch_status")
 
     async def read_log(self, namespace: str, pod: str, container: str, tail_lines: int, limit_bytes: int) -> str:
         self._call("read_pod_log")
@@ -120,11 +131,24 @@ class FakeKube:
         return "\n".join(text.split("\n")[-tail_lines - 1 :]).encode()[:limit_bytes].decode(errors="ignore")
 
     async def post_event(
-        self, owner: dict[str, Any], kind: str, reason: str, message: str, when: datetime | None = None
+        self,
+        owner: dict[str, Any],
+        kind: str,
+        reason: str,
+        message: str,
+        when: datetime | None = None,
+        name: str | None = None,
     ) -> None:
+        """As the API server and `Kube` do: a named Event stored already is not stored again; a lost
+        answer (`lose_next_answer`) is an Event stored, then an error."""
         self._call("create_event")
+        if name is not None and name in self.event_names:
+            return
         self.events.append((owner["metadata"]["name"], kind, reason, message))
         self.event_times.append(when or self.clock.now())
+        if name is not None:
+            self.event_names.append(name)
+        self._answer_lost("create_event")
 
     async def list_events(self, namespace: str, involved_uid: str, reason: str) -> list[dict[str, Any]]:
         self._call("list_events")

@@ -336,6 +336,24 @@ def test_post_event_with_its_own_time_or_now() -> None:
     assert before <= sent <= datetime.now(UTC)
 
 
+def test_a_named_event_is_sent_with_its_name_and_one_stored_already_counts_as_posted() -> None:
+    port = Port()
+    named = event_body(OWNER, "Normal", "JobCreated", "made", NOW, "run.0123456789abcdef")
+    assert named["metadata"] == {"name": "run.0123456789abcdef", "namespace": "ns"}
+    assert {k: v for k, v in named.items() if k != "metadata"} == {
+        k: v for k, v in event_body(OWNER, "Normal", "JobCreated", "made", NOW).items() if k != "metadata"
+    }
+    port.core.answers["create_namespaced_event"] = _error(409)
+    _run(port.kube.post_event(OWNER, "Normal", "JobCreated", "made", NOW, "run.0123456789abcdef"))
+    assert port.core.calls == [("create_namespaced_event", ("ns", named), {})]
+    # Without a name, a 409 is not ours to explain; other errors are raised either way.
+    with pytest.raises(ApiException):
+        _run(port.kube.post_event(OWNER, "Normal", "JobCreated", "made", NOW))
+    port.core.answers["create_namespaced_event"] = _error(500)
+    with pytest.raises(ApiException):
+        _run(port.kube.post_event(OWNER, "Normal", "JobCreated", "made", NOW, "run.0123456789abcdef"))
+
+
 def test_list_events_selects_by_object_and_reason() -> None:
     port = Port()
     port.core.answers["list_namespaced_event"] = SimpleNamespace(items=[{"reason": "FailedCreate", "message": "quota"}])

@@ -503,6 +503,57 @@ def test_events_are_posted_in_order_with_every_field() -> None:
     assert world.kube.event_times == [world.clock.now() - timedelta(seconds=5), world.clock.now()]
 
 
+def test_an_event_whose_answer_was_lost_is_not_told_twice() -> None:
+    """The API server stored the Event and died before answering: the retry, under the same name,
+    meets the stored one (found by the fault e2e: 'JobCreated' twice after a kube-apiserver SIGKILL)."""
+    world = World()
+    body = world.add(LIGHT)
+    uid = body["metadata"]["uid"]
+    world.kube.lose_next_answer("create_event", RuntimeError("connection reset"))
+    world.run(world.controller.post(body, "Normal", "JobCreated", "Pending: created Job run"))
+    world.run(world.timers.fire((uid, "events")))
+    assert world.kube.calls["create_event"] == 2
+    assert world.kube.events == [("run", "Normal", "JobCreated", "Pending: created Job run")]
+    assert world.controller.memory.of(uid).unposted == []
+    # Each Event has its own name: the next one is told.
+    world.run(world.controller.post(body, "Normal", "PodsRunning", "Running: the training pod is running"))
+    assert world.kube.reasons() == ["JobCreated", "PodsRunning"]
+    assert len(set(world.kube.event_names)) == 2
+    assert all(name.startswith("run.") and len(name) == len("run.") + 16 for name in world.kube.event_names)
+
+
+def test_a_phase_whose_status_write_lost_its_answer_is_told_once_by_the_next_pass() -> None:
+    """The API server stored the status and died before answering: the pass fails before its Event,
+    and the retry finds the phase stored (found by the fault e2e: a FineTuneJob whose Events never
+    said Pending)."""
+    world = World()
+    body = world.add(LIGHT)
+    uid = body["metadata"]["uid"]
+    world.kube.lose_next_answer("patch_status", RuntimeError("connection reset"))
+    world.event(body)
+    assert world.kube.statuses[-1]["phase"] == "Pending"
+    assert world.kube.reasons() == []
+    world.event(world.stored(body))  # the watch brings the stored status back
+    assert world.kube.reasons() == ["JobCreated"]
+    assert world.kube.calls["patch_status"] == 1  # nothing left to write
+    world.run(world.timers.fire((uid, "retry")))
+    world.event(world.stored(body))
+    assert world.kube.reasons() == ["JobCreated"]
+
+
+def test_a_restarted_operator_does_not_tell_a_stored_phase_again() -> None:
+    world = World()
+    body = world.add(LIGHT)
+    world.event(body)
+    assert world.kube.reasons() == ["JobCreated"]
+    restarted = World()
+    restarted.kube = world.kube
+    restarted.controller.kube = world.kube
+    restarted.jobs.update(world.jobs)
+    restarted.event(world.stored(body))
+    assert world.kube.reasons() == ["JobCreated"]
+
+
 def test_posting_for_a_forgotten_object_does_nothing() -> None:
     world = World()
     world.run(world.controller.post_unposted("never-seen"))
