@@ -50,7 +50,7 @@ def wait(check: Any, timeout: float, what: str, step: float = 0.05) -> float:
 
 def failover(cluster: lc.Cluster, namespace: str, lifetime: int, workdir: Path) -> float:
     cluster.kubectl("apply", "--server-side", "-f", str(PEERING_CRDS))
-    cluster.kubectl("wait", "--for=condition=Established", "crd/clusterkopfpeerings.kopf.dev", "--timeout=60s")
+    cluster.wait_established("clusterkopfpeerings.kopf.dev")
     peering = f"bench-{uuid.uuid4().hex[:6]}"
     cluster.apply({"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": peering}})
     args = ("--peering", peering, "--peering-lifetime", str(lifetime), "--metrics-address", "127.0.0.1")
@@ -80,7 +80,7 @@ def main() -> int:
     report: dict[str, Any] = {"cores": os.cpu_count()}
     try:
         cluster.kubectl("apply", "--server-side", "-f", str(CRD))
-        cluster.kubectl("wait", "--for=condition=Established", "crd/finetunejobs.finetune.aidaptiv.io")
+        cluster.wait_established("finetunejobs.finetune.aidaptiv.io")
         with tempfile.TemporaryDirectory() as tmp:
             seconds = failover(cluster, cluster.create_namespace(), args.lifetime, Path(tmp))
         report["failover_seconds"] = {"peering_lifetime": args.lifetime, "kill_to_job_created": round(seconds, 1)}

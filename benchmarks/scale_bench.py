@@ -242,7 +242,7 @@ def main() -> int:
     report: dict[str, Any] = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "cores": os.cpu_count()}
     try:
         cluster.kubectl("apply", "--server-side", "-f", str(CRD))
-        cluster.kubectl("wait", "--for=condition=Established", f"crd/{PLURAL}.{GROUP}")
+        cluster.wait_established(f"{PLURAL}.{GROUP}")
         api = Api(cluster.kubeconfig)
         with tempfile.TemporaryDirectory() as tmp:
             workdir = Path(tmp)

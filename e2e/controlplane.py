@@ -217,7 +217,7 @@ class LocalCluster:
         """kwok's CRDs (Stage, Logs, ClusterLogs) and the stages of e2e/kwok/stages.yaml."""
         for crd in sorted((build_toolchain.share_dir() / "kwok-crds").glob("*.yaml")):
             client.kubectl("apply", "--server-side", "-f", str(crd))
-        client.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+        client.wait_established()
         template = (E2E_DIR / "kwok" / "stages.yaml").read_text()
         stages = self.workdir / "stages.yaml"
         stages.write_text(commands.stages(template, self.config.start_delay, self.config.run_duration))

@@ -165,6 +165,20 @@ class Cluster(KwokHelpers):
         ]
         return "\n".join(p for p in parts if p)
 
+    def wait_established(self, *crds: str, timeout: float = 60.0) -> None:
+        """Wait until these CRDs (names; none: every CRD) are Established. Not `kubectl wait`: it fails at
+        once on a CRD so new that it has no conditions yet ("<nil> is of the type <nil>"), seen in CI."""
+
+        def established() -> bool | None:
+            found = [self.get_json("crd", name) for name in crds] if crds else self.get_json("crd")["items"]
+            done = all(
+                any(c.get("type") == "Established" and c.get("status") == "True" for c in _conditions_of(crd))
+                for crd in found
+            )
+            return True if done else None
+
+        self.wait_for(established, what=f"CRDs {', '.join(crds) or '(all)'} Established", timeout=timeout)
+
     def stuck_report(self, namespace: str, names: Iterable[str], log_lines: int = 40) -> str:
         """Why these FineTuneJobs are behind, object by object: each one's status and conditions, its
         Job's spec.suspend, status and conditions, its pods, the Events of all of them, and the
@@ -242,8 +256,12 @@ class Cluster(KwokHelpers):
         self.kubectl("delete", "namespace", name, "--ignore-not-found", f"--wait={str(wait).lower()}", check=False)
 
 
+def _conditions_of(obj: dict[str, Any] | None) -> list[dict[str, Any]]:
+    return list(((obj or {}).get("status") or {}).get("conditions") or [])
+
+
 def _conditions(obj: dict[str, Any]) -> list[str]:
-    return [f"{c.get('type')}={c.get('status')}" for c in (obj.get("status") or {}).get("conditions") or []]
+    return [f"{c.get('type')}={c.get('status')}" for c in _conditions_of(obj)]
 
 
 def _manifest_text(manifest: Manifest) -> str:

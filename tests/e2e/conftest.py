@@ -98,7 +98,7 @@ CRD_FILE = REPO_ROOT / "crds" / "finetune.aidaptiv.io_finetunejobs.yaml"
 @pytest.fixture(scope="session")
 def crd(cluster: lc.Cluster) -> None:
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE))
-    cluster.kubectl("wait", "--for=condition=Established", "crd/finetunejobs.finetune.aidaptiv.io", "--timeout=60s")
+    cluster.wait_established("finetunejobs.finetune.aidaptiv.io")
 
 
 _SHARED_OPERATORS: list[OperatorProcess] = []

@@ -33,7 +33,7 @@ def test_one_replica_acts_and_the_other_takes_over_when_it_is_killed(
     cluster: lc.Cluster, crd: None, without_shared_operator: None, namespace: str, tmp_path: Path
 ) -> None:
     cluster.kubectl("apply", "--server-side", "-f", str(PEERING_CRDS))
-    cluster.kubectl("wait", "--for=condition=Established", "crd/kopfpeerings.kopf.dev", "--timeout=60s")
+    cluster.wait_established("kopfpeerings.kopf.dev")
     peering = f"ha-{uuid.uuid4().hex[:6]}"
     cluster.apply({"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": peering}}, namespace)
 

@@ -154,7 +154,7 @@ def test_plain_manifests_install_as_they_are(cluster: lc.Cluster, crd: None) -> 
     manifests = ROOT / "deploy" / "manifests"
     # As the README says: the CRDs first (a CRD and its objects cannot go in one kubectl apply), then all.
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(manifests / "crds.yaml"))
-    cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    cluster.wait_established()
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-k", str(manifests))
     try:
         if cluster.local:  # elsewhere there is no image of this checkout to run

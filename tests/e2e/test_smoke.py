@@ -195,7 +195,7 @@ def test_crd_cel_rule_refuses_a_bad_object(cluster: lc.Cluster) -> None:
     }
     cluster.apply(crd)
     try:
-        cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{plural}.{group}")
+        cluster.wait_established(f"{plural}.{group}")
 
         def widget(name: str, replicas: int) -> str:
             return json.dumps(
