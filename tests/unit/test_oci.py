@@ -24,6 +24,7 @@ from finetune_operator.observe.termination import (
     PushedOutput,
     TrainerVerdict,
     loader_failure,
+    of_repository,
     pushed_output,
     trainer_verdict_from_termination,
 )
@@ -419,9 +420,12 @@ def test_a_pushed_output_needs_a_reference_pinned_by_its_digest_and_a_sane_lengt
 
 def test_only_a_succeeded_job_has_a_pushed_output() -> None:
     pod = _pod("Succeeded", trainer={"exitCode": 0, "message": PUSHED})
-    assert pushed([pod], _job("Succeeded"), 1) is not None
-    assert pushed([pod], _job("Failed"), 1) is None
-    assert pushed([pod], None, 1) is None
+    repository = "registry.example.com/team/out"
+    assert pushed([pod], _job("Succeeded"), 1, repository) is not None
+    assert pushed([pod], _job("Failed"), 1, repository) is None
+    assert pushed([pod], None, 1, repository) is None
+    assert pushed([pod], _job("Succeeded"), 1, None) is None  # no push asked for
+    assert pushed([pod], _job("Succeeded"), 1, "registry.example.com/team/other") is None
 
 
 def test_the_status_keeps_the_output_and_names_the_reason() -> None:
@@ -493,3 +497,23 @@ def test_the_charts_03_blocks_map_onto_model_and_output() -> None:
     converted = values_to_finetunejob(values)
     assert converted["spec"]["model"] == oci_blocks(values)["model"]
     assert oci_blocks({"modelImage": {"enabled": False}, "outputImage": None}) == {}
+
+
+@pytest.mark.parametrize(
+    ("reference", "ours"),
+    [
+        (f"registry.example.com/team/out:run-1@{DIGEST}", True),
+        (f"registry.example.com/team/out@{DIGEST}", True),
+        (f"registry.example.com/team/out:{'t' * 128}@{DIGEST}", True),
+        (f"registry.example.com/team/out:{'t' * 129}@{DIGEST}", False),
+        (f"registry.example.com/team/outer:v1@{DIGEST}", False),
+        (f"registry.example.com/team/out/x:v1@{DIGEST}", False),
+        (f"registry.example.com/team/out:v1:v2@{DIGEST}", False),
+        (f"registry.example.com/team/out:.v1@{DIGEST}", False),
+        (f"registry.example.com/team/out:v1@{DIGEST}x", False),
+        (f"evil.example.com/registry.example.com/team/out:v1@{DIGEST}", False),
+        ("registry.example.com/team/out:v1", False),
+    ],
+)
+def test_a_pushed_reference_counts_only_in_the_requested_repository(reference: str, ours: bool) -> None:
+    assert of_repository(reference, "registry.example.com/team/out") is ours

@@ -157,6 +157,10 @@ def test_slim_pod_keeps_what_progress_reading_needs() -> None:
             "namespace": "ns",
             "labels": {INDEX: "2", "other": "x"},
             "annotations": {"a": "b"},
+            "ownerReferences": [
+                {"apiVersion": "batch/v1", "kind": "Job", "name": "j", "uid": "ju", "controller": True, "x": 1},
+                {"apiVersion": "v1", "kind": "Node", "name": "n", "uid": "nu"},
+            ],
         },
         "spec": {"containers": []},
         "status": {
@@ -167,7 +171,13 @@ def test_slim_pod_keeps_what_progress_reading_needs() -> None:
         },
     }
     assert slim_pod(body) == {
-        "metadata": {"name": "p", "creationTimestamp": "t", "uid": "u", "labels": {INDEX: "2"}},
+        "metadata": {
+            "name": "p",
+            "creationTimestamp": "t",
+            "uid": "u",
+            "labels": {INDEX: "2"},
+            "ownerReferences": [{"kind": "Job", "name": "j", "uid": "ju", "controller": True}],
+        },
         "status": {
             "phase": "Running",
             "containerStatuses": [{"name": "trainer"}],
@@ -175,7 +185,7 @@ def test_slim_pod_keeps_what_progress_reading_needs() -> None:
         },
     }
     assert slim_pod({"metadata": {"name": "q"}}) == {
-        "metadata": {"name": "q", "creationTimestamp": None, "uid": None, "labels": {}},
+        "metadata": {"name": "q", "creationTimestamp": None, "uid": None, "labels": {}, "ownerReferences": []},
         "status": {"phase": None, "containerStatuses": None, "initContainerStatuses": None},
     }
 

@@ -1,15 +1,18 @@
 """Making a FineTuneJob's children, and telling ours from someone else's.
 
-The Job comes first and its ConfigMap second, owned by the Job, so the garbage collector removes
-the ConfigMap with the Job (the operator needs no permission to delete ConfigMaps) and a crash in
-between leaves a Job whose pod waits for its ConfigMap, which the next pass creates. A name that is
-taken is never trusted: the object is read, and only one that names this FineTuneJob (or its Job)
-as controller is used. A namesake left by a deleted FineTuneJob of the same name is waited for; a
-foreign one stalls the FineTuneJob with a message until a human removes it.
+The Job comes first; then, owned by the Job so that the garbage collector removes them with it (the
+operator needs no permission to delete them, and a withdrawn Job leaves nothing behind), the headless
+Service of a multi-node Job's ranks and last the ConfigMap, without which no pod starts. A crash in
+between leaves a Job whose pods wait for their ConfigMap, which the next pass creates. A name that
+is taken is never trusted: the object is read, and only one that names this FineTuneJob (or its Job)
+as controller is used. A namesake left by a deleted FineTuneJob of the same name, or by an earlier
+attempt's Job, is waited for; a foreign one stalls the FineTuneJob with a message until a human
+removes it.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -46,10 +49,6 @@ def _waiting(what: str, reason: str = "WaitingForPreviousRun") -> Verdict:
     return Verdict("Pending", reason, f"{what} is being removed first")
 
 
-class ChildRefused(Exception):
-    """The API server will never take this child: the FineTuneJob ends InvalidSpec."""
-
-
 def _conflict(what: str) -> Verdict:
     return Verdict(
         "Pending",
@@ -63,15 +62,8 @@ async def create(ctl: Controller, body: dict[str, Any], plan: Plan, remembered: 
     assert plan.ftj is not None
     metadata = body["metadata"]
     namespace, name, uid = metadata["namespace"], metadata["name"], metadata["uid"]
-    if multinode.is_multi_node(plan.ftj) and not remembered.service_seen:
-        try:
-            blocked = await _ensure_service(ctl, body, plan, remembered)
-        except ChildRefused as error:
-            return Outcome(None, refused=str(error))
-        if blocked is not None:
-            return Outcome(None, blocked=blocked)
     try:
-        job = await ctl.kube.create_job(manifests.job(plan.ftj, attempt))
+        job = await ctl.kube.create_job(await asyncio.to_thread(manifests.job, plan.ftj, attempt))
     except Refused as error:
         return Outcome(None, refused=f"the Job is invalid: {str(error)[:MESSAGE_LIMIT]}")
     except Conflict:
@@ -97,24 +89,36 @@ async def create(ctl: Controller, body: dict[str, Any], plan: Plan, remembered: 
     return await ensure_config_map(ctl, body, plan, job, remembered, attempt)
 
 
-async def _ensure_service(ctl: Controller, body: dict[str, Any], plan: Plan, remembered: Remembered) -> Verdict | None:
-    """The headless Service of the ranks, made once (it outlives attempts); None when it is there."""
+async def _ensure_service(
+    ctl: Controller, body: dict[str, Any], plan: Plan, job: dict[str, Any], remembered: Remembered
+) -> Outcome | None:
+    """The headless Service of this Job's ranks: owned by the Job (it goes with the attempt, and with a
+    Job withdrawn) and selecting only the Job's own pods (its controller-uid), so that no other pod
+    publishes itself under a rank's name. Made before the ConfigMap, without which no rank starts: a
+    rank never looks up a name that is not there yet. None when it is there."""
     assert plan.ftj is not None
-    manifest = multinode.service(plan.ftj)
+    manifest = multinode.service(plan.ftj, job)
     namespace, name = body["metadata"]["namespace"], manifest["metadata"]["name"]
     try:
         await ctl.kube.create_service(manifest)
     except Refused as error:
-        raise ChildRefused(f"the Service is invalid: {str(error)[:MESSAGE_LIMIT]}") from None
+        await _withdraw(ctl, body, job, remembered)
+        return Outcome(None, refused=f"the Service is invalid: {str(error)[:MESSAGE_LIMIT]}")
     except Conflict:
         found = await ctl.kube.read_service(namespace, name)
         kind, owner_name, owner_uid = controller_of(found) if found is not None else (None, None, None)
-        if found is None or (kind == "FineTuneJob" and owner_name == name and owner_uid != body["metadata"]["uid"]):
+        ours = owner_uid in (
+            job["metadata"]["uid"],
+            body["metadata"]["uid"],
+        )  # by an earlier version: the FineTuneJob's
+        if not ours and (found is None or (kind in ("Job", "FineTuneJob") and owner_name == name)):
+            # Of an attempt before this one, or of a deleted namesake: the garbage collector is removing it.
             _recheck(ctl, body, remembered, "children", WAIT_FOR_PREVIOUS_SECONDS)
-            return _waiting(f"Service {name}")
-        if owner_uid != body["metadata"]["uid"]:
+            return Outcome(job)
+        if not ours:
+            await _withdraw(ctl, body, job, remembered)
             _recheck(ctl, body, remembered, "children", None)
-            return _conflict(f"a Service named {name}")
+            return Outcome(None, blocked=_conflict(f"a Service named {name}"))
     remembered.service_seen = True
     return None
 
@@ -124,11 +128,15 @@ async def ensure_config_map(
 ) -> Outcome:
     """The Job's ConfigMap exists and is the Job's; if it cannot be, the Job goes (its pod must never
     run with another object's files)."""
-    if remembered.config_map_seen or (not remembered.config_map_due and _pod_started(ctl, body)):
+    if remembered.config_map_seen or (not remembered.config_map_due and _pod_started(ctl, body, job)):
         remembered.config_map_seen = True
         return Outcome(job)
     assert plan.ftj is not None
-    manifest = manifests.config_map(plan.ftj, job, attempt)
+    if multinode.is_multi_node(plan.ftj) and not remembered.service_seen:
+        waiting = await _ensure_service(ctl, body, plan, job, remembered)
+        if waiting is not None:
+            return waiting
+    manifest = await asyncio.to_thread(manifests.config_map, plan.ftj, job, attempt)
     namespace, name = body["metadata"]["namespace"], config_map_name(plan.ftj, attempt)
     if remembered.created_job is not job and await _config_map_is_the_jobs(ctl, namespace, name, job):
         remembered.config_map_seen, remembered.config_map_due = True, False  # found: no create needed
@@ -158,9 +166,9 @@ async def _withdraw(ctl: Controller, body: dict[str, Any], job: dict[str, Any], 
     remembered.created_job = None
 
 
-def _pod_started(ctl: Controller, body: dict[str, Any]) -> bool:
-    """A pod of the Job ran: its ConfigMap was there to be mounted."""
-    pods = ctl.views.pods(body["metadata"]["namespace"], body["metadata"]["name"])
+def _pod_started(ctl: Controller, body: dict[str, Any], job: dict[str, Any]) -> bool:
+    """A pod of the Job ran: its ConfigMap (and Service) were there."""
+    pods = ctl.views.pods(body["metadata"]["namespace"], body["metadata"]["name"], job)
     return any((pod.get("status") or {}).get("phase") in STARTED_PHASES for pod in pods)
 
 

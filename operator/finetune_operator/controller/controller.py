@@ -65,8 +65,12 @@ class Views:
     def job(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._last(self._jobs, (namespace, name))
 
-    def pods(self, namespace: str, name: str) -> list[dict[str, Any]]:
-        return list(self._pods.get((namespace, name), []))
+    def pods(self, namespace: str, name: str, job: dict[str, Any] | None) -> list[dict[str, Any]]:
+        """The pods of this Job (its controller by uid): not every pod with the FineTuneJob's label,
+        which anyone who may create pods in the namespace can set."""
+        if job is None:
+            return []
+        return [pod for pod in self._pods.get((namespace, name), []) if owns(job, pod)]
 
 
 class Controller:
@@ -115,6 +119,7 @@ class Controller:
         if event_type == "DELETED":
             remembered.created_job = None
             remembered.config_map_seen = False  # the garbage collector takes it with the Job
+            remembered.service_seen = False  # and the Service of its ranks
             remembered.job_seen = None
             await self.reconcile(owner, None)
             return

@@ -121,6 +121,8 @@ class Kube:
                 raise Conflict(refusal(error)) from None
             if error.status in (400, 422):
                 raise Refused(refusal(error)) from None
+            if error.status == 413:  # over the API server's request size: as final as a 422
+                raise Refused(f"too large for the API server (413): {refusal(error)}") from None
             raise
 
     async def _read(self, operation: str, function: Any, *args: Any) -> dict[str, Any] | None:

@@ -40,7 +40,7 @@ class Remembered:
     config_map_seen: bool = False  # its ConfigMap is known to exist (created, or found)
     # This process made the Job and not yet its ConfigMap: a running pod is then no proof that it exists.
     config_map_due: bool = False
-    service_seen: bool = False  # numNodes > 1: its headless Service is known to exist
+    service_seen: bool = False  # numNodes > 1: the Service of this Job's ranks is known to exist
     followed: Followed | None = None
     phase: str | None = None
     # The phase the Events have told, known from the first pass (the stored status, told before):

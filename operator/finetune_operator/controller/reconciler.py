@@ -113,7 +113,7 @@ async def reconcile_pass(ctl: Controller, body: dict[str, Any], job: dict[str, A
     noted = note is not None and not any(c.type == MODEL_PATH_MISMATCH for c in current.conditions)
     if note is not None:
         extra.append(model_path_condition(current, note, metadata.get("generation") or 0, ctl.clock.now()))
-    pods = ctl.views.pods(namespace, name)
+    pods = ctl.views.pods(namespace, name, job)
 
     observation = Observation(
         generation=metadata.get("generation") or 0,
@@ -129,7 +129,7 @@ async def reconcile_pass(ctl: Controller, body: dict[str, Any], job: dict[str, A
         ranks=ranks,
         attempt=attempts.attempt if ranks > 1 or attempts.attempt > 1 else None,
         failed_attempts=attempts.failed if ranks > 1 or attempts.failed else None,
-        output=None if terminal else pushed(pods, job, ranks),
+        output=None if terminal else pushed(pods, job, ranks, _push_repository(the_plan)),
     )
     desired = await _after_ttl(ctl, body, observation, the_plan, job)
     if desired is None:
@@ -149,6 +149,11 @@ async def reconcile_pass(ctl: Controller, body: dict[str, Any], job: dict[str, A
         await ctl.post(body, "Warning", MODEL_PATH_MISMATCH, note)
     if desired.output is not None and current.output is None:
         await ctl.post(body, "Normal", "OutputPushed", f"pushed the fine-tuned model to {desired.output.reference}")
+
+
+def _push_repository(the_plan: Plan) -> str | None:
+    output = the_plan.ftj.spec.output if the_plan.ftj is not None else None
+    return output.image.repository if output is not None and output.image is not None else None
 
 
 async def _plan(ctl: Controller, body: dict[str, Any], remembered: Remembered) -> Plan:
@@ -185,7 +190,7 @@ def _attempt_change(
         return AttemptChange(job, after, Verdict("Suspended", "JobSuspended", message), ("Normal", "Resized", message))
     if spec.num_nodes <= 1:
         return None
-    pods = ctl.views.pods(body["metadata"]["namespace"], body["metadata"]["name"])
+    pods = ctl.views.pods(body["metadata"]["namespace"], body["metadata"]["name"], job)
     failure = first_failed_rank(pods)
     cause = failure_cause(failure, job_verdict(job, spec.num_nodes).message)
     again = retry(job, spec.num_nodes, attempts, spec.backoff_limit, cause, failure)
@@ -199,6 +204,7 @@ async def _replace_job(ctl: Controller, body: dict[str, Any], change: AttemptCha
     await ctl.kube.delete_job(body["metadata"]["namespace"], metadata["name"], metadata["uid"])
     remembered.created_job = None
     remembered.config_map_seen = False
+    remembered.service_seen = False  # the Job's Service goes with it; the next attempt's Job gets its own
 
 
 async def _children(

@@ -13,6 +13,7 @@ from finetune_operator.observe.termination import (
     PushedOutput,
     TrainerVerdict,
     loader_failure,
+    of_repository,
     pushed_output,
     trainer_verdict_from_termination,
 )
@@ -43,8 +44,12 @@ def trainer_verdict(
     return said
 
 
-def pushed(pods: list[dict[str, Any]], job: dict[str, Any] | None, ranks: int) -> PushedOutput | None:
-    """What the finished training pushed (rank 0 pushes for the group), once the Job completed."""
-    if job is None or job_verdict(job, ranks).phase != "Succeeded":
+def pushed(
+    pods: list[dict[str, Any]], job: dict[str, Any] | None, ranks: int, repository: str | None
+) -> PushedOutput | None:
+    """What the finished training pushed to the requested repository (rank 0 pushes for the group), once
+    the Job completed; nothing when no push was asked for, whatever a pod says."""
+    if repository is None or job is None or job_verdict(job, ranks).phase != "Succeeded":
         return None
-    return pushed_output(termination_message(training_pod(pods)))
+    found = pushed_output(termination_message(training_pod(pods)))
+    return found if found is not None and of_repository(found.reference, repository) else None

@@ -97,10 +97,17 @@ def termination_message(pod: dict[str, Any] | None) -> str | None:
 def slim_pod(body: dict[str, Any]) -> dict[str, Any]:
     """What the operator keeps of a pod: enough to choose the training pod, know its rank, read its end."""
     rank = (body["metadata"].get("labels") or {}).get(COMPLETION_INDEX)
+    owners = body["metadata"].get("ownerReferences") or []
     return {
         "metadata": {
             **{k: body["metadata"].get(k) for k in ("name", "creationTimestamp", "uid")},
             "labels": {} if rank is None else {COMPLETION_INDEX: rank},
+            # Its controller only: whether it is the Job's own pod, not one that merely has our labels.
+            "ownerReferences": [
+                {k: ref.get(k) for k in ("kind", "name", "uid", "controller")}
+                for ref in owners
+                if ref.get("controller")
+            ],
         },
         "status": {
             k: (body.get("status") or {}).get(k) for k in ("phase", "containerStatuses", "initContainerStatuses")

@@ -31,6 +31,8 @@ SUMMARY_KEYS = frozenset(
 )
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 PUSHED_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+# What may follow the repository in a pushed reference: a tag (the distribution spec's grammar), a digest.
+AFTER_REPOSITORY = re.compile(r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?@sha256:[0-9a-f]{64}")
 MAX_REFERENCE = 1024
 MAX_MESSAGE = 1500
 
@@ -90,6 +92,12 @@ def pushed_output(message: str | None) -> PushedOutput | None:
         return None
     when = summary.get("pushedTime")
     return PushedOutput(reference, digest, when if when and PUSHED_TIME.fullmatch(when) else None)
+
+
+def of_repository(reference: str, repository: str) -> bool:
+    """Whether a pushed reference is in this repository: the trainer's container (which runs the user's
+    code) writes the termination message, and only a push to the requested repository is believed."""
+    return reference.startswith(repository) and AFTER_REPOSITORY.fullmatch(reference[len(repository) :]) is not None
 
 
 def loader_failure(pod: dict[str, Any] | None) -> TrainerVerdict | None:

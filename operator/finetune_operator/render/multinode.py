@@ -15,11 +15,13 @@ from typing import Any
 
 from finetune_operator.api.base import TRAINER_CONTAINER
 from finetune_operator.api.resource import FineTuneJob, rank_zero_address
-from finetune_operator.render.objects import metadata, selector_labels
+from finetune_operator.render.objects import metadata, owner_reference, selector_labels
 
 # Set by the Job controller on each pod of an Indexed Job.
 COMPLETION_INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 COMPLETION_INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
+# Set by the Job controller on each of its pods: the Job's uid, which no earlier or foreign pod carries.
+JOB_CONTROLLER_UID_LABEL = "batch.kubernetes.io/controller-uid"
 ENV_MULTI_NODE_FILE = "FTO_MULTI_NODE_ENV_FILE"
 # The variables every rank gets (and again with the PET_ prefix of torchrun's elastic agent and Kubeflow).
 RANK_VARIABLES = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "NNODES", "NPROC_PER_NODE", "WORLD_SIZE")
@@ -43,18 +45,25 @@ def multi_node_settings(ftj: FineTuneJob) -> dict[str, Any]:
     return {"enable": True, "master_addr": master_address(ftj)}
 
 
-def service(ftj: FineTuneJob) -> dict[str, Any]:
-    """The headless Service that gives each rank a stable name; owned by the FineTuneJob, it outlives
-    the attempts (each attempt's Job goes, the names stay)."""
+def service(ftj: FineTuneJob, job: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The headless Service that gives each rank a stable name. Made for one attempt's Job (when given):
+    owned by it, so it goes with the attempt, and selecting only that Job's pods by the controller-uid
+    label the Job controller sets, so that no other pod with the FineTuneJob's labels is published
+    under a rank's name."""
     port = ftj.spec.exp_config.process_settings.master_port
+    meta = metadata(ftj, ftj.metadata.name)
+    selector = selector_labels(ftj)
+    if job is not None:
+        meta["ownerReferences"] = [owner_reference("batch/v1", "Job", job)]
+        selector = {**selector, JOB_CONTROLLER_UID_LABEL: job["metadata"]["uid"]}
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": metadata(ftj, ftj.metadata.name),
+        "metadata": meta,
         "spec": {
             "clusterIP": "None",
             "publishNotReadyAddresses": True,
-            "selector": selector_labels(ftj),
+            "selector": selector,
             "ports": [{"name": "master", "port": port, "targetPort": port, "protocol": "TCP"}],
         },
     }

@@ -255,6 +255,19 @@ class World:
         self.jobs[(namespace, name)] = [job]
         return job
 
+    def deliver_pods(
+        self, pods: list[dict[str, Any]], namespace: str = "ns", name: str = "run", job: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """Pods as the Job controller makes them (controlled by the Job, by default the one created last)
+        and the pod watch delivers them."""
+        owner = job if job is not None else self.kube.get("Job", namespace, name)
+        assert owner is not None, "no Job to own the pods"
+        ref = {"kind": "Job", "name": owner["metadata"]["name"], "uid": owner["metadata"]["uid"], "controller": True}
+        for pod in pods:
+            pod.setdefault("metadata", {})["ownerReferences"] = [dict(ref)]
+        self.pods[(namespace, name)] = pods
+        return pods
+
     def read_log_once(self) -> None:
         """What one turn of the log loop does for the one training followed."""
         (followed,) = self.controller.memory.followed()

@@ -140,48 +140,85 @@ def test_the_job_of_a_later_attempt_is_made_for_that_attempt() -> None:
     assert outcome.job is not None
     assert outcome.job["metadata"]["annotations"]["finetune.aidaptiv.io/attempt"] == "3"
     assert case.kube.get("ConfigMap", "ns", f"run-config-{case.uid[:8]}-3") is not None
-    assert case.kube.calls["create_service"] == 0  # seen before: not made again
+    assert case.kube.calls["create_service"] == 0  # seen for this attempt's Job: not made again
 
 
-def test_the_ranks_service_is_made_first_and_once() -> None:
+def test_the_ranks_service_is_made_after_the_job_owned_by_it_and_before_the_configmap() -> None:
+    """Owned by the Job, it goes with the attempt (and with a Job withdrawn); it selects the Job's own pods
+    only; and no rank starts before it exists (they need the ConfigMap made after it)."""
     case = Case(TWO)
     outcome = case.create()
     service = case.kube.get("Service", "ns", "run")
-    assert service is not None and service["spec"]["clusterIP"] == "None"
-    assert outcome.job is not None and case.remembered.service_seen is True
+    job = case.kube.get("Job", "ns", "run")
+    assert service is not None and job is not None and outcome.job is not None
+    assert service["spec"]["clusterIP"] == "None"
+    assert service["metadata"]["ownerReferences"] == [
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "name": "run",
+            "uid": job["metadata"]["uid"],
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
+    assert service["spec"]["selector"] == {
+        "finetune.aidaptiv.io/name": "run",
+        "batch.kubernetes.io/controller-uid": job["metadata"]["uid"],
+    }
+    assert case.remembered.service_seen is True
     assert [k for k in case.kube.calls if k.startswith("create_")] == [
-        "create_service",
         "create_job",
+        "create_service",
         "create_configmap",
     ]
 
 
-def test_a_refused_service_makes_nothing_else() -> None:
+def test_a_refused_service_withdraws_the_job() -> None:
     case = Case(TWO)
     case.kube.fail_next("create_service", Refused("y" * 2000))
     assert case.create() == Outcome(None, refused="the Service is invalid: " + "y" * 1024)
-    assert (case.kube.calls["create_job"], case.remembered.service_seen) == (0, False)
+    assert case.kube.get("Job", "ns", "run") is None
+    assert (case.kube.calls["delete_job"], case.kube.calls["create_configmap"]) == (1, 0)
+    assert (case.remembered.service_seen, case.remembered.created_job) == (False, None)
 
 
-def test_our_own_service_is_used() -> None:
+@pytest.mark.parametrize("owner_kind", ["Job", "FineTuneJob"])
+def test_our_own_service_is_used(owner_kind: str) -> None:
+    """Made by this Job before a restart, or (by an earlier version of the operator) for this FineTuneJob."""
     case = Case(TWO)
-    case.put("Service", "run", case.ours())
-    outcome = case.create()
+    if owner_kind == "Job":
+        job = _made_job(case)
+        case.put("Service", "run", {"kind": "Job", "name": "run", "uid": job["metadata"]["uid"]})
+        outcome = _ensure(case, job)
+    else:
+        case.put("Service", "run", case.ours())
+        outcome = case.create()
     assert outcome.job is not None and case.remembered.service_seen is True
-    assert case.kube.calls["read_service"] == 1
+    assert (case.kube.calls["read_service"], case.kube.calls["create_configmap"]) == (1, 1)
 
 
-@pytest.mark.parametrize("owner", [None, {"kind": "FineTuneJob", "name": "run", "uid": "older"}])
-def test_a_service_gone_or_of_a_deleted_namesake_is_waited_for(owner: dict[str, Any] | None) -> None:
+@pytest.mark.parametrize(
+    "owner",
+    [
+        None,  # gone between the create and the read
+        {"kind": "Job", "name": "run", "uid": "the-job-of-attempt-1"},
+        {"kind": "FineTuneJob", "name": "run", "uid": "a-deleted-namesake"},
+    ],
+)
+def test_a_service_of_an_earlier_attempt_or_a_deleted_namesake_is_waited_for(owner: dict[str, Any] | None) -> None:
     case = Case(TWO)
     if owner is None:
         case.kube.fail_next("create_service", Conflict("exists"))
     else:
         case.put("Service", "run", owner)
     case.remembered.pod_create_checks = 2
-    assert case.create() == Outcome(None, blocked=_waiting("Service run"))
+    outcome = case.create(attempt=2)
+    assert outcome.job is not None and outcome.blocked is None and outcome.refused is None
     assert case.delay("children") == 2.0
-    assert (case.kube.calls["create_job"], case.remembered.service_seen) == (0, False)
+    # The Job stays; its ranks wait for the ConfigMap, made once the Service is this Job's.
+    assert (case.kube.calls["create_configmap"], case.kube.calls["delete_job"]) == (0, 0)
+    assert case.remembered.service_seen is False
 
 
 @pytest.mark.parametrize(
@@ -189,10 +226,11 @@ def test_a_service_gone_or_of_a_deleted_namesake_is_waited_for(owner: dict[str, 
     [
         {"kind": "FineTuneJob", "name": "other", "uid": "x"},
         {"kind": "Deployment", "name": "run", "uid": "x"},
+        {"kind": "Job", "name": "other", "uid": "x"},
         None,
     ],
 )
-def test_a_strangers_service_stalls(owner: dict[str, Any] | None) -> None:
+def test_a_strangers_service_withdraws_the_job_and_stalls(owner: dict[str, Any] | None) -> None:
     case = Case(TWO)
     case.put("Service", "run", owner)
     case.remembered.pod_create_checks = 2
@@ -200,7 +238,8 @@ def test_a_strangers_service_stalls(owner: dict[str, Any] | None) -> None:
         None, blocked=Verdict("Pending", "NameConflict", f"a Service named run {CONFLICT}", stalled=True)
     )
     assert case.delay("children") == 8.0
-    assert case.kube.calls["create_job"] == 0
+    assert case.kube.get("Job", "ns", "run") is None
+    assert case.kube.calls["create_configmap"] == 0
 
 
 def _ensure(case: Case, job: dict[str, Any], attempt: int = 1) -> Outcome:
@@ -224,17 +263,20 @@ def test_a_configmap_known_to_exist_is_not_looked_for() -> None:
 def test_a_pod_that_started_had_its_configmap(phase: str) -> None:
     case = Case()
     job = _made_job(case)
-    case.world.pods[("ns", "run")] = [{"metadata": {"name": "p"}, "status": {"phase": phase}}]
+    case.world.deliver_pods([{"metadata": {"name": "p"}, "status": {"phase": phase}}])
     assert _ensure(case, job) == Outcome(job)
     assert (case.kube.calls, case.remembered.config_map_seen) == ({}, True)
 
 
-def test_a_pod_not_started_or_of_another_finetunejob_proves_nothing() -> None:
+def test_a_pod_not_started_of_another_finetunejob_or_not_the_jobs_proves_nothing() -> None:
     case = Case()
     job = _made_job(case)
-    case.world.pods[("ns", "run")] = [{"metadata": {"name": "p"}, "status": {"phase": "Pending"}}, {"metadata": {}}]
-    case.world.pods[("ns", "other")] = [{"metadata": {"name": "q"}, "status": {"phase": "Running"}}]
-    case.world.pods[("other", "run")] = [{"metadata": {"name": "r"}, "status": {"phase": "Running"}}]
+    case.world.deliver_pods([{"metadata": {"name": "p"}, "status": {"phase": "Pending"}}, {"metadata": {}}])
+    case.world.deliver_pods([{"metadata": {"name": "q"}, "status": {"phase": "Running"}}], name="other", job=job)
+    case.world.deliver_pods([{"metadata": {"name": "r"}, "status": {"phase": "Running"}}], namespace="other", job=job)
+    # Someone else's pod with the FineTuneJob's label: not the Job's.
+    forged = {"metadata": {"name": "s", "ownerReferences": []}, "status": {"phase": "Running"}}
+    case.world.pods[("ns", "run")].append(forged)
     _ensure(case, job)
     assert case.kube.calls["create_configmap"] == 1
 

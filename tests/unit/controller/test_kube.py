@@ -195,6 +195,15 @@ def test_a_refusal_by_the_clients_type_check_names_every_field() -> None:
     )
 
 
+def test_a_create_too_large_for_the_api_server_is_refused_for_good() -> None:
+    """413 (the request over the API server's limit, e.g. a 6.7 MB ConfigMap) never passes on a retry."""
+    port = Port()
+    port.core.answers["create_namespaced_config_map"] = _error(413, "Request entity too large: limit is 3145728")
+    with pytest.raises(Refused) as caught:
+        _run(port.kube.create_config_map({"metadata": {"name": "c", "namespace": "ns"}}))
+    assert str(caught.value) == "too large for the API server (413): Request entity too large: limit is 3145728"
+
+
 @pytest.mark.parametrize("status", [403, 404, 500, 503])
 def test_other_create_errors_are_raised_for_a_retry(status: int) -> None:
     port = Port()

@@ -32,7 +32,7 @@ def _pod(world: World, phase: str = "Running", message: str | None = None) -> No
     if message is not None:
         status["containerStatuses"] = [{"name": "trainer", "state": {"terminated": {"message": message}}}]
     pod = {"metadata": {"name": "run-abcde", "creationTimestamp": "2026-11-28T12:00:00Z", "uid": "p"}, "status": status}
-    world.pods[("ns", "run")] = [pod]
+    world.deliver_pods([pod])
 
 
 def _running(world: World, spec: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -74,10 +74,12 @@ def test_a_failed_attempt_starts_all_ranks_anew_naming_the_rank_that_failed_firs
     body = world.add(TWO)
     world.event(body)
     said = "verdict: failed\nreason: TrainerExitCode\nexitCode: 1\nevidence: NCCL error: unhandled system error\n"
-    world.pods[("ns", "run")] = [
-        _rank(0, "Failed", "2026-11-28T12:00:09Z", 143, "verdict: failed\nreason: TrainerExitCode\n"),
-        _rank(1, "Failed", "2026-11-28T12:00:05Z", 1, said),
-    ]
+    world.deliver_pods(
+        [
+            _rank(0, "Failed", "2026-11-28T12:00:09Z", 143, "verdict: failed\nreason: TrainerExitCode\n"),
+            _rank(1, "Failed", "2026-11-28T12:00:05Z", 1, said),
+        ]
+    )
     first_job = world.deliver_job(active=0, failed=2, conditions=FAILED_JOB)
     world.event(world.stored(body))
     status = world.last_status()
@@ -96,7 +98,11 @@ def test_a_failed_attempt_starts_all_ranks_anew_naming_the_rank_that_failed_firs
     second = world.kube.get("Job", "ns", "run")
     assert second is not None and second["metadata"]["annotations"]["finetune.aidaptiv.io/attempt"] == "2"
     assert world.kube.get("ConfigMap", "ns", f"run-config-{_uid(body)[:8]}-2") is not None
-    assert world.kube.calls["create_service"] == 1  # the Service stays across attempts
+    # Each attempt's ranks have their own Service, owned by (and selecting the pods of) that attempt's Job.
+    service = world.kube.get("Service", "ns", "run")
+    assert world.kube.calls["create_service"] == 2 and service is not None
+    assert service["metadata"]["ownerReferences"][0]["uid"] == second["metadata"]["uid"]
+    assert service["spec"]["selector"]["batch.kubernetes.io/controller-uid"] == second["metadata"]["uid"]
 
 
 def test_the_last_attempt_failing_fails_the_finetunejob_with_the_rank_named() -> None:
@@ -104,7 +110,7 @@ def test_the_last_attempt_failing_fails_the_finetunejob_with_the_rank_named() ->
     body = world.add({**TWO, "backoffLimit": 0})
     world.event(body)
     said = "verdict: failed\nreason: TrainerExitCode\nexitCode: 2\nevidence: RuntimeError: CUDA out of memory\n"
-    world.pods[("ns", "run")] = [_rank(1, "Failed", "2026-11-28T12:00:05Z", 2, said)]
+    world.deliver_pods([_rank(1, "Failed", "2026-11-28T12:00:05Z", 2, said)])
     world.deliver_job(active=0, failed=1, conditions=FAILED_JOB)
     world.event(world.stored(body))
     assert world.last_status()["phase"] == "Failed"

@@ -39,7 +39,7 @@ def test_a_push_lands_in_status_with_one_event() -> None:
         "verdict: succeeded\nreason: TrainingComplete\nexitCode: 0\nevidence: training complete!\n"
         f"outputReference: {reference}\noutputDigest: {DIGEST}\npushedTime: 2026-11-28T12:00:58Z\n"
     )
-    world.pods[("ns", "run")] = [_pod(said, 0, "Succeeded")]
+    world.deliver_pods([_pod(said, 0, "Succeeded")])
     world.deliver_job(succeeded=1, conditions=COMPLETE, completionTime="2026-11-28T12:01:00Z")
     world.event(world.stored(body))
     status = world.last_status()
@@ -50,6 +50,56 @@ def test_a_push_lands_in_status_with_one_event() -> None:
     assert world.kube.reasons().count("OutputPushed") == 1
 
 
+def _pushed_said(reference: str) -> str:
+    return (
+        "verdict: succeeded\nreason: TrainingComplete\nexitCode: 0\nevidence: training complete!\n"
+        f"outputReference: {reference}\noutputDigest: {DIGEST}\n"
+    )
+
+
+def test_only_the_jobs_own_pod_and_the_requested_repository_make_status_output() -> None:
+    """A pod that only carries the FineTuneJob's label (anyone who may create pods can set it), or a
+    trainer that names another repository, never becomes status.output nor an OutputPushed Event."""
+    world = World()
+    body = world.add({**LIGHT, **OUTPUT})
+    world.event(body)
+    # In the requested repository even: only its pod's owner tells it apart.
+    forged = _pod(_pushed_said(f"registry.example.com/team/out:forged@{DIGEST}"), 0, "Succeeded")
+    forged["metadata"]["creationTimestamp"] = "2026-11-28T12:00:30Z"  # newer than the Job's own pod
+    world.deliver_pods([_pod("verdict: succeeded\nreason: TrainingComplete\n", 0, "Succeeded")])
+    world.pods[("ns", "run")].append(forged)
+    world.deliver_job(succeeded=1, conditions=COMPLETE, completionTime="2026-11-28T12:01:00Z")
+    world.event(world.stored(body))
+    assert world.last_status()["phase"] == "Succeeded"
+    assert "output" not in world.last_status()
+    assert "OutputPushed" not in world.kube.reasons()
+
+
+def test_a_push_to_another_repository_is_not_believed() -> None:
+    world = World()
+    body = world.add({**LIGHT, **OUTPUT})
+    world.event(body)
+    for reference in (
+        f"evil.example.com/bob/backdoored:v1@{DIGEST}",
+        f"registry.example.com/team/out-evil:v1@{DIGEST}",
+        f"registry.example.com/team/out/x:v1@{DIGEST}",
+    ):
+        world.deliver_pods([_pod(_pushed_said(reference), 0, "Succeeded")])
+        world.deliver_job(succeeded=1, conditions=COMPLETE, completionTime="2026-11-28T12:01:00Z")
+        world.event(world.stored(body))
+        assert "output" not in world.last_status(), reference
+
+
+def test_without_an_output_image_no_pod_claims_a_push() -> None:
+    world = World()
+    body = world.add(LIGHT)
+    world.event(body)
+    world.deliver_pods([_pod(_pushed_said(f"registry.example.com/team/out:v1@{DIGEST}"), 0, "Succeeded")])
+    world.deliver_job(succeeded=1, conditions=COMPLETE, completionTime="2026-11-28T12:01:00Z")
+    world.event(world.stored(body))
+    assert world.last_status()["phase"] == "Succeeded" and "output" not in world.last_status()
+
+
 def test_a_failed_push_fails_with_its_own_reason_and_the_tools_words() -> None:
     world = World()
     body = world.add({**LIGHT, **OUTPUT})
@@ -58,7 +108,7 @@ def test_a_failed_push_fails_with_its_own_reason_and_the_tools_words() -> None:
         "verdict: failed\nreason: OutputPushFailed\nexitCode: 5\n"
         "evidence: training complete; push failed: crane: UNAUTHORIZED: authentication required\n"
     )
-    world.pods[("ns", "run")] = [_pod(said, 5, "Failed")]
+    world.deliver_pods([_pod(said, 5, "Failed")])
     world.deliver_job(failed=1, conditions=FAILED)
     world.event(world.stored(body))
     failed = world.condition("Failed")

@@ -40,9 +40,7 @@ def _pod(world: World, phase: str = "Running", message: str | None = None) -> No
     status: dict[str, Any] = {"phase": phase}
     if message is not None:
         status["containerStatuses"] = [{"name": "trainer", "state": {"terminated": {"message": message}}}]
-    world.pods[("ns", "run")] = [
-        {"metadata": {"name": POD, "creationTimestamp": "2026-11-28T12:00:00Z"}, "status": status}
-    ]
+    world.deliver_pods([{"metadata": {"name": POD, "creationTimestamp": "2026-11-28T12:00:00Z"}, "status": status}])
 
 
 def _running(world: World, spec: dict[str, Any] | None = None, log: str = "") -> dict[str, Any]:

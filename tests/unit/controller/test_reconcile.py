@@ -211,7 +211,7 @@ def test_a_configmap_this_process_failed_to_make_is_made_even_if_a_pod_seems_sta
     world.event(body)
     assert not [k for k in world.kube.objects if k[0] == "ConfigMap"]
     world.deliver_job(active=1)
-    world.pods[("ns", "run")] = [{"metadata": {"name": "run-x", "uid": "p"}, "status": {"phase": "Running"}}]
+    world.deliver_pods([{"metadata": {"name": "run-x", "uid": "p"}, "status": {"phase": "Running"}}])
     world.run(world.timers.fire((uid, "retry")))
     assert len([k for k in world.kube.objects if k[0] == "ConfigMap"]) == 1
 

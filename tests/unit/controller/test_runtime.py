@@ -338,7 +338,7 @@ def _running(world: World) -> dict[str, Any]:
         "metadata": {"name": "run-abcde", "creationTimestamp": "2026-11-28T12:00:00Z"},
         "status": {"phase": "Running"},
     }
-    world.pods[("ns", "run")] = [pod]
+    world.deliver_pods([pod])
     world.event(world.stored(body))
     world.kube.logs[("ns", "run-abcde")] = SCHEDULE + ONE_STEP
     return body
@@ -587,12 +587,31 @@ def test_each_pass_is_measured_and_counted_by_its_result() -> None:
 
 
 def test_views_are_empty_until_kopf_gives_its_indices() -> None:
+    job = {"metadata": {"uid": "job-1"}}
     views = Views()
-    assert (views.job("ns", "run"), views.pods("ns", "run")) == (None, [])
+    assert (views.job("ns", "run"), views.pods("ns", "run", job)) == (None, [])
     index = {("ns", "run"): [{"v": 1}, {"v": 2}]}
     filled = Views(jobs=index, pods=index)
     assert filled.job("ns", "run") == {"v": 2}  # the watch's latest
-    assert filled.pods("ns", "run") == [{"v": 1}, {"v": 2}]
+
+
+def test_the_pods_of_a_job_are_those_it_controls() -> None:
+    def pod(name: str, *refs: dict[str, Any]) -> dict[str, Any]:
+        return {"metadata": {"name": name, "ownerReferences": list(refs)}}
+
+    mine = {"kind": "Job", "uid": "job-1", "controller": True}
+    pods = [
+        pod("a", mine),
+        pod("b"),  # the label alone
+        pod("c", {**mine, "controller": False}),  # owned, not controlled
+        pod("d", {**mine, "uid": "job-0"}),  # an earlier attempt's
+        pod("e", {"kind": "Job", "uid": "x", "controller": True}, mine),  # controlled by another
+        pod("f", {"kind": "ReplicaSet", "uid": "y"}, mine),
+    ]
+    views = Views(pods={("ns", "run"): pods})
+    assert [p["metadata"]["name"] for p in views.pods("ns", "run", {"metadata": {"uid": "job-1"}})] == ["a", "f"]
+    assert views.pods("ns", "run", None) == []
+    assert views.pods("ns", "other", {"metadata": {"uid": "job-1"}}) == []
     assert Views(jobs={}).job("ns", "run") is None
     assert Controller(World().kube).views.job("ns", "run") is None
 
