@@ -209,6 +209,9 @@ class Cluster(KwokHelpers):
                 f"status={json.dumps(job.get('status'), sort_keys=True)}"
             )
         controller_lines = self.component_log_lines("kube-controller-manager", f"{namespace}/{name}")[-log_lines:]
+        kwok_lines = [
+            line for pod in pods for line in self.component_log_lines("kwok", pod["metadata"]["name"])[-log_lines:]
+        ]
         lines = [
             f"--- FineTuneJob {namespace}/{name}: status {json.dumps(ftj.get('status'), sort_keys=True)}",
             job_line,
@@ -218,6 +221,8 @@ class Cluster(KwokHelpers):
             *told,
             f"  kube-controller-manager on {namespace}/{name}:" if controller_lines else "  kube-controller-manager: -",
             *(f"    {line}" for line in controller_lines),
+            "  kwok on its pods:" if kwok_lines else "  kwok: -",
+            *(f"    {line}" for line in kwok_lines),
         ]
         return "\n".join(lines)
 

@@ -11,6 +11,7 @@ import os
 import subprocess
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,9 @@ from .common import (
     PREFIX,
     ClusterError,
 )
+
+#: A kubelet's default --sync-frequency: how often it looks at each of its pods again, events or not.
+KUBELET_SYNC_SECONDS = 60.0
 
 
 class KwokHelpers:
@@ -96,6 +100,28 @@ class KwokHelpers:
         args += ["-l", selector] if selector else ["--all"]
         self.kubectl(*args, f"{PREFIX}/touched={time.time_ns()}", check=False)
 
+    def sync_stuck_pods(self, namespace: str, after: float = KUBELET_SYNC_SECONDS) -> list[str]:
+        """Do for pods stuck on fake nodes what a kubelet's periodic sync does for its pods: look again.
+
+        kwok (v0.8.0, pod_controller.go playStage/shouldRetry) retries a stage only after a refused
+        connection, a timeout, 503 or 429; any other error while the API server or etcd is killed (500,
+        a reset connection) drops the stage, and the pod stays Pending until it changes again. A
+        kubelet would sync it again within its --sync-frequency (1 minute by default). Touches the
+        scheduled pods of ``namespace`` Pending for longer than ``after`` seconds; returns their names."""
+        fake = {node["metadata"]["name"] for node in self.fake_nodes()}
+        data = self.get_json("pods", "-n", namespace)
+        now = datetime.now(UTC)
+        stuck = [
+            pod["metadata"]["name"]
+            for pod in (data or {}).get("items", [])
+            if (pod.get("status") or {}).get("phase") == "Pending"
+            and (pod.get("spec") or {}).get("nodeName") in fake
+            and (now - _scheduled_at(pod)).total_seconds() > after
+        ]
+        for name in stuck:
+            self.kubectl("annotate", "pod", name, "-n", namespace, "--overwrite", f"{PREFIX}/synced={time.time_ns()}")
+        return stuck
+
     def hold_namespace(self, namespace: str) -> None:
         """Keep every pod of ``namespace`` Running (no completion) until ``release_namespace``.
 
@@ -160,3 +186,10 @@ def _edit_namespace_list(stage: dict[str, Any], namespace: str, key: str, presen
             expr["values"] = sorted(wanted)
             changed = True
     return changed
+
+
+def _scheduled_at(pod: dict[str, Any]) -> datetime:
+    for condition in (pod.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("lastTransitionTime"):
+            return datetime.fromisoformat(str(condition["lastTransitionTime"]).replace("Z", "+00:00"))
+    return datetime.now(UTC)

@@ -85,7 +85,19 @@ def wait_all(cluster: lc.Cluster, namespace: str, count: int, phase: str, operat
         behind = [i["metadata"]["name"] for i in items if (i.get("status") or {}).get("phase") != phase]
         return f"phases: {dict(phases)}; operator log {operator.log_path}\n" + cluster.stuck_report(namespace, behind)
 
-    cluster.wait_for(reached, what=f"{count} FineTuneJobs {phase}", timeout=420, interval=1, state=state)
+    synced: list[str] = []
+
+    def reached_on_synced_nodes() -> bool | None:
+        synced.extend(cluster.sync_stuck_pods(namespace))  # what kubelets would do; kwok does not
+        return reached()
+
+    def state_with_synced() -> str:
+        return f"pods synced again as a kubelet would (kwok drops some stages in a fault): {synced}\n" + state()
+
+    # Bounded by the kubelet's sync period and the Job controller's pod backoff (at most 10 s here).
+    cluster.wait_for(
+        reached_on_synced_nodes, what=f"{count} FineTuneJobs {phase}", timeout=240, interval=1, state=state_with_synced
+    )
 
 
 def stories(cluster: lc.Cluster, namespace: str) -> dict[str, list[tuple[str, str, str]]]:

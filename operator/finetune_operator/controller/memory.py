@@ -27,6 +27,16 @@ class Unposted:
     name: str
 
 
+@dataclass(frozen=True)
+class Told:
+    """An Event that tells a phase (or a retry, a resize), decided by a pass."""
+
+    phase: str | None
+    kind: str
+    reason: str
+    message: str
+
+
 @dataclass
 class Remembered:
     """One FineTuneJob, by uid."""
@@ -47,6 +57,7 @@ class Remembered:
     # a phase change is told once, also when the status write that made it lost its answer.
     told_phase: str | None = None
     told_phase_known: bool = False
+    untold: Told | None = None  # decided by a pass whose status write raised: told by the next pass
     pod_create_checks: int = 0  # FailedCreate lookups made while the Job had no pod
     pod_create_condition: Condition | None = None
     unposted: list[Unposted] = field(default_factory=list)

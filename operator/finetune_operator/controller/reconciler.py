@@ -19,7 +19,7 @@ import pydantic
 from finetune_operator.api.base import ANNOTATION_REQUESTED_SUSPEND
 from finetune_operator.api.status import NORMAL_PHASES, TERMINAL_PHASES, FineTuneJobStatus
 from finetune_operator.controller import children, following
-from finetune_operator.controller.memory import Remembered
+from finetune_operator.controller.memory import Remembered, Told
 from finetune_operator.observe.attempts import Attempts, failure_cause, is_stale, resize_due, retry
 from finetune_operator.observe.following import Followed, first_step_due
 from finetune_operator.observe.merge_patch import merge_patch
@@ -315,10 +315,16 @@ async def _write_status(
 ) -> None:
     """The status, if it changed, and its Event: `told` (a retry, a resize), else a phase change's.
 
-    The phase Event follows the phase last told, not this write: a write whose answer was lost (the API
-    server died after storing it) is seen stored by the next pass, which then tells the change."""
+    A phase change is told once, after its write: the phase Event follows the phase last told, not the
+    write. A write that raised may have been stored all the same (the API server died before its
+    answer): what it was to tell is told by the next pass, before anything that pass has to tell."""
+    if remembered.untold is not None:
+        untold, remembered.untold = remembered.untold, None
+        await _tell(ctl, body, remembered, untold)
     wanted, before = status_dict(desired), status_dict(current)
-    if wanted != before and remembered.written != wanted:
+    writes = wanted != before and remembered.written != wanted
+    event = _event_of(remembered, desired, why, told if writes else None)
+    if writes:
         metadata = body["metadata"]
         if logger.isEnabledFor(logging.DEBUG):
             changed = sorted(key for key in wanted.keys() | before.keys() if wanted.get(key) != before.get(key))
@@ -326,13 +332,29 @@ async def _write_status(
                 "status of %s/%s: %s; changed %s", metadata["namespace"], metadata["name"], desired.phase, changed
             )
         stored = body.get("status") if isinstance(body.get("status"), dict) else {}
-        await ctl.kube.patch_status(metadata["namespace"], metadata["name"], merge_patch({**stored, **before}, wanted))
+        try:
+            await ctl.kube.patch_status(
+                metadata["namespace"], metadata["name"], merge_patch({**stored, **before}, wanted)
+            )
+        except Exception:
+            remembered.untold = event
+            raise
         remembered.written = wanted
-        if told is not None:
-            remembered.told_phase = desired.phase
-            await ctl.post(body, *told)
-            return
-    if desired.phase != remembered.told_phase:
-        remembered.told_phase = desired.phase
-        kind = "Normal" if desired.phase in NORMAL_PHASES else "Warning"
-        await ctl.post(body, kind, why.reason, f"{why.phase}: {why.message}{_summary(desired)}")
+    if event is not None:
+        await _tell(ctl, body, remembered, event)
+
+
+def _event_of(
+    remembered: Remembered, desired: FineTuneJobStatus, why: Any, told: tuple[str, str, str] | None
+) -> Told | None:
+    if told is not None:
+        return Told(desired.phase, *told)
+    if desired.phase == remembered.told_phase:
+        return None
+    kind = "Normal" if desired.phase in NORMAL_PHASES else "Warning"
+    return Told(desired.phase, kind, why.reason, f"{why.phase}: {why.message}{_summary(desired)}")
+
+
+async def _tell(ctl: Controller, body: dict[str, Any], remembered: Remembered, event: Told) -> None:
+    remembered.told_phase = event.phase
+    await ctl.post(body, event.kind, event.reason, event.message)

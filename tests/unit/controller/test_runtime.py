@@ -541,6 +541,33 @@ def test_a_phase_whose_status_write_lost_its_answer_is_told_once_by_the_next_pas
     assert world.kube.reasons() == ["JobCreated"]
 
 
+def test_a_phase_whose_write_failed_is_told_before_the_next_one() -> None:
+    """The Pending write raised (stored or not: the answer was lost) and, before the watch brings the
+    status back, the pod runs: the Events still tell Pending, then Running (found by the fault e2e:
+    burst-04's Events began with Running)."""
+    world = World()
+    body = world.add(LIGHT)
+    world.kube.lose_next_answer("patch_status", RuntimeError("connection reset"))
+    world.event(body)
+    assert world.kube.reasons() == []
+    world.deliver_job(active=1, ready=1)
+    world.event(body)  # the body as the watch had it: no status yet
+    assert world.kube.reasons() == ["JobCreated", "PodsRunning"]
+    assert world.kube.statuses[-1]["phase"] == "Running"
+    world.event(world.stored(body))
+    assert world.kube.reasons() == ["JobCreated", "PodsRunning"]
+
+
+def test_a_failed_write_whose_phase_is_decided_again_is_told_once() -> None:
+    world = World()
+    body = world.add(LIGHT)
+    world.kube.fail_next("patch_status", RuntimeError("connection refused"))
+    world.event(body)
+    world.event(body)
+    assert world.kube.reasons() == ["JobCreated"]
+    assert world.kube.statuses[-1]["phase"] == "Pending"
+
+
 def test_a_restarted_operator_does_not_tell_a_stored_phase_again() -> None:
     world = World()
     body = world.add(LIGHT)
