@@ -112,7 +112,11 @@ def command_run(args: argparse.Namespace, out: TextIO) -> None:
                 priority=args.priority,
                 peering_lifetime=args.peering_lifetime,
                 metrics=(args.metrics_address, args.metrics_port) if args.metrics_port else None,
-                settings=Settings(log_interval=args.log_interval, allow_privileged=args.allow_privileged),
+                settings=Settings(
+                    log_interval=args.log_interval,
+                    allow_privileged=args.allow_privileged,
+                    allow_any_toleration=args.allow_any_toleration,
+                ),
             )
         )
     except CrdMissing as error:
@@ -154,7 +158,15 @@ def build_parser() -> argparse.ArgumentParser:
     run_cmd.add_argument(
         "--allow-privileged",
         action="store_true",
-        help="let FineTuneJobs ask for a privileged trainer or added capabilities (refused by default)",
+        help=(
+            "let FineTuneJobs ask for what Pod Security baseline refuses: a privileged trainer, added "
+            "capabilities, unconfined seccomp or AppArmor, other SELinux types (refused by default)"
+        ),
+    )
+    run_cmd.add_argument(
+        "--allow-any-toleration",
+        action="store_true",
+        help="let FineTuneJobs tolerate every taint or the control-plane taints (refused by default)",
     )
     run_cmd.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
     run_cmd.add_argument("--metrics-address", default="0.0.0.0", help="address of the metrics server")

@@ -29,7 +29,7 @@ from finetune_operator.observe.termination import (
     trainer_verdict_from_termination,
 )
 from finetune_operator.render import configs, manifests, oci
-from finetune_operator.render.plan import plan
+from finetune_operator.render.plan import Powers, plan
 from tests.rule_cases import finetunejob
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,7 +104,7 @@ def test_a_push_repository_takes_no_tag_or_digest() -> None:
 
 
 def test_the_library_refusing_what_the_grammar_allows_is_an_invalid_spec_not_a_crash() -> None:
-    result = plan(finetunejob({"model": {"image": {"reference": "a" * 64}}}, name="x", namespace="ml"), False)
+    result = plan(finetunejob({"model": {"image": {"reference": "a" * 64}}}, name="x", namespace="ml"), Powers())
     assert result.ftj is None
     assert any("valid OCI references" in problem for problem in result.problems)
 
@@ -186,14 +186,14 @@ def test_a_model_path_of_the_users_is_kept_and_noted_when_it_points_elsewhere() 
     elsewhere = {"model": {"image": IMAGE}, "envConfig": {"pathSettings": {"modelNameOrPath": "/mnt/other"}}}
     inside = {"model": {"image": IMAGE}, "envConfig": {"pathSettings": {"modelNameOrPath": "/data/model/sub"}}}
     body = finetunejob(elsewhere, name="x", namespace="ml")
-    result = plan(body, False)
+    result = plan(body, Powers())
     assert result.ftj is not None and _paths(result.ftj)["model_name_or_path"] == "/mnt/other"
     assert result.model_note == (
         "envConfig.pathSettings.modelNameOrPath is '/mnt/other', outside '/data/model' where spec.model puts the "
         "model; the trainer reads the former (kept as written). Unset it to train on spec.model"
     )
-    assert plan(finetunejob(inside, name="x", namespace="ml"), False).model_note is None
-    assert plan(finetunejob({}, name="x", namespace="ml"), False).model_note is None
+    assert plan(finetunejob(inside, name="x", namespace="ml"), Powers()).model_note is None
+    assert plan(finetunejob({}, name="x", namespace="ml"), Powers()).model_note is None
 
 
 def test_the_loader_script_copies_hostile_paths_as_data(tmp_path: Path) -> None:

@@ -187,6 +187,8 @@ def test_plain_manifests_build_with_kustomize() -> None:
             "Deployment",
             "PodDisruptionBudget",
             "ClusterKopfPeering",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
         ]
     )
 
@@ -243,3 +245,37 @@ def test_network_policy_admits_only_metrics_scrapers() -> None:
             "from": [{"podSelector": {"matchLabels": {"app": "prometheus"}}}],
         }
     ]
+
+
+def test_tolerating_every_taint_is_the_installers_choice() -> None:
+    for setting, allowed in (("allowAnyToleration=false", False), ("allowAnyToleration=true", True)):
+        (deployment,) = of_kind(render(setting), "Deployment")
+        args = build_parser().parse_args(["run", *deployment["spec"]["template"]["spec"]["containers"][0]["args"]])
+        assert args.allow_any_toleration is allowed
+
+
+def test_the_admission_policy_is_on_by_default_and_bound_to_deny() -> None:
+    objects = render()
+    (policy,) = of_kind(objects, "ValidatingAdmissionPolicy")
+    (binding,) = of_kind(objects, "ValidatingAdmissionPolicyBinding")
+    assert binding["spec"] == {"policyName": policy["metadata"]["name"], "validationActions": ["Deny"]}
+    assert policy["spec"]["failurePolicy"] == "Fail"
+    assert policy["spec"]["matchConstraints"]["resourceRules"] == [
+        {
+            "apiGroups": ["finetune.aidaptiv.io"],
+            "apiVersions": ["*"],
+            "operations": ["CREATE"],
+            "resources": ["finetunejobs"],
+        }
+    ]
+    variables = {v["name"]: v["expression"] for v in policy["spec"]["variables"]}
+    assert variables["allowedNfsServers"] == "[]"
+    assert not of_kind(render("admissionPolicy.enabled=false"), "ValidatingAdmissionPolicy")
+
+
+def test_allowed_nfs_servers_reach_the_policy_as_cel_strings() -> None:
+    (policy,) = of_kind(
+        render("admissionPolicy.allowedNfsServers={nfs.example.com,10.0.0.1}"), "ValidatingAdmissionPolicy"
+    )
+    variables = {v["name"]: v["expression"] for v in policy["spec"]["variables"]}
+    assert variables["allowedNfsServers"] == '["nfs.example.com","10.0.0.1"]'

@@ -17,7 +17,7 @@ from finetune_operator.render import plan as plan_module
 from finetune_operator.render.configs import dump_yaml
 from finetune_operator.render.manifests import DEFAULT_SECURITY_CONTEXT, privileges, security_context
 from finetune_operator.render.objects import config_map_name
-from finetune_operator.render.plan import Plan, plan
+from finetune_operator.render.plan import Plan, Powers, plan
 from tests.rule_cases import finetunejob
 
 UID = "0f1e2d3c-4b5a-4968-8776-65544332211f"
@@ -139,18 +139,110 @@ def test_a_finetunejob_that_cannot_render_is_a_problem_not_an_exception(monkeypa
 
     monkeypatch.setattr(plan_module, "render", broken)
     body = finetunejob({}, name="run", namespace="ml")
-    assert plan(body, allow_privileged=False) == Plan(
-        problems=["the FineTuneJob could not be rendered: ValueError: " + "x" * 300]
-    )
+    assert plan(body, Powers()) == Plan(problems=["the FineTuneJob could not be rendered: ValueError: " + "x" * 300])
 
 
 def test_a_privileged_trainer_is_a_problem_unless_allowed() -> None:
     body = finetunejob({"securityContext": {"privileged": True}}, name="run", namespace="ml")
-    refused = plan(body, allow_privileged=False)
+    refused = plan(body, Powers())
     assert refused.ftj is None and len(refused.problems) == 1
     assert refused.problems[0].startswith("spec.securityContext: ")
-    allowed = plan(body, allow_privileged=True)
+    allowed = plan(body, Powers(privileged=True))
     assert (allowed.problems, allowed.ftj is not None) == ([], True)
+
+
+@pytest.mark.parametrize(
+    ("context", "found"),
+    [
+        ({"privileged": True}, ["privileged: true"]),
+        ({"capabilities": {"add": ["NET_ADMIN"], "drop": []}}, ["capabilities.add: ['NET_ADMIN']"]),
+        ({"seccompProfile": {"type": "Unconfined"}}, ["seccompProfile.type: Unconfined"]),
+        ({"appArmorProfile": {"type": "Unconfined"}}, ["appArmorProfile.type: Unconfined"]),
+        ({"seLinuxOptions": {"type": "spc_t"}}, ["seLinuxOptions.type: spc_t"]),
+        (
+            {"seLinuxOptions": {"user": "system_u", "role": "system_r"}},
+            ["seLinuxOptions.user: system_u", "seLinuxOptions.role: system_r"],
+        ),
+        ({"procMount": "Unmasked"}, ["procMount: Unmasked"]),
+        ({"windowsOptions": {"hostProcess": True}}, ["windowsOptions.hostProcess: true"]),
+        # What baseline allows is the user's choice (the vendor image may need root).
+        ({"runAsUser": 0, "allowPrivilegeEscalation": True, "capabilities": {"drop": []}}, []),
+        ({"seccompProfile": {"type": "Localhost", "localhostProfile": "p.json"}}, []),
+        ({"appArmorProfile": {"type": "RuntimeDefault"}, "seLinuxOptions": {"type": "container_t", "level": "s0"}}, []),
+        ({"procMount": "Default", "seccompProfile": "odd", "seLinuxOptions": {"type": ""}}, []),
+    ],
+)
+def test_what_pod_security_baseline_refuses_is_a_power(context: dict[str, Any], found: list[str]) -> None:
+    assert manifests.privileges(context) == found
+
+
+def test_a_baseline_refusal_is_a_problem_unless_allowed() -> None:
+    body = finetunejob({"securityContext": {"seccompProfile": {"type": "Unconfined"}}}, name="run", namespace="ml")
+    (problem,) = plan(body, Powers()).problems
+    assert problem.startswith("spec.securityContext: seccompProfile.type: Unconfined gives the trainer powers")
+    assert "--allow-privileged" in problem
+    assert plan(body, Powers(privileged=True)).problems == []
+
+
+@pytest.mark.parametrize(
+    ("tolerations", "found"),
+    [
+        ([{"operator": "Exists"}], ["a toleration with operator Exists and no key (every taint)"]),
+        (
+            [{"operator": "Exists", "effect": "NoSchedule"}],
+            ["a toleration with operator Exists and no key (every taint)"],
+        ),
+        (
+            [{"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"}],
+            ["a toleration of node-role.kubernetes.io/control-plane"],
+        ),
+        (
+            [{"key": "node-role.kubernetes.io/master", "operator": "Exists"}],
+            ["a toleration of node-role.kubernetes.io/master"],
+        ),
+        ([{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}], []),
+        ([{"key": "dedicated", "operator": "Equal", "value": "ai100"}], []),
+        ([], []),
+    ],
+)
+def test_tolerations_of_every_taint_or_the_control_plane_are_found(
+    tolerations: list[dict[str, Any]], found: list[str]
+) -> None:
+    assert manifests.tolerates_everything(tolerations) == found
+
+
+def test_tolerating_every_taint_is_a_problem_unless_allowed() -> None:
+    body = finetunejob({"tolerations": [{"operator": "Exists"}]}, name="run", namespace="ml")
+    (problem,) = plan(body, Powers(privileged=True)).problems
+    assert problem.startswith("spec.tolerations: a toleration with operator Exists and no key (every taint) would")
+    assert "--allow-any-toleration" in problem and "allowAnyToleration" in problem
+    assert plan(body, Powers(any_toleration=True)).problems == []
+
+
+def test_helpers_take_the_users_identity_never_the_relaxations() -> None:
+    context = {
+        "runAsUser": 1000,
+        "runAsGroup": 1000,
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "Unconfined"},
+        "capabilities": {"add": ["SYS_ADMIN"]},
+        "allowPrivilegeEscalation": True,
+        "readOnlyRootFilesystem": False,
+    }
+    spec = {
+        "securityContext": context,
+        "model": {"image": {"reference": "registry.example.com/m:v1"}, "copyToLocal": True},
+    }
+    ftj = load_finetunejob(finetunejob(spec, name="run", namespace="ml"))
+    (loader,) = manifests.job(ftj)["spec"]["template"]["spec"]["initContainers"]
+    assert loader["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+        "runAsUser": 1000,
+        "runAsGroup": 1000,
+        "runAsNonRoot": True,
+    }
 
 
 def test_the_entrypoints_constants_are_filled_in() -> None:

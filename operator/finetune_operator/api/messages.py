@@ -82,9 +82,18 @@ def specify_gpus_count(listed: int, gpus: int) -> str:
 
 def privileged(powers: list[str]) -> str:
     return (
-        f"{', '.join(powers)} gives the trainer powers over its node; the operator refuses it unless its "
+        f"{', '.join(powers)} gives the trainer powers over its node beyond a Pod Security baseline pod; the "
+        "operator refuses it unless its "
         "installer allowed privileged trainers (operator flag --allow-privileged, Helm value "
         "allowPrivilegedTrainers: true). NFS needs no privilege: use spec.volumes"
+    )
+
+
+def tolerates_everything(found: list[str]) -> str:
+    return (
+        f"{'; '.join(found)} would let the trainer onto any node, control-plane nodes too; the operator "
+        "refuses it unless its installer allowed it (operator flag --allow-any-toleration, Helm value "
+        "allowAnyToleration: true). Tolerate the taints of your GPU nodes by key"
     )
 
 

@@ -34,6 +34,7 @@ MAX_BACKOFF_SECONDS = 60.0
 class Settings:
     log_interval: float = 15.0
     allow_privileged: bool = False
+    allow_any_toleration: bool = False
     # How soon a Job that has no pod yet is looked at again for the Job controller's FailedCreate.
     pod_create_recheck: float = 5.0
 

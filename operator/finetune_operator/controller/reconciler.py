@@ -39,7 +39,7 @@ from finetune_operator.observe.status import (
 from finetune_operator.observe.times import parse_timestamp
 from finetune_operator.observe.ttl import Retention, cleanup_deadline
 from finetune_operator.render.manifests import suspend_text
-from finetune_operator.render.plan import Plan, plan
+from finetune_operator.render.plan import Plan, Powers, plan
 
 if TYPE_CHECKING:
     from finetune_operator.controller.controller import Controller
@@ -161,7 +161,8 @@ async def _plan(ctl: Controller, body: dict[str, Any], remembered: Remembered) -
     loop, then reused by every pass that Job events, timers and the log loop bring."""
     key = (body.get("spec"), body["metadata"].get("labels"))
     if remembered.plan is None or remembered.plan_key != key:
-        remembered.plan = await asyncio.to_thread(plan, body, ctl.settings.allow_privileged)
+        allowed = Powers(ctl.settings.allow_privileged, ctl.settings.allow_any_toleration)
+        remembered.plan = await asyncio.to_thread(plan, body, allowed)
         remembered.plan_key = key
     return remembered.plan
 

@@ -166,16 +166,56 @@ def security_context(given: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+# The SELinux types Pod Security "baseline" lets a container choose (its user and role: none).
+BASELINE_SELINUX_TYPES = frozenset({"", "container_t", "container_init_t", "container_kvm_t", "container_engine_t"})
+
+
 def privileges(given: dict[str, Any]) -> list[str]:
-    """What in a securityContext gives the trainer powers beyond a normal container's."""
+    """What in a container's securityContext Pod Security "baseline" refuses: powers over the node
+    beyond a normal container's (capabilities: any added at all)."""
     found = []
     if given.get("privileged") is True:
         found.append("privileged: true")
-    capabilities = given.get("capabilities")
-    added = capabilities.get("add") if isinstance(capabilities, dict) else None
+    added = _field(given, "capabilities", "add")
     if added:
         found.append(f"capabilities.add: {added}")
+    for profile in ("seccompProfile", "appArmorProfile"):
+        if _field(given, profile, "type") == "Unconfined":
+            found.append(f"{profile}.type: Unconfined")
+    selinux = given.get("seLinuxOptions")
+    if isinstance(selinux, dict):
+        if str(selinux.get("type") or "") not in BASELINE_SELINUX_TYPES:
+            found.append(f"seLinuxOptions.type: {selinux.get('type')}")
+        found.extend(f"seLinuxOptions.{key}: {selinux[key]}" for key in ("user", "role") if selinux.get(key))
+    if given.get("procMount") not in (None, "Default"):
+        found.append(f"procMount: {given.get('procMount')}")
+    if _field(given, "windowsOptions", "hostProcess") is True:
+        found.append("windowsOptions.hostProcess: true")
     return found
+
+
+def _field(given: dict[str, Any], outer: str, inner: str) -> Any:
+    value = given.get(outer)
+    return value.get(inner) if isinstance(value, dict) else None
+
+
+# What the model loader and push helpers take of the user's securityContext: who they run as.
+IDENTITY_KEYS = ("runAsUser", "runAsGroup", "runAsNonRoot")
+
+
+def tolerates_everything(tolerations: list[dict[str, Any]]) -> list[str]:
+    """Tolerations that let the trainer onto any node, whatever its taints (control-plane nodes too)."""
+    found = []
+    for toleration in tolerations:
+        key = toleration.get("key")
+        if toleration.get("operator") == "Exists" and not key:
+            found.append("a toleration with operator Exists and no key (every taint)")
+        elif key in CONTROL_PLANE_TAINTS:
+            found.append(f"a toleration of {key}")
+    return found
+
+
+CONTROL_PLANE_TAINTS = frozenset({"node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master"})
 
 
 def _resources(spec: FineTuneJobSpec) -> dict[str, dict[str, str]]:
@@ -194,10 +234,8 @@ def _pod_spec(ftj: FineTuneJob, attempt: int) -> dict[str, Any]:
         "containers": [_container(ftj)],
         "volumes": _volumes(ftj, attempt),
     }
-    # Helpers get the defaults and the user's identity (runAsUser and the like), never the user's powers.
-    helper_security = security_context(
-        {k: v for k, v in spec.security_context.items() if k not in ("privileged", "capabilities")}
-    )
+    # Helpers get the defaults and the user's identity, never the user's powers or relaxations.
+    helper_security = security_context({k: v for k, v in spec.security_context.items() if k in IDENTITY_KEYS})
     init = oci.init_containers(ftj, _user_mounts(ftj), helper_security)
     if init:
         pod["initContainers"] = init

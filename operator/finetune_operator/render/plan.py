@@ -13,7 +13,7 @@ from typing import Any
 from finetune_operator.api import messages as msg
 from finetune_operator.api.resource import FineTuneJob, InvalidFineTuneJob, load_finetunejob
 from finetune_operator.api.spec import model_path_note
-from finetune_operator.render.manifests import privileges, render
+from finetune_operator.render.manifests import privileges, render, tolerates_everything
 
 
 @dataclass(frozen=True)
@@ -25,12 +25,24 @@ class Plan:
     model_note: str | None = None  # spec.model and the user's modelNameOrPath disagree (kept as written)
 
 
-def plan(body: dict[str, Any], allow_privileged: bool) -> Plan:
+@dataclass(frozen=True)
+class Powers:
+    """What the operator's installer allows a FineTuneJob beyond a Pod Security "baseline" pod (the
+    operator sees no user: being allowed to create a FineTuneJob is not being allowed these)."""
+
+    privileged: bool = False  # --allow-privileged
+    any_toleration: bool = False  # --allow-any-toleration
+
+
+def plan(body: dict[str, Any], allowed: Powers) -> Plan:
     try:
         ftj = load_finetunejob(body)
         powers = privileges(ftj.spec.security_context)
-        if powers and not allow_privileged:
+        if powers and not allowed.privileged:
             return Plan(problems=[f"spec.securityContext: {msg.privileged(powers)}"])
+        anywhere = tolerates_everything(ftj.spec.tolerations)
+        if anywhere and not allowed.any_toleration:
+            return Plan(problems=[f"spec.tolerations: {msg.tolerates_everything(anywhere)}"])
         render(ftj)  # everything it makes renders: no surprise when the children are made
         return Plan(ftj=ftj, model_note=model_path_note(ftj.spec.model, ftj.spec.env_config.path_settings))
     except InvalidFineTuneJob as error:

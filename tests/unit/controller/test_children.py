@@ -16,7 +16,7 @@ from finetune_operator.controller.children import Outcome
 from finetune_operator.controller.kube import Conflict, Refused
 from finetune_operator.controller.memory import Remembered
 from finetune_operator.observe.status import Verdict
-from finetune_operator.render.plan import Plan, plan
+from finetune_operator.render.plan import Plan, Powers, plan
 from tests.unit.controller.fakes import World
 
 LIGHT = {"schedulerName": "", "resources": {"requests": {"cpu": "10m"}, "limits": {"cpu": "10m"}}}
@@ -35,7 +35,7 @@ class Case:
         self.world = World()
         self.body = self.world.add(spec if spec is not None else LIGHT)
         self.uid: str = self.body["metadata"]["uid"]
-        self.plan: Plan = plan(self.body, False)
+        self.plan: Plan = plan(self.body, Powers())
         self.remembered: Remembered = self.world.controller.memory.of(self.uid)
         self.ctl = self.world.controller
         self.kube = self.world.kube
