@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from finetune_operator.api.status import Condition
 from finetune_operator.controller.kube import Conflict, Refused
-from finetune_operator.controller.memory import Remembered
+from finetune_operator.controller.memory import Remembered, Told
 from finetune_operator.observe.attempts import attempt_of
 from finetune_operator.observe.owners import controller_of
 from finetune_operator.observe.pods import STARTED_PHASES
@@ -64,6 +64,7 @@ async def create(ctl: Controller, body: dict[str, Any], plan: Plan, remembered: 
     namespace, name, uid = metadata["namespace"], metadata["name"], metadata["uid"]
     try:
         job = await ctl.kube.create_job(await asyncio.to_thread(manifests.job, plan.ftj, attempt))
+        _tell_created(remembered, job)
     except Refused as error:
         return Outcome(None, refused=f"the Job is invalid: {str(error)[:MESSAGE_LIMIT]}")
     except Conflict:
@@ -87,6 +88,15 @@ async def create(ctl: Controller, body: dict[str, Any], plan: Plan, remembered: 
     remembered.created_job = job
     remembered.config_map_due = True
     return await ensure_config_map(ctl, body, plan, job, remembered, attempt)
+
+
+def _tell_created(remembered: Remembered, job: dict[str, Any]) -> None:
+    """The first Job of a FineTuneJob made is told (Pending: created Job) by this pass's status write,
+    or by the next pass if something between them fails (the API server died under the ConfigMap's
+    create): a training that then starts at once is still told from its beginning."""
+    if remembered.told_phase is None and not (job.get("spec") or {}).get("suspend"):
+        name = job["metadata"]["name"]
+        remembered.untold = Told("Pending", "Normal", "JobCreated", f"Pending: created Job {name}")
 
 
 async def _ensure_service(
