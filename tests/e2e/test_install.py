@@ -162,8 +162,10 @@ def test_plain_manifests_install_as_they_are(cluster: lc.Cluster, crd: None) -> 
             cluster.kubectl(*rollout)
         role = cluster.get_json("clusterrole", "finetune-operator")
         assert role is not None and all("secrets" not in rule["resources"] for rule in role["rules"])
+        assert cluster.get_json("validatingadmissionpolicy", "finetune-operator-references") is not None
     finally:
         # Everything but the CRDs, which the rest of the session still uses.
         selector = "app.kubernetes.io/instance=finetune-operator"
-        cluster.kubectl("delete", "clusterrole,clusterrolebinding,clusterkopfpeering", "-l", selector)
+        kinds = "clusterrole,clusterrolebinding,clusterkopfpeering,validatingadmissionpolicy,validatingadmissionpolicybinding"
+        cluster.kubectl("delete", kinds, "-l", selector)
         cluster.delete_namespace("finetune-system")
