@@ -166,6 +166,7 @@ def test_plain_manifests_install_as_they_are(cluster: lc.Cluster, crd: None) -> 
     finally:
         # Everything but the CRDs, which the rest of the session still uses.
         selector = "app.kubernetes.io/instance=finetune-operator"
-        kinds = "clusterrole,clusterrolebinding,clusterkopfpeering,validatingadmissionpolicy,validatingadmissionpolicybinding"
+        kinds = "clusterrole,clusterrolebinding,clusterkopfpeering"
+        kinds += ",validatingadmissionpolicy,validatingadmissionpolicybinding"
         cluster.kubectl("delete", kinds, "-l", selector)
         cluster.delete_namespace("finetune-system")

@@ -19,7 +19,7 @@ CHART = ROOT / "deploy" / "helm" / "finetune-operator"
 
 # Exactly what the operator calls, per namespace: a new call needs a new line here and in the chart.
 NAMESPACED_RULES = [
-    {"apiGroups": ["finetune.aidaptiv.io"], "resources": ["finetunejobs"], "verbs": ["list", "watch", "delete"]},
+    {"apiGroups": ["finetune.aidaptiv.io"], "resources": ["finetunejobs"], "verbs": ["get", "list", "watch", "delete"]},
     {"apiGroups": ["finetune.aidaptiv.io"], "resources": ["finetunejobs/status"], "verbs": ["patch"]},
     {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
     # get: to tell its own ConfigMap from a namesake; no delete: each goes with the Job that owns it.

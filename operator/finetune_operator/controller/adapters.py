@@ -16,9 +16,10 @@ import kopf
 from finetune_operator.api.base import GROUP, LABEL_NAME, PLURAL, VERSION
 from finetune_operator.controller.controller import Controller, Views
 from finetune_operator.controller.kube import COMPONENT
-from finetune_operator.observe.pods import slim_body, slim_job, slim_pod
+from finetune_operator.observe.pods import slim_job, slim_pod, thin_body
 
 FTJ = (GROUP, VERSION, PLURAL)
+LIST_PAGE = 50
 
 
 def configure(settings: kopf.OperatorSettings, controller: Controller) -> None:
@@ -29,6 +30,9 @@ def configure(settings: kopf.OperatorSettings, controller: Controller) -> None:
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
+    # The first list in pages: a page of objects at the API server's size limit is tens of MB, the
+    # whole list of thousands would be held at once (the operator's memory limit is 512 MiB).
+    settings.watching.chunk_size = LIST_PAGE
     # An object's worker waits this long for its next event before it ends: short, because thousands
     # of finished FineTuneJobs would otherwise each keep one for the default 5 s after a (re)list.
     settings.queueing.idle_timeout = 0.5
@@ -80,7 +84,7 @@ def registry_for(controller: Controller) -> kopf.OperatorRegistry:
 
     @kopf.on.event(*FTJ, id="finetunejob_changed", registry=registry)
     async def finetunejob_changed(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
-        await controller.on_finetunejob(event.get("type"), slim_body(body))
+        controller.dispatch(event.get("type"), thin_body(body))
 
     @kopf.on.event("batch", "v1", "jobs", labels={LABEL_NAME: kopf.PRESENT}, id="job_changed", registry=registry)
     async def job_changed(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:

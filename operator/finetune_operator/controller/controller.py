@@ -28,6 +28,8 @@ logger = logging.getLogger("finetune_operator")
 Key = tuple[str, str]
 Index = Mapping[Key, Iterable[dict[str, Any]]]
 MAX_BACKOFF_SECONDS = 60.0
+# Passes of watch events at once: enough to keep the API busy; the rest wait holding a slim body only.
+PASS_LIMIT = 16
 
 
 @dataclass(frozen=True)
@@ -95,22 +97,43 @@ class Controller:
         self.views = Views()
         self.active = True
         self.loop_task: asyncio.Task[None] | None = None
+        self.passes = asyncio.Semaphore(PASS_LIMIT)
 
     # -- events from kopf ---------------------------------------------------------------------
 
     async def on_finetunejob(self, event_type: str | None, body: dict[str, Any]) -> None:
+        if self._noted(event_type, body):
+            metadata = body["metadata"]
+            await self.reconcile(body, self.views.job(metadata["namespace"], metadata["name"]))
+
+    def dispatch(self, event_type: str | None, body: dict[str, Any]) -> None:
+        """A FineTuneJob event from the watch: noted now, its pass run in a task of its own (at most
+        `pass_limit` at once), so that the watch's copy of the object, of any size, is let go at once
+        instead of waiting with every other object's for its turn (thousands at a start)."""
+        if self._noted(event_type, body):
+            metadata = body["metadata"]
+            self.timers.spawn(self._limited_pass(metadata["namespace"], metadata["name"]))
+
+    async def _limited_pass(self, namespace: str, name: str) -> None:
+        async with self.passes:
+            body = self.memory.body(namespace, name)  # the latest the watch brought, by now
+            if body is not None:
+                await self.reconcile(body, self.views.job(namespace, name))
+
+    def _noted(self, event_type: str | None, body: dict[str, Any]) -> bool:
+        """Remember what the watch says of a FineTuneJob; True when it calls for a pass."""
         metadata = body["metadata"]
         uid, key = metadata["uid"], (metadata["namespace"], metadata["name"])
         if event_type == "DELETED":
             self.forget(uid, key)
-            return
+            return False
         if settled(body):
             # Finished and cleaned up, as the watch shows it back: nothing will ever be done again.
             self.memory.settle(uid, key, body["status"]["phase"])
             self.timers.cancel_all(uid)
-            return
+            return False
         self.memory.remember_body(body)
-        await self.reconcile(body, self.views.job(*key))
+        return True
 
     async def on_job(self, event_type: str | None, job: dict[str, Any], owner_name: str) -> None:
         owner = self.memory.body(job["metadata"]["namespace"], owner_name)

@@ -19,6 +19,7 @@ import pydantic
 from kubernetes.client.exceptions import ApiException
 
 from finetune_operator.api.base import ANNOTATION_REQUESTED_SUSPEND, GROUP, PLURAL, VERSION
+from finetune_operator.observe.pods import slim_body
 from finetune_operator.observe.times import timestamp
 from finetune_operator.render.manifests import suspend_text
 
@@ -243,6 +244,13 @@ class Kube:
                 peering,
             )
         return dict((found or {}).get("status") or {})
+
+    async def read_finetunejob(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """One FineTuneJob as stored, for a pass that needs the spec the watch's copy did not keep."""
+        found = await self._read(
+            "read_finetunejob", self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name
+        )
+        return slim_body(found) if found is not None else None
 
     async def delete_finetunejob(self, namespace: str, name: str, uid: str) -> None:
         body = kubernetes.client.V1DeleteOptions(preconditions=kubernetes.client.V1Preconditions(uid=uid))

@@ -33,6 +33,7 @@ class KubePort(Protocol):
     async def list_events(self, namespace: str, involved_uid: str, reason: str) -> list[dict[str, Any]]: ...
     async def read_peers(self, peering: str, namespace: str | None) -> dict[str, Any]: ...
     async def delete_finetunejob(self, namespace: str, name: str, uid: str) -> None: ...
+    async def read_finetunejob(self, namespace: str, name: str) -> dict[str, Any] | None: ...
 
 
 class Clock:
@@ -60,7 +61,11 @@ class Timers:
 
     def _fire(self, key: Hashable, callback: Callable[[], Awaitable[None]]) -> None:
         self.pending.pop(key, None)
-        task = asyncio.ensure_future(callback())
+        self.spawn(callback())
+
+    def spawn(self, work: Awaitable[None]) -> None:
+        """Run work in a task of its own, kept until it ends."""
+        task = asyncio.ensure_future(work)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 

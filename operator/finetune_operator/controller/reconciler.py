@@ -39,7 +39,7 @@ from finetune_operator.observe.status import (
 from finetune_operator.observe.times import parse_timestamp
 from finetune_operator.observe.ttl import Retention, cleanup_deadline
 from finetune_operator.render.manifests import suspend_text
-from finetune_operator.render.plan import Plan, Powers, plan
+from finetune_operator.render.plan import Facts, Plan, Powers, plan
 
 if TYPE_CHECKING:
     from finetune_operator.controller.controller import Controller
@@ -77,18 +77,22 @@ async def reconcile_pass(ctl: Controller, body: dict[str, Any], job: dict[str, A
     else:
         remembered.created_job = None  # the watch has it: its view is the newer one
 
-    the_plan = await _plan(ctl, body, remembered)
+    the_plan = await _plan(ctl, body, remembered, needs_model=not terminal and _children_due(job, remembered))
+    if the_plan is None:
+        return  # deleted meanwhile: its DELETED event forgets it
+    facts = the_plan.facts
     invalid = the_plan.problems or None
-    ranks = the_plan.ftj.spec.num_nodes if the_plan.ftj is not None else 1
+    ranks = facts.num_nodes if facts is not None else 1
     attempts = Attempts.recorded(current)
     change = None
-    if the_plan.ftj is not None and not terminal and job is not None:
-        change = _attempt_change(ctl, body, the_plan, job, attempts)
+    if facts is not None and not terminal and job is not None:
+        change = _attempt_change(ctl, body, facts, job, attempts)
     blocked = change.verdict if change is not None else None
     if change is not None:
         attempts = change.attempts
         job = None  # what follows is about the attempt to come
-    elif the_plan.ftj is not None and not terminal:
+    elif facts is not None and not terminal:
+        the_plan = await _with_model(ctl, body, remembered, the_plan, job)
         outcome = await _children(ctl, body, the_plan, job, remembered, attempts.attempt)
         job, blocked = outcome.job, outcome.blocked
         if outcome.refused is not None:
@@ -102,9 +106,9 @@ async def reconcile_pass(ctl: Controller, body: dict[str, Any], job: dict[str, A
 
     followed = remembered.followed
     finished = job is not None and job_verdict(job, ranks).phase in TERMINAL_PHASES
-    if finished and not terminal and the_plan.ftj is not None:
+    if finished and not terminal and facts is not None:
         # The last lines, with the trainer's verdict (also for a run too short to be seen Running).
-        followed = followed or new_followed(namespace, name, the_plan, current)
+        followed = followed or new_followed(namespace, name, facts, current)
         remembered.followed = followed
         await following.read_progress(ctl, followed, final=True)
     if followed is not None and followed.condition is not None:
@@ -129,14 +133,17 @@ async def reconcile_pass(ctl: Controller, body: dict[str, Any], job: dict[str, A
         ranks=ranks,
         attempt=attempts.attempt if ranks > 1 or attempts.attempt > 1 else None,
         failed_attempts=attempts.failed if ranks > 1 or attempts.failed else None,
-        output=None if terminal else pushed(pods, job, ranks, _push_repository(the_plan)),
+        output=None if terminal else pushed(pods, job, ranks, facts.push_repository if facts is not None else None),
     )
     desired = await _after_ttl(ctl, body, observation, the_plan, job)
     if desired is None:
         return  # the FineTuneJob itself was deleted (ttlPolicy: DeleteFineTuneJob)
     if followed is not None and followed.latest is not None and not terminal:
         desired = desired.model_copy(update={"trainer_status": followed.latest})
-    _follow_progress(remembered, namespace, name, desired.phase, the_plan, current)
+    _follow_progress(remembered, namespace, name, desired.phase, facts, current)
+    # What stays between passes is the plan's facts, not the model of a spec of any size.
+    if the_plan.ftj is not None:
+        remembered.plan = the_plan.light()
     remembered.phase = desired.phase
     told = change.event if change is not None else None
     await _write_status(ctl, body, remembered, current, desired, verdict(observation), told)
@@ -151,20 +158,38 @@ async def reconcile_pass(ctl: Controller, body: dict[str, Any], job: dict[str, A
         await ctl.post(body, "Normal", "OutputPushed", f"pushed the fine-tuned model to {desired.output.reference}")
 
 
-def _push_repository(the_plan: Plan) -> str | None:
-    output = the_plan.ftj.spec.output if the_plan.ftj is not None else None
-    return output.image.repository if output is not None and output.image is not None else None
+def _children_due(job: dict[str, Any] | None, remembered: Remembered) -> bool:
+    """Whether this pass may have children to make (and so the model to render them with)."""
+    return job is None or not remembered.config_map_seen
 
 
-async def _plan(ctl: Controller, body: dict[str, Any], remembered: Remembered) -> Plan:
-    """The plan of this spec, made once (per spec and labels, which the children copy) off the event
-    loop, then reused by every pass that Job events, timers and the log loop bring."""
-    key = (body.get("spec"), body["metadata"].get("labels"))
-    if remembered.plan is None or remembered.plan_key != key:
-        allowed = Powers(ctl.settings.allow_privileged, ctl.settings.allow_any_toleration)
-        remembered.plan = await asyncio.to_thread(plan, body, allowed)
-        remembered.plan_key = key
-    return remembered.plan
+async def _plan(ctl: Controller, body: dict[str, Any], remembered: Remembered, needs_model: bool) -> Plan | None:
+    """The plan of this generation, made once (per generation and labels, which the children copy) off
+    the event loop; a pass that may make children gets one with its model, from the spec the watch
+    kept (a small one) or read again (a large one is not kept: thin_body). None if the object is gone."""
+    metadata = body["metadata"]
+    key = (metadata.get("generation"), metadata.get("labels"))
+    cached = remembered.plan
+    if cached is not None and remembered.plan_key == key and (cached.ftj is not None or not needs_model):
+        return cached
+    full = body if "spec" in body else await ctl.kube.read_finetunejob(metadata["namespace"], metadata["name"])
+    if full is None or full["metadata"].get("uid") != metadata.get("uid"):
+        return None
+    allowed = Powers(ctl.settings.allow_privileged, ctl.settings.allow_any_toleration)
+    made = await asyncio.to_thread(plan, full, allowed)
+    if full is not body and full["metadata"].get("generation") != metadata.get("generation"):
+        key = (full["metadata"].get("generation"), full["metadata"].get("labels"))  # read newer than the event
+    remembered.plan, remembered.plan_key = made, key
+    return made
+
+
+async def _with_model(
+    ctl: Controller, body: dict[str, Any], remembered: Remembered, the_plan: Plan, job: dict[str, Any] | None
+) -> Plan:
+    """The plan with its model, for a pass that finds children to make after all."""
+    if the_plan.ftj is not None or not _children_due(job, remembered):
+        return the_plan
+    return await _plan(ctl, body, remembered, needs_model=True) or the_plan
 
 
 @dataclass(frozen=True)
@@ -178,10 +203,8 @@ class AttemptChange:
 
 
 def _attempt_change(
-    ctl: Controller, body: dict[str, Any], the_plan: Plan, job: dict[str, Any], attempts: Attempts
+    ctl: Controller, body: dict[str, Any], spec: Facts, job: dict[str, Any], attempts: Attempts
 ) -> AttemptChange | None:
-    assert the_plan.ftj is not None
-    spec = the_plan.ftj.spec
     if is_stale(job, attempts):
         message = f"a Job of attempt {attempts.attempt - 1} is being removed before attempt {attempts.attempt}"
         return AttemptChange(job, attempts, Verdict("Pending", "WaitingForPreviousAttempt", message))
@@ -219,9 +242,8 @@ async def _children(
     if job is None:
         return await children.create(ctl, body, the_plan, remembered, attempt)
     outcome = await children.ensure_config_map(ctl, body, the_plan, job, remembered, attempt)
-    if outcome.job is not None:
-        assert the_plan.ftj is not None
-        await _follow_suspend(ctl, body, the_plan.ftj.spec.suspend, outcome.job)
+    if outcome.job is not None and the_plan.facts is not None:
+        await _follow_suspend(ctl, body, the_plan.facts.suspend, outcome.job)
     return outcome
 
 
@@ -243,10 +265,9 @@ async def _follow_suspend(ctl: Controller, body: dict[str, Any], suspend: bool, 
     )
 
 
-def new_followed(namespace: str, name: str, the_plan: Plan, current: FineTuneJobStatus) -> Followed:
+def new_followed(namespace: str, name: str, facts: Facts, current: FineTuneJobStatus) -> Followed:
     """Start following a log; a step already in status was announced before (e.g. before a restart)."""
-    assert the_plan.ftj is not None
-    followed = Followed(namespace, name, the_plan.ftj.spec.exp_config.run_settings.max_iter)
+    followed = Followed(namespace, name, facts.max_iter)
     values = current.trainer_status.metric_values() if current.trainer_status else {}
     followed.started_announced = values.get("step", "0") != "0"
     followed.latest = current.trainer_status
@@ -254,12 +275,17 @@ def new_followed(namespace: str, name: str, the_plan: Plan, current: FineTuneJob
 
 
 def _follow_progress(
-    remembered: Remembered, namespace: str, name: str, phase: str | None, the_plan: Plan, current: FineTuneJobStatus
+    remembered: Remembered,
+    namespace: str,
+    name: str,
+    phase: str | None,
+    facts: Facts | None,
+    current: FineTuneJobStatus,
 ) -> None:
     """Read the log of Running FineTuneJobs only; a finished or suspended one is never read again."""
-    if phase == "Running" and the_plan.ftj is not None:
+    if phase == "Running" and facts is not None:
         if remembered.followed is None:
-            remembered.followed = new_followed(namespace, name, the_plan, current)
+            remembered.followed = new_followed(namespace, name, facts, current)
     elif phase in TERMINAL_PHASES or phase == "Suspended":
         remembered.followed = None
 
@@ -269,9 +295,9 @@ async def _after_ttl(
 ) -> FineTuneJobStatus | None:
     """The status, with the TTL applied: cleaned up now if due, else when it will be (and a timer)."""
     desired = derive_status(observation)
-    if the_plan.ftj is None:
+    spec = the_plan.facts
+    if spec is None:
         return desired
-    spec = the_plan.ftj.spec
     deadline = cleanup_deadline(desired, Retention(spec.ttl_seconds_after_finished, spec.ttl_seconds_after_failure))
     metadata = body["metadata"]
     if deadline is None:

@@ -3,6 +3,7 @@ operator keeps of the objects it watches (only what it reads: the rest is memory
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,6 +144,20 @@ def slim_body(body: Any) -> dict[str, Any]:
     if _LAST_APPLIED in (metadata.get("annotations") or {}):
         metadata["annotations"] = {k: v for k, v in metadata["annotations"].items() if k != _LAST_APPLIED}
     return plain
+
+
+# A spec up to this size (as JSON) is kept with the FineTuneJob's body between passes; a larger one
+# (up to the API server's object limit) is read again when a pass needs it: what the operator holds per
+# FineTuneJob stays bounded whatever users store.
+SPEC_KEPT_BYTES = 64 * 1024
+
+
+def thin_body(body: Any) -> dict[str, Any]:
+    """slim_body, without a spec larger than SPEC_KEPT_BYTES."""
+    slim = slim_body(body)
+    if "spec" in slim and len(json.dumps(slim["spec"], separators=(",", ":"))) > SPEC_KEPT_BYTES:
+        del slim["spec"]
+    return slim
 
 
 def _plain(value: Any) -> Any:

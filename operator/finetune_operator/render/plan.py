@@ -7,7 +7,7 @@ the controller runs it off its event loop all the same.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from finetune_operator.api import messages as msg
@@ -17,12 +17,48 @@ from finetune_operator.render.manifests import privileges, render, tolerates_eve
 
 
 @dataclass(frozen=True)
+class Facts:
+    """What the controller reads of a valid spec once its children exist: a few numbers and names, so
+    that it need not keep the whole spec (up to the API server's object size) of every FineTuneJob."""
+
+    num_nodes: int
+    suspend: bool
+    backoff_limit: int
+    ttl_seconds_after_finished: int | None
+    ttl_seconds_after_failure: int | None
+    ttl_policy: str
+    max_iter: int
+    push_repository: str | None
+
+    @classmethod
+    def of(cls, ftj: FineTuneJob) -> Facts:
+        spec = ftj.spec
+        image = spec.output.image if spec.output is not None else None
+        return cls(
+            num_nodes=spec.num_nodes,
+            suspend=spec.suspend,
+            backoff_limit=spec.backoff_limit,
+            ttl_seconds_after_finished=spec.ttl_seconds_after_finished,
+            ttl_seconds_after_failure=spec.ttl_seconds_after_failure,
+            ttl_policy=spec.ttl_policy,
+            max_iter=spec.exp_config.run_settings.max_iter,
+            push_repository=image.repository if image is not None else None,
+        )
+
+
+@dataclass(frozen=True)
 class Plan:
-    """A valid FineTuneJob, whose children render; or the problems that stop it."""
+    """A valid FineTuneJob, whose children render, and its facts; or the problems that stop it. The
+    model (`ftj`) may be dropped once the children exist: the facts stay."""
 
     ftj: FineTuneJob | None = None
     problems: list[str] = field(default_factory=list)
     model_note: str | None = None  # spec.model and the user's modelNameOrPath disagree (kept as written)
+    facts: Facts | None = None
+
+    def light(self) -> Plan:
+        """This plan without its model."""
+        return replace(self, ftj=None)
 
 
 @dataclass(frozen=True)
@@ -44,7 +80,8 @@ def plan(body: dict[str, Any], allowed: Powers) -> Plan:
         if anywhere and not allowed.any_toleration:
             return Plan(problems=[f"spec.tolerations: {msg.tolerates_everything(anywhere)}"])
         render(ftj)  # everything it makes renders: no surprise when the children are made
-        return Plan(ftj=ftj, model_note=model_path_note(ftj.spec.model, ftj.spec.env_config.path_settings))
+        note = model_path_note(ftj.spec.model, ftj.spec.env_config.path_settings)
+        return Plan(ftj=ftj, model_note=note, facts=Facts.of(ftj))
     except InvalidFineTuneJob as error:
         return Plan(problems=error.problems)
     except Exception as error:  # a defect, not the user's: still a message, never a stuck object

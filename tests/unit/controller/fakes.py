@@ -41,6 +41,7 @@ class FakeKube:
         self.failures: dict[str, list[Exception]] = collections.defaultdict(list)
         self.lost_answers: dict[str, list[Exception]] = collections.defaultdict(list)
         self.event_names: list[str] = []
+        self.stored_bodies: dict[tuple[str, str], dict[str, Any]] = {}  # FineTuneJobs as stored (read_finetunejob)
         self.peers: dict[str, Any] = {}
 
     def fail_next(self, operation: str, error: Exception) -> None:
@@ -162,6 +163,14 @@ class FakeKube:
         self._call("delete_finetunejob")
         self.objects.pop(("FineTuneJob", namespace, name), None)
 
+    async def read_finetunejob(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The FineTuneJob as stored: the body the test registered (`stored_bodies`) with its status."""
+        self._call("read_finetunejob")
+        body = self.stored_bodies.get((namespace, name))
+        if body is None:
+            return None
+        return {**copy.deepcopy(body), "status": copy.deepcopy(self.stored_status.get((namespace, name), {}))}
+
     def writes(self) -> dict[str, int]:
         return {k: v for k, v in self.calls.items() if k.startswith(("create_", "patch_", "delete_"))}
 
@@ -196,6 +205,9 @@ class FakeTimers:
 
     def cancel(self, key: Hashable) -> None:
         self.pending.pop(key, None)
+
+    def spawn(self, work: Awaitable[None]) -> None:
+        raise AssertionError("the fake timers spawn nothing: drive the controller through on_finetunejob")
 
     def cancel_all(self, uid: str) -> None:
         for key in [k for k in self.pending if isinstance(k, tuple) and k[0] == uid]:
@@ -236,6 +248,7 @@ class World:
             "spec": copy.deepcopy(spec if spec is not None else {}),
         }
         self.controller.memory.remember_body(body)  # as the watch delivers it
+        self.kube.stored_bodies[(namespace, name)] = copy.deepcopy(body)
         return body
 
     def stored(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -245,6 +258,18 @@ class World:
             latest["status"] = copy.deepcopy(self.kube.statuses[-1])
         self.controller.memory.remember_body(latest)
         return latest
+
+    def edit(self, body: dict[str, Any], **spec: Any) -> dict[str, Any]:
+        """The body as the watch brings it after a user's edit of the spec: the API server stored it
+        with the next generation."""
+        edited = self.stored(body)
+        key = (edited["metadata"]["namespace"], edited["metadata"]["name"])
+        latest = self.kube.stored_bodies.get(key, edited)
+        edited["spec"] = {**copy.deepcopy(latest.get("spec") or {}), **copy.deepcopy(spec)}
+        edited["metadata"]["generation"] = (latest["metadata"].get("generation") or 0) + 1
+        self.kube.stored_bodies[key] = {k: copy.deepcopy(v) for k, v in edited.items() if k != "status"}
+        self.controller.memory.remember_body(edited)
+        return edited
 
     def deliver_job(self, namespace: str = "ns", name: str = "run", **status: Any) -> dict[str, Any]:
         """The Job as the watch delivers it, with this status."""

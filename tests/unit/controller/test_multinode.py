@@ -168,8 +168,7 @@ def test_changing_the_node_count_while_suspended_makes_the_job_anew() -> None:
     body = world.add({**TWO, "suspend": True})
     world.event(body)
     world.deliver_job()
-    resized = world.stored(body)
-    resized["spec"]["numNodes"] = 3
+    resized = world.edit(body, numNodes=3)
     world.event(resized)
     assert world.kube.get("Job", "ns", "run") is None
     assert (world.last_status()["phase"], world.last_status()["attempt"]) == ("Suspended", 2)

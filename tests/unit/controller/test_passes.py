@@ -124,14 +124,12 @@ def test_suspend_and_resume_are_passed_on_and_seen_in_the_same_pass() -> None:
     body = world.add(LIGHT)
     world.event(body)
     world.deliver_job(active=1)
-    suspended = world.stored(body)
-    suspended["spec"]["suspend"] = True
+    suspended = world.edit(body, suspend=True)
     world.event(suspended)
     job = world.kube.get("Job", "ns", "run")
     assert job is not None and job["spec"]["suspend"] is True
     assert (world.last_status()["phase"], world.condition("Suspended")["reason"]) == ("Suspended", "JobSuspended")
-    resumed = world.stored(body)
-    resumed["spec"]["suspend"] = False
+    resumed = world.edit(body, suspend=False)
     world.event(resumed)
     assert job["spec"]["suspend"] is False
     assert world.last_status()["phase"] == "Pending"
@@ -152,8 +150,7 @@ def test_a_suspended_run_is_no_longer_read_and_a_pending_one_still_is() -> None:
     world.event(world.stored(body))
     assert world.last_status()["phase"] == "Pending"
     assert world.controller.memory.of(uid).followed is not None
-    suspended = world.stored(body)
-    suspended["spec"]["suspend"] = True
+    suspended = world.edit(body, suspend=True)
     world.event(suspended)
     assert world.controller.memory.of(uid).followed is None
 
@@ -356,8 +353,7 @@ def test_an_invalid_spec_without_generation_or_job() -> None:
 def test_a_spec_made_invalid_under_a_running_job_leaves_the_job_in_charge() -> None:
     world = World()
     body = _running(world)
-    changed = world.stored(body)
-    changed["spec"]["securityContext"] = {"privileged": True}
+    changed = world.edit(body, securityContext={"privileged": True})
     changed["metadata"]["generation"] = 2
     world.event(changed)
     assert world.last_status()["phase"] == "Running"
@@ -376,8 +372,7 @@ def test_resizing_to_one_node_shows_the_attempt_it_took() -> None:
     body = world.add({**TWO, "suspend": True})
     world.event(body)
     world.deliver_job()
-    resized = world.stored(body)
-    resized["spec"]["numNodes"] = 1
+    resized = world.edit(body, numNodes=1)
     world.event(resized)
     status = world.last_status()
     assert (status["phase"], status["attempt"]) == ("Suspended", 2)
@@ -404,13 +399,11 @@ def test_a_resize_after_a_failed_attempt_keeps_the_count_of_failures() -> None:
     first = world.deliver_job(active=0, failed=2, conditions=RANKS_FAILED)
     world.event(world.stored(body))  # attempt 2, after one failure
     world.jobs.clear()
-    suspended = world.stored(body)
-    suspended["spec"]["suspend"] = True
+    suspended = world.edit(body, suspend=True)
     world.run(world.controller.on_job("DELETED", first, "run"))
     world.event(suspended)
     world.deliver_job()
-    resized = world.stored(suspended)
-    resized["spec"]["numNodes"] = 3
+    resized = world.edit(suspended, numNodes=3)
     world.event(resized)
     assert (world.last_status()["attempt"], world.last_status()["failedAttempts"]) == (3, 1)
 

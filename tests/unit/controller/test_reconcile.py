@@ -229,8 +229,7 @@ def test_suspend_is_passed_on_only_when_the_user_changes_it() -> None:
     world.event(world.stored(body))
     assert world.kube.calls["patch_job"] == 0
     # The user resumes: that change is passed on once.
-    resumed = world.stored(body)
-    resumed["spec"]["suspend"] = False
+    resumed = world.edit(body, suspend=False)
     world.kube.objects[("Job", "ns", "run")]["spec"]["suspend"] = True
     world.jobs[("ns", "run")][0]["spec"]["suspend"] = True
     world.event(resumed)

@@ -36,7 +36,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- define "finetune-operator.namespacedRules" -}}
 - apiGroups: ["finetune.aidaptiv.io"]
   resources: ["finetunejobs"]
-  verbs: ["list", "watch", "delete"]
+  verbs: ["get", "list", "watch", "delete"]
 - apiGroups: ["finetune.aidaptiv.io"]
   resources: ["finetunejobs/status"]
   verbs: ["patch"]
