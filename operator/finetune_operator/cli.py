@@ -27,6 +27,12 @@ class UsageError(Exception):
     """Input the user must fix; printed as one line, exit status 2."""
 
 
+def one_line(message: str) -> str:
+    """The message on one line: a line break or other unprintable character that came with the user's text
+    (a key named "\\n") is shown escaped, as Python writes it."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in message)
+
+
 def _read_text(path: str) -> str:
     try:
         if path == "-":
@@ -188,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.handler(args, sys.stdout)
     except UsageError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {one_line(str(error))}", file=sys.stderr)
         return EXIT_USAGE
     return 0
 

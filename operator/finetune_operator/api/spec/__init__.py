@@ -257,6 +257,14 @@ class FineTuneJobSpec(ApiModel):
             raise ValueError("two datasets in trainData cannot share one name")
         return datasets
 
+    @field_validator("train_data_config")
+    @classmethod
+    def _train_data_config(cls, text: str | None) -> str | None:
+        # Here, not in a model validator, so that a problem is located at spec.trainDataConfig.
+        if text is not None:
+            parse_train_data_config(text)
+        return text
+
     @model_validator(mode="after")
     def _multi_node(self) -> Self:
         if self.num_nodes > 1 and self.restart_policy != "Never":
@@ -279,8 +287,6 @@ class FineTuneJobSpec(ApiModel):
     def _one_train_data_form(self) -> Self:
         if self.train_data is not None and self.train_data_config is not None:
             raise ValueError(msg.TRAIN_DATA_EXCLUSIVE)
-        if self.train_data_config is not None:
-            parse_train_data_config(self.train_data_config)
         return self
 
     def datasets(self) -> list[dict[str, Any]]:
