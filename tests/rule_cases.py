@@ -339,6 +339,17 @@ RULE_CASES.append(
     )
 )
 
+# The TTLs are bounded as a Job's TTL is (int32): a larger one overflowed the operator's deadline sum.
+RULE_CASES.extend(
+    RuleCase(
+        f"{ttl}-bound",
+        {ttl: 2**31 - 1},
+        {ttl: 2**31},
+        "should be less than or equal to 2147483647",
+    )
+    for ttl in ("ttlSecondsAfterFinished", "ttlSecondsAfterFailure")
+)
+
 NAME_CASE = RuleCase("name-length", {}, {}, "at most 63 characters")
 LONG_NAME = "a" * 64
 # Several ranks: the name also names the headless Service (a DNS label) and, with -<rank>, pod host names.

@@ -89,6 +89,10 @@ MAX_NODES = 64
 # A failed run's pod, logs and ConfigMap stay long enough to debug after a weekend; its Failed
 # condition keeps the log's last lines after that.
 FAILED_RETENTION_SECONDS = 7 * 24 * 3600
+# The TTLs' bound: that of the Job's ttlSecondsAfterFinished (int32), where the chart's value went, so every
+# value the chart took is still taken. 68 years is longer than any retention, and a completion time plus
+# it stays far inside what a timestamp can hold (the API accepted 10^12 seconds, which overflowed it).
+MAX_TTL_SECONDS = 2**31 - 1
 
 
 class FineTuneJobSpec(ApiModel):
@@ -197,20 +201,23 @@ class FineTuneJobSpec(ApiModel):
     ttl_seconds_after_finished: int | None = Field(
         60,
         ge=0,
+        le=MAX_TTL_SECONDS,
         description=(
             "Seconds after the training succeeded when the operator deletes its Job, pods and ConfigMap; "
             "the FineTuneJob and its status stay (see ttlPolicy). null keeps them. Failures have their own "
-            "retention, ttlSecondsAfterFailure. Defaults to 60."
+            f"retention, ttlSecondsAfterFailure. At most {MAX_TTL_SECONDS} (68 years, as a Job's TTL). "
+            "Defaults to 60."
         ),
     )
     ttl_seconds_after_failure: int | None = Field(
         FAILED_RETENTION_SECONDS,
         ge=0,
+        le=MAX_TTL_SECONDS,
         description=(
             "Seconds after a training failed when the operator deletes its Job, pods and ConfigMap, so that "
             "`kubectl logs` and the pod stay for debugging meanwhile; the Failed condition keeps the log's "
             "last lines after the cleanup. null keeps them until the FineTuneJob is deleted. "
-            f"Defaults to {FAILED_RETENTION_SECONDS} (7 days)."
+            f"At most {MAX_TTL_SECONDS} (68 years). Defaults to {FAILED_RETENTION_SECONDS} (7 days)."
         ),
     )
     ttl_policy: Literal["DeleteChildren", "DeleteFineTuneJob"] = Field(
