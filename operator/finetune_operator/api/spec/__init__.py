@@ -177,7 +177,8 @@ class FineTuneJobSpec(ApiModel):
             "Nodes to train on, 1 to 64: one pod each, with numGpus GPUs and these resources each. More than one: "
             "the operator runs an Indexed Job with a headless Service and wires the ranks (MASTER_ADDR, "
             "NODE_RANK, WORLD_SIZE, and multi_node_settings in exp_config.yaml); backoffLimit then counts "
-            "attempts of the whole group. Can be changed only while suspended. Defaults to 1."
+            "attempts of the whole group. Can be changed only while suspended, in a change that keeps it suspended "
+            "(resume in a change of its own). Defaults to 1."
         ),
     )
     backoff_limit: int = Field(
@@ -320,10 +321,12 @@ def immutability_rules() -> list[dict[str, Any]]:
         )
     for alias in SUSPENDED_MUTABLE_FIELDS:
         default = FineTuneJobSpec.model_fields[to_snake(alias)].default
+        # Suspended before and after: a resize and a resume in one change would resume the held Job, made
+        # for the old value, before the operator could make it anew.
         rules.append(
             cel(
                 f"{cel_optional(alias, default, 'self')} == {cel_optional(alias, default, 'oldSelf')} "
-                f"|| {cel_optional('suspend', False, 'oldSelf')}",
+                f"|| ({cel_optional('suspend', False, 'oldSelf')} && {cel_optional('suspend', False, 'self')})",
                 msg.changed_only_while_suspended(alias),
                 field_path=f".{alias}",
             )
