@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import subprocess
 from pathlib import Path
@@ -16,6 +17,7 @@ from finetune_operator.render.entrypoint import (
     ENV_PUSH_REFERENCE,
     ENV_PUSH_TOOLS,
     ENV_PUSH_WORK_DIR,
+    EXIT_ENDED_EARLY,
     EXIT_PUSH_FAILED,
     PUSH_FORMAT_IMAGE,
     PUSH_FORMAT_MODELPACK,
@@ -144,6 +146,112 @@ def test_prescript_shares_the_shell_and_its_exit_stops_the_run(tmp_path: Path) -
     assert result.returncode == 5
     assert summary["reason"] == "PrescriptFailed"
     assert not output.exists()
+
+
+ENDED_EARLY = (
+    "the Prescript stage ended the run (exit or exec) with status 0 before the trainer's verdict; "
+    "end a prescript early with return, not exit"
+)
+COMPLETE = "[2026-09-07 10:57:04.742171] [INFO] training complete!"
+REPORTED = FAILED_LOG.splitlines()[-1]
+# (prescript, log, exit status, reason, evidence)
+PRESCRIPT_CASES = [
+    # Found by a probe: an `exit` or `exit 0` ended the sourced entrypoint with status 0, so the Job
+    # completed and the FineTuneJob Succeeded though the trainer never ran.
+    ("exit\n", COMPLETE_LOG, EXIT_ENDED_EARLY, "PrescriptFailed", ENDED_EARLY),
+    ("exit 0\n", COMPLETE_LOG, EXIT_ENDED_EARLY, "PrescriptFailed", ENDED_EARLY),
+    ("echo mounted\nexit\n", COMPLETE_LOG, EXIT_ENDED_EARLY, "PrescriptFailed", ENDED_EARLY),
+    ("exec true\n", COMPLETE_LOG, EXIT_ENDED_EARLY, "PrescriptFailed", ENDED_EARLY),
+    ("false\nexit\n", COMPLETE_LOG, 1, "PrescriptFailed", "the Prescript stage exited with status 1"),
+    ("exit 3\n", COMPLETE_LOG, 3, "PrescriptFailed", "the Prescript stage exited with status 3"),
+    ("set -e\nfalse\n", COMPLETE_LOG, 1, "PrescriptFailed", "the Prescript stage exited with status 1"),
+    # The status of its last command is not judged (nor was it in the chart: `[ -d x ] && y` ends 1)...
+    ("false\n", COMPLETE_LOG, 0, "TrainingComplete", COMPLETE),
+    # ...and `return` ends the prescript, not the run.
+    ("return 0\n", COMPLETE_LOG, 0, "TrainingComplete", COMPLETE),
+    ("return 3\n", COMPLETE_LOG, 0, "TrainingComplete", COMPLETE),
+    # Its shell options, traps and names stay its own (`set -u` made the setup fail: SetupFailed).
+    ("set -eu\n", COMPLETE_LOG, 0, "TrainingComplete", COMPLETE),
+    ("trap 'exit 0' EXIT\n", FAILED_LOG, 1, "TrainerReportedFailure", REPORTED),
+    (
+        "trap 'exit 9' EXIT\n",
+        COMPLETE_LOG,
+        9,
+        "PrescriptFailed",
+        "the run reported success but ended with status 9 (an exit trap of the prescript?)",
+    ),
+    (
+        "say() { :; }\nreport() { :; }\ntrain() { :; }\nrun() { :; }\ntrainer=/bin/true\ntermination=/dev/null\n",
+        FAILED_LOG,
+        1,
+        "TrainerReportedFailure",
+        REPORTED,
+    ),
+    # The judge, PID 1 in a container, ignores a TERM sent to it ($$ in the prescript is its PID).
+    ("kill $$\n", COMPLETE_LOG, 0, "TrainingComplete", COMPLETE),
+]
+# (postscript, exit status and reason after a complete log; after a failed one it is always 1, TrainerReportedFailure)
+POSTSCRIPT_CASES = [
+    ("exit\n", 0, "TrainingComplete"),
+    ("exit 0\n", 0, "TrainingComplete"),
+    ("return 0\n", 0, "TrainingComplete"),
+    ("exec true\n", 0, "TrainingComplete"),
+    ("kill $$\n", 0, "TrainingComplete"),
+    ("exit 3\n", 3, "PostscriptFailed"),
+    ("false\n", 1, "PostscriptFailed"),
+    ("trap 'exit 0' EXIT\nfalse\n", 0, "TrainingComplete"),  # its own exit trap, after its last command
+]
+Outcome = tuple[subprocess.CompletedProcess[str], dict[str, str], Path]
+
+
+@pytest.fixture(scope="module")
+def scripted_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str, str], Outcome]:
+    """Every case above, run at once (each run waits 2 s for the log to be streamed)."""
+    runs = [("pre", script, log) for script, log, *_ in PRESCRIPT_CASES]
+    runs += [("post", script, log) for script, *_ in POSTSCRIPT_CASES for log in (COMPLETE_LOG, FAILED_LOG)]
+
+    def one(index: int, which: str, script: str, log: str) -> Outcome:
+        where = tmp_path_factory.mktemp(f"run{index}")
+        return _run(where, log, **{f"{which}script": script})
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        futures = {run: pool.submit(one, index, *run) for index, run in enumerate(runs)}
+    return {run: future.result() for run, future in futures.items()}
+
+
+@pytest.mark.parametrize(("prescript", "log", "returncode", "reason", "evidence"), PRESCRIPT_CASES)
+def test_the_exit_status_tells_the_truth_whatever_the_prescript_does(
+    scripted_runs: dict[tuple[str, str, str], Outcome],
+    prescript: str,
+    log: str,
+    returncode: int,
+    reason: str,
+    evidence: str,
+) -> None:
+    result, summary, _ = scripted_runs["pre", prescript, log]
+    assert (result.returncode, summary["reason"], summary["evidence"]) == (returncode, reason, evidence), (
+        result.stdout + result.stderr
+    )
+    assert summary["verdict"] == ("succeeded" if returncode == 0 else "failed")
+    assert summary["exitCode"] == str(returncode)
+
+
+def test_a_killed_judge_never_exits_zero(tmp_path: Path) -> None:
+    """Outside a container (where PID 1 cannot be sent SIGKILL from inside) the judge can die: not a success."""
+    result, _summary, _ = _run(tmp_path, COMPLETE_LOG, prescript="kill -9 $$\n")
+    assert result.returncode == -9
+
+
+@pytest.mark.parametrize(("postscript", "returncode", "reason"), POSTSCRIPT_CASES)
+def test_the_exit_status_tells_the_truth_whatever_the_postscript_does(
+    scripted_runs: dict[tuple[str, str, str], Outcome], postscript: str, returncode: int, reason: str
+) -> None:
+    result, summary, _ = scripted_runs["post", postscript, COMPLETE_LOG]
+    assert (result.returncode, summary["reason"], summary["exitCode"]) == (returncode, reason, str(returncode)), (
+        result.stdout + result.stderr
+    )
+    failed, summary, _ = scripted_runs["post", postscript, FAILED_LOG]
+    assert (failed.returncode, summary["reason"], summary["exitCode"]) == (1, "TrainerReportedFailure", "1")
 
 
 def test_a_retry_does_not_read_the_previous_attempts_verdict(tmp_path: Path) -> None:
