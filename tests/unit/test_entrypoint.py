@@ -24,6 +24,7 @@ from finetune_operator.render.entrypoint import (
     REASON_PUSH_FAILED,
 )
 from finetune_operator.render.manifests import render
+from tests.kubelet import container_environment
 from tests.rule_cases import finetunejob
 
 COMPLETE_LOG = """[2026-09-07 10:53:26.291295] [PHISON START] Epoch: 0, Iteration: 0
@@ -277,7 +278,7 @@ def _rendered_env(name: str, uid: str, output_dir: Path, tmp_path: Path) -> dict
     ftj = load_finetunejob(finetunejob(spec, name=name) | {"metadata": {"name": name, "uid": uid}})
     job, _ = render(ftj)
     container = job["spec"]["template"]["spec"]["containers"][0]
-    env = {item["name"]: item["value"] for item in container["env"]}
+    env = container_environment(container, {})  # as the kubelet makes it
     scripts = tmp_path / f"scripts-{name}"
     scripts.mkdir()
     for key in ("FTO_PRESCRIPT", "FTO_POSTSCRIPT"):

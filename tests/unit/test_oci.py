@@ -29,6 +29,7 @@ from finetune_operator.observe.termination import (
 )
 from finetune_operator.render import configs, manifests, oci
 from finetune_operator.render.plan import plan
+from tests.kubelet import container_command
 from tests.rule_cases import finetunejob
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,7 +135,14 @@ def test_copy_to_local_adds_the_loader_and_the_trainer_reads_the_copy() -> None:
     (loader,) = pod["initContainers"]
     assert loader["name"] == "model-loader"
     assert loader["image"] == "docker.io/library/aidaptiv:vNXUN_2_05BA0"  # the trainer image by default
-    assert loader["command"] == ["/bin/sh", "-c", oci.LOADER_SCRIPT, "model-loader", "/data/model", "/local/model"]
+    assert container_command(loader, {}) == [
+        "/bin/sh",
+        "-c",
+        oci.LOADER_SCRIPT,
+        "model-loader",
+        "/data/model",
+        "/local/model",
+    ]
     assert loader["volumeMounts"] == [
         {"name": "model", "mountPath": "/data/model", "readOnly": True},
         {"name": "model-local", "mountPath": "/local/model"},

@@ -16,6 +16,7 @@ import yaml
 from finetune_operator.api.resource import FineTuneJob
 from finetune_operator.api.spec import FineTuneJobSpec
 from finetune_operator.render import multinode
+from finetune_operator.render.expansion import literal
 
 EXP_CONFIG_DIR = "/config/exp"
 ENV_CONFIG_DIR = "/config/env"
@@ -119,6 +120,18 @@ def log_file(ftj: FineTuneJob, rank: int | str | None = None) -> str:
     """Where the trainer's log lands: a relative logName is under outputDir."""
     output_dir = ftj.spec.env_config.path_settings.output_dir
     return posixpath.normpath(posixpath.join(output_dir, run_log_name(ftj, rank)))
+
+
+def log_file_value(ftj: FineTuneJob, multi_node: bool) -> str:
+    """log_file() as the entrypoint's env value: passed on unchanged by the kubelet, but for the rank of a
+    multi-node run, a reference to NODE_RANK that the kubelet fills in (each rank's own log)."""
+    if not multi_node:
+        return literal(log_file(ftj))
+    # The rank is only in the file name, after the run id and before the user's extension.
+    directory = posixpath.dirname(log_file(ftj, 0))
+    extension = posixpath.splitext(posixpath.basename(ftj.spec.env_config.path_settings.log_name))[1]
+    name = posixpath.basename(run_log_name(ftj, 0)).removesuffix(f"0{extension}")
+    return literal(posixpath.join(directory, name)) + RANK + literal(extension)
 
 
 def config_files(ftj: FineTuneJob) -> dict[str, str]:
