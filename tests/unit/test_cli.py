@@ -184,7 +184,7 @@ HEAD = "apiVersion: finetune.aidaptiv.io/v1alpha1\nkind: FineTuneJob\nmetadata: 
 def test_hostile_yaml_is_one_line_and_exit_2(
     text: str, message: str | None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr("sys.stdin", io.StringIO(text))
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(text.encode()), encoding="utf-8"))
     status = main(["render", "-f", "-"])
     out, err = capsys.readouterr()
     if message is None:

@@ -47,7 +47,7 @@ def _outcome(args: list[str], stdin: str) -> tuple[int, str, str]:
     """main()'s exit status, stdout and stderr; an exception escaping it fails the test."""
     out, err = io.StringIO(), io.StringIO()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("sys.stdin", io.StringIO(stdin))
+        patch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(stdin.encode()), encoding="utf-8"))
         patch.setattr("sys.stdout", out)
         patch.setattr("sys.stderr", err)
         status = main(args)
