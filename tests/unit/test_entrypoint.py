@@ -17,6 +17,7 @@ from finetune_operator.render.entrypoint import (
     ENV_PUSH_REFERENCE,
     ENV_PUSH_TOOLS,
     ENV_PUSH_WORK_DIR,
+    ENV_PUSH_WORK_LIMIT_KIB,
     EXIT_ENDED_EARLY,
     EXIT_PUSH_FAILED,
     PUSH_FORMAT_IMAGE,
@@ -388,6 +389,38 @@ def test_no_push_unless_rank_zero_succeeded(
     assert summary["reason"] == reason, result.stdout + result.stderr
     assert "pushing" not in result.stdout
     assert "outputDigest" not in summary
+
+
+def _fake_crane(tmp_path: Path) -> dict[str, str]:
+    """A push whose crane only says that it ran (and fails): whether the push got as far as its tool."""
+    env = _push_env(tmp_path)
+    crane = Path(env[ENV_PUSH_TOOLS]) / "crane"
+    crane.write_text(f'#!/bin/sh\ntouch "{tmp_path}/crane-ran"\necho "Error: no registry here" >&2\nexit 1\n')
+    crane.chmod(0o755)
+    return env
+
+
+def test_an_output_larger_than_the_scratch_bound_is_not_copied(tmp_path: Path) -> None:
+    """A copy beyond the emptyDir's sizeLimit would get the pod evicted, and the Job would train again."""
+    env = _fake_crane(tmp_path) | {ENV_PUSH_WORK_LIMIT_KIB: "1"}
+    result, summary, output = _run(tmp_path, COMPLETE_LOG, extra_env=env)
+    used = subprocess.run(["du", "-sk", str(output)], capture_output=True, text=True, check=True).stdout.split()[0]
+    assert (result.returncode, summary["reason"], summary["evidence"]) == (
+        EXIT_PUSH_FAILED,
+        REASON_PUSH_FAILED,
+        f"training complete; push failed: the output ({used} KiB in {output}) does not fit the push's scratch "
+        "space (1 KiB: raise spec.output.image.workSizeLimit)",
+    )
+    assert not (tmp_path / "crane-ran").exists()
+    assert not (tmp_path / "push-work").exists() or list((tmp_path / "push-work").iterdir()) == []
+
+
+@pytest.mark.parametrize("limit", ["", str(10**9), "not-a-number"])
+def test_an_output_within_the_scratch_bound_goes_on_to_the_push(tmp_path: Path, limit: str) -> None:
+    env = _fake_crane(tmp_path) | {ENV_PUSH_WORK_LIMIT_KIB: limit}
+    _result, summary, _ = _run(tmp_path, COMPLETE_LOG, extra_env=env)
+    assert summary["evidence"] == "training complete; push failed: crane: Error: no registry here"
+    assert (tmp_path / "crane-ran").exists()
 
 
 @pytest.mark.parametrize("rank", ["", "0"])

@@ -78,6 +78,7 @@ def env_config_file(rank: int | str | None = None) -> str:
 def env_config(ftj: FineTuneJob, rank: int | None = None) -> str:
     settings = ftj.spec.env_config.model_dump(mode="python")
     paths = settings["path_settings"]
+    paths["output_dir"] = output_dir(ftj)
     paths["log_name"] = run_log_name(ftj, rank)
     model = ftj.spec.model
     if model is not None and "model_name_or_path" not in ftj.spec.env_config.path_settings.model_fields_set:
@@ -107,6 +108,19 @@ def run_id(ftj: FineTuneJob) -> str:
     return f"{ftj.metadata.name}-{uid}" if uid else ftj.metadata.name
 
 
+def pushes(ftj: FineTuneJob) -> bool:
+    return ftj.spec.output is not None and ftj.spec.output.image is not None
+
+
+def output_dir(ftj: FineTuneJob) -> str:
+    """Where the trainer writes its output: the user's outputDir, but for a FineTuneJob that pushes its
+    output, the run's own directory in it (<outputDir>/<name>-<uid8>), since the push packs the whole
+    directory and outputDir may be shared (the default is one path for every FineTuneJob): it must
+    carry this run's model, never another's."""
+    given = ftj.spec.env_config.path_settings.output_dir
+    return posixpath.join(given, run_id(ftj)) if pushes(ftj) else given
+
+
 def run_log_name(ftj: FineTuneJob, rank: int | str | None = None) -> str:
     """The user's logName with this run's id (and rank) before its extension: two FineTuneJobs, or two
     ranks, writing to one outputDir (the default on a shared NFS export) each judge their own log."""
@@ -117,9 +131,8 @@ def run_log_name(ftj: FineTuneJob, rank: int | str | None = None) -> str:
 
 
 def log_file(ftj: FineTuneJob, rank: int | str | None = None) -> str:
-    """Where the trainer's log lands: a relative logName is under outputDir."""
-    output_dir = ftj.spec.env_config.path_settings.output_dir
-    return posixpath.normpath(posixpath.join(output_dir, run_log_name(ftj, rank)))
+    """Where the trainer's log lands: a relative logName is under the trainer's output_dir."""
+    return posixpath.normpath(posixpath.join(output_dir(ftj), run_log_name(ftj, rank)))
 
 
 def log_file_value(ftj: FineTuneJob, multi_node: bool) -> str:

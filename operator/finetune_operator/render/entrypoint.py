@@ -32,6 +32,8 @@ ENV_PUSH_TOOLS = "FTO_PUSH_TOOLS"  # directory of the copied tool binaries: cran
 ENV_PUSH_BASE_IMAGE = "FTO_PUSH_BASE_IMAGE"  # Image format only: the base image crane appends to
 # Scratch space for one copy of outputDir (the Image's tar, kit's storage); default $TMPDIR, else /tmp.
 ENV_PUSH_WORK_DIR = "FTO_PUSH_WORK_DIR"
+# The scratch space's size in KiB (its emptyDir's sizeLimit): an output that would not fit is not copied.
+ENV_PUSH_WORK_LIMIT_KIB = "FTO_PUSH_WORK_LIMIT_KIB"
 ENV_DOCKER_CONFIG = "DOCKER_CONFIG"  # directory holding the push Secret's config.json (read by crane and kit)
 PUSH_FORMAT_MODELKIT = "ModelKit"
 PUSH_FORMAT_MODELPACK = "ModelPack"
@@ -211,6 +213,17 @@ fto_push_digest() {  # the digest of the manifest the registry serves for the ta
   pushed_digest=$digest
 }
 
+fto_push_fits() {  # true when one copy of outputDir fits the scratch's bound (with 5 % and 1 MiB to spare)
+  case "${FTO_PUSH_WORK_LIMIT_KIB:-}" in ""|*[!0-9]*) return 0 ;; esac
+  used=$(du -sk -- "$FTO_OUTPUT_DIR" 2>/dev/null | cut -f1)
+  case "$used" in ""|*[!0-9]*) return 0 ;; esac
+  if [ $((used + used / 20 + 1024)) -gt "$FTO_PUSH_WORK_LIMIT_KIB" ]; then
+    push_error="the output ($used KiB in $FTO_OUTPUT_DIR) does not fit the push's scratch space"
+    push_error="$push_error ($FTO_PUSH_WORK_LIMIT_KIB KiB: raise spec.output.image.workSizeLimit)"
+    return 1
+  fi
+}
+
 fto_push_output() {  # sets pushed_digest, pushed_repository and pushed_time, or push_error
   push_error=""
   last=${FTO_PUSH_REFERENCE##*/}
@@ -223,6 +236,7 @@ fto_push_output() {  # sets pushed_digest, pushed_repository and pushed_time, or
     @FORMAT_MODELKIT@|@FORMAT_MODELPACK@) { fto_push_tool_missing kit || fto_push_tool_missing crane; } && return 1 ;;
     *) push_error="unknown push format '$(fto_one_line "$FTO_PUSH_FORMAT")'"; return 1 ;;
   esac
+  fto_push_fits || return 1
   scratch="${FTO_PUSH_WORK_DIR:-${TMPDIR:-/tmp}}"
   mkdir -p -- "$scratch" 2>/dev/null
   work=$(mktemp -d "$scratch/fto-push.XXXXXX" 2>/dev/null) || {

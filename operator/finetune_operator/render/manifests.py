@@ -116,14 +116,13 @@ def _user_mounts(ftj: FineTuneJob) -> list[dict[str, Any]]:
 
 
 def _environment(ftj: FineTuneJob) -> list[dict[str, Any]]:
-    spec = ftj.spec
     # Several ranks: each its own env_config and log, named by its rank (NODE_RANK comes first then).
     # User text as literal(): the kubelet expands $(VAR) and $$ in env values.
     rank = configs.RANK if multinode.is_multi_node(ftj) else None
     wiring = multinode.rank_environment(ftj) if rank is not None else []
     return [
         *wiring,
-        {"name": ep.ENV_OUTPUT_DIR, "value": literal(spec.env_config.path_settings.output_dir)},
+        {"name": ep.ENV_OUTPUT_DIR, "value": literal(configs.output_dir(ftj))},
         {"name": ep.ENV_LOG_FILE, "value": configs.log_file_value(ftj, multi_node=rank is not None)},
         {"name": ep.ENV_ENV_CONFIG, "value": f"{configs.ENV_CONFIG_DIR}/{configs.env_config_file(rank)}"},
         {"name": ep.ENV_EXP_CONFIG, "value": f"{configs.EXP_CONFIG_DIR}/{configs.EXP_CONFIG_FILE}"},

@@ -12,6 +12,7 @@ import copy
 from typing import Any
 
 from finetune_operator.api.base import LOADER_CONTAINER
+from finetune_operator.api.quantity import parse_quantity
 from finetune_operator.api.resource import FineTuneJob
 from finetune_operator.api.spec import Model, OutputImage
 from finetune_operator.api.spec.pod import Resources
@@ -133,11 +134,20 @@ def trainer_environment(ftj: FineTuneJob) -> list[dict[str, Any]]:
         {"name": ep.ENV_PUSH_TOOLS, "value": TOOLS_DIR},
         {"name": ep.ENV_PUSH_WORK_DIR, "value": WORK_DIR},
     ]
+    if output.work_size_limit is not None:
+        env.append({"name": ep.ENV_PUSH_WORK_LIMIT_KIB, "value": str(work_limit_kib(output.work_size_limit))})
     if output.base_image is not None:
         env.append({"name": ep.ENV_PUSH_BASE_IMAGE, "value": literal(output.base_image)})
     if output.push_secret_name is not None:
         env.append({"name": ep.ENV_DOCKER_CONFIG, "value": AUTH_DIR})
     return env
+
+
+def work_limit_kib(size_limit: str) -> int:
+    """The scratch's sizeLimit in whole KiB, which the entrypoint compares with `du -sk` of the output
+    before copying it: a copy beyond the limit would get the pod evicted by the kubelet, and an evicted
+    pod is a disruption the Job replaces (podFailurePolicy), i.e. the training would run again."""
+    return int(parse_quantity(size_limit) // 1024)
 
 
 def _resources(resources: Resources) -> dict[str, dict[str, str]]:
