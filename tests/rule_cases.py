@@ -339,6 +339,49 @@ RULE_CASES.append(
     )
 )
 
+# The TTLs are bounded as a Job's TTL is (int32): a larger one overflowed the operator's deadline sum.
+RULE_CASES.extend(
+    RuleCase(
+        f"{ttl}-bound",
+        {ttl: 2**31 - 1},
+        {ttl: 2**31},
+        "should be less than or equal to 2147483647",
+    )
+    for ttl in ("ttlSecondsAfterFinished", "ttlSecondsAfterFailure")
+)
+
+
+@dataclass(frozen=True)
+class UpdateCase:
+    """A change of a stored spec `old` into `new`: accepted (message None) or refused with the message."""
+
+    id: str
+    old: dict[str, Any]
+    new: dict[str, Any]
+    message: str | None
+
+
+RESIZE_REFUSED = "numNodes can be changed only while the FineTuneJob is suspended (spec.suspend: true) and stays"
+UPDATE_CASES: list[UpdateCase] = [
+    UpdateCase("resize-while-suspended", {"numNodes": 2, "suspend": True}, {"numNodes": 4, "suspend": True}, None),
+    UpdateCase("grow-to-multi-node-suspended", {"suspend": True}, {"numNodes": 2, "suspend": True}, None),
+    UpdateCase("resume-after-resize", {"numNodes": 4, "suspend": True}, {"numNodes": 4, "suspend": False}, None),
+    UpdateCase("default-made-explicit", {}, {"numNodes": 1}, None),
+    UpdateCase("ttl-of-a-running-one", {"numNodes": 2}, {"numNodes": 2, "ttlSecondsAfterFinished": 600}, None),
+    # Found by a probe: one patch {numNodes: 4, suspend: false} resumed the held Job with the old count.
+    UpdateCase(
+        "resize-and-resume-at-once",
+        {"numNodes": 2, "suspend": True},
+        {"numNodes": 4, "suspend": False},
+        RESIZE_REFUSED,
+    ),
+    UpdateCase("resize-and-drop-suspend", {"numNodes": 2, "suspend": True}, {"numNodes": 4}, RESIZE_REFUSED),
+    UpdateCase("grow-and-resume-at-once", {"suspend": True}, {"numNodes": 2, "suspend": False}, RESIZE_REFUSED),
+    UpdateCase("resize-a-running-one", {"numNodes": 2}, {"numNodes": 4}, RESIZE_REFUSED),
+    UpdateCase("suspend-and-resize-at-once", {"numNodes": 2}, {"numNodes": 4, "suspend": True}, RESIZE_REFUSED),
+    UpdateCase("frozen-field", {"suspend": True}, {"suspend": True, "prescript": "x"}, "prescript cannot be changed"),
+]
+
 NAME_CASE = RuleCase("name-length", {}, {}, "at most 63 characters")
 LONG_NAME = "a" * 64
 # Several ranks: the name also names the headless Service (a DNS label) and, with -<rank>, pod host names.

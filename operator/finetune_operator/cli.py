@@ -16,6 +16,7 @@ from finetune_operator.api.convert import conversion_notes, values_to_finetunejo
 from finetune_operator.api.crd import crd_yaml
 from finetune_operator.api.resource import InvalidFineTuneJob, load_finetunejob
 from finetune_operator.api.yaml_input import YamlInputError, load_all
+from finetune_operator.observe.following import log_text
 from finetune_operator.observe.progress import parse_log, trainer_status
 from finetune_operator.render.configs import dump_yaml
 from finetune_operator.render.manifests import render
@@ -27,14 +28,25 @@ class UsageError(Exception):
     """Input the user must fix; printed as one line, exit status 2."""
 
 
-def _read_text(path: str) -> str:
+def one_line(message: str) -> str:
+    """The message on one line: a line break or other unprintable character that came with the user's text
+    (a key named "\\n") is shown escaped, as Python writes it."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in message)
+
+
+def _read_bytes(path: str) -> bytes:
     try:
         if path == "-":
-            return sys.stdin.read()
-        with open(path, encoding="utf-8") as handle:
+            return sys.stdin.buffer.read()
+        with open(path, "rb") as handle:
             return handle.read()
     except OSError as error:
         raise UsageError(f"{path}: cannot read: {error.strerror}") from None
+
+
+def _read_text(path: str) -> str:
+    try:
+        return _read_bytes(path).decode("utf-8")
     except UnicodeDecodeError:
         raise UsageError(f"{path}: not UTF-8 text") from None
 
@@ -88,7 +100,8 @@ def command_convert(args: argparse.Namespace, out: TextIO) -> None:
 
 def command_parse_log(args: argparse.Namespace, out: TextIO) -> None:
     max_iter = args.max_iter
-    progress = parse_log(_read_text(args.file), max_iter=max_iter, final=True)
+    # A log, unlike a spec, is read whatever its bytes: as the operator reads it.
+    progress = parse_log(log_text(_read_bytes(args.file)), max_iter=max_iter, final=True)
     status = trainer_status(progress, None).model_dump(by_alias=True, exclude_none=True)
     status["verdict"] = progress.verdict
     if progress.evidence:
@@ -200,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.handler(args, sys.stdout)
     except UsageError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {one_line(str(error))}", file=sys.stderr)
         return EXIT_USAGE
     return 0
 

@@ -20,7 +20,9 @@ from tests.rule_cases import (
     MULTI_NODE_NAME_CASE,
     NAME_CASE,
     RULE_CASES,
+    UPDATE_CASES,
     RuleCase,
+    UpdateCase,
     finetunejob,
 )
 
@@ -244,6 +246,27 @@ def test_api_server_refuses_a_multi_node_name_unfit_for_a_service(
 ) -> None:
     assert _server_dry_run(cluster, namespace, MULTI_NODE_NAME_CASE.good, name="a" * 60) == ""
     assert MULTI_NODE_NAME_CASE.message in _server_dry_run(cluster, namespace, MULTI_NODE_NAME_CASE.bad, name=name)
+
+
+@pytest.mark.parametrize("case", UPDATE_CASES, ids=lambda c: c.id)
+def test_api_server_judges_each_update(cluster: lc.Cluster, crd: None, namespace: str, case: UpdateCase) -> None:
+    """The same update cases as the unit test of the CRD's transition rules (evaluated there by cel-python)."""
+    name = f"update-{UPDATE_CASES.index(case)}"
+    cluster.apply(finetunejob(case.old, name=name), namespace=namespace)
+    proc = cluster.kubectl(
+        "replace",
+        "--dry-run=server",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=json.dumps(finetunejob(case.new, name=name)),
+        check=False,
+    )
+    if case.message is None:
+        assert proc.returncode == 0, proc.stderr
+    else:
+        assert proc.returncode != 0 and case.message in proc.stderr, proc.stderr
 
 
 def test_immutable_fields_are_refused_and_mutable_ones_accepted(cluster: lc.Cluster, crd: None, namespace: str) -> None:

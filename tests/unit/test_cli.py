@@ -96,6 +96,36 @@ def test_convert_name_option_wins_and_loose_scalars_are_normalized() -> None:
             "resources: {requests: [1]}\n",
             "error: -: spec.resources.requests: Input should be a valid dictionary",
         ),
+        (
+            ("convert", "-", "--name", "x"),
+            "outputImage: {enabled: true, type: [crane], repository: r.example.com/a}\n",
+            "error: -: outputImage.type: must be crane or kitops (got \"['crane']\")",
+        ),
+        (
+            ("convert", "-", "--name", "x"),
+            "outputImage: {enabled: true, type: {crane: 1}, repository: r.example.com/a}\n",
+            "error: -: outputImage.type: must be crane or kitops (got \"{'crane': 1}\")",
+        ),
+        (
+            ("convert", "-", "--name", "x"),
+            "prescript: echo \x01\n",
+            "error: -: not valid YAML: the control character U+0001 at line 1, column 17 cannot be in YAML text "
+            "(write it escaped inside double quotes, as \\x01)",
+        ),
+        (
+            ("render", "-f", "-"),
+            "apiVersion: finetune.aidaptiv.io/v1alpha1\nkind: FineTuneJob\nmetadata: {name: x}\n"
+            'spec: {prescript: "a\x1bb"}\n',
+            "error: -: not valid YAML: the control character U+001B at line 4, column 21 cannot be in YAML text "
+            "(write it escaped inside double quotes, as \\x1B)",
+        ),
+        (
+            ("render", "-f", "-"),
+            "apiVersion: finetune.aidaptiv.io/v1alpha1\nkind: FineTuneJob\nmetadata: {name: x}\n"
+            'spec: {trainDataConfig: "ds: {data_path: \\x01}"}\n',
+            "error: -: spec.trainDataConfig: trainDataConfig is not valid YAML: the control character U+0001 at "
+            "line 1, column 17 cannot be in YAML text (write it escaped inside double quotes, as \\x01)",
+        ),
         (("render", "-f", "-"), "kind: Pod\n", "error: -: expected kind FineTuneJob, got 'Pod'"),
         (("render", "-f", "-"), "a: [\n", "error: -: not valid YAML: expected the node content"),
         (
@@ -154,7 +184,7 @@ HEAD = "apiVersion: finetune.aidaptiv.io/v1alpha1\nkind: FineTuneJob\nmetadata: 
 def test_hostile_yaml_is_one_line_and_exit_2(
     text: str, message: str | None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr("sys.stdin", io.StringIO(text))
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(text.encode()), encoding="utf-8"))
     status = main(["render", "-f", "-"])
     out, err = capsys.readouterr()
     if message is None:

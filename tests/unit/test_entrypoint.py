@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import subprocess
 from pathlib import Path
@@ -16,12 +17,15 @@ from finetune_operator.render.entrypoint import (
     ENV_PUSH_REFERENCE,
     ENV_PUSH_TOOLS,
     ENV_PUSH_WORK_DIR,
+    ENV_PUSH_WORK_LIMIT_KIB,
+    EXIT_ENDED_EARLY,
     EXIT_PUSH_FAILED,
     PUSH_FORMAT_IMAGE,
     PUSH_FORMAT_MODELPACK,
     REASON_PUSH_FAILED,
 )
 from finetune_operator.render.manifests import render
+from tests.kubelet import container_environment
 from tests.rule_cases import finetunejob
 
 COMPLETE_LOG = """[2026-09-07 10:53:26.291295] [PHISON START] Epoch: 0, Iteration: 0
@@ -146,6 +150,112 @@ def test_prescript_shares_the_shell_and_its_exit_stops_the_run(tmp_path: Path) -
     assert not output.exists()
 
 
+ENDED_EARLY = (
+    "the Prescript stage ended the run (exit or exec) with status 0 before the trainer's verdict; "
+    "end a prescript early with return, not exit"
+)
+COMPLETE = "[2026-09-07 10:57:04.742171] [INFO] training complete!"
+REPORTED = FAILED_LOG.splitlines()[-1]
+# (prescript, log, exit status, reason, evidence)
+PRESCRIPT_CASES = [
+    # Found by a probe: an `exit` or `exit 0` ended the sourced entrypoint with status 0, so the Job
+    # completed and the FineTuneJob Succeeded though the trainer never ran.
+    ("exit\n", COMPLETE_LOG, EXIT_ENDED_EARLY, "PrescriptFailed", ENDED_EARLY),
+    ("exit 0\n", COMPLETE_LOG, EXIT_ENDED_EARLY, "PrescriptFailed", ENDED_EARLY),
+    ("echo mounted\nexit\n", COMPLETE_LOG, EXIT_ENDED_EARLY, "PrescriptFailed", ENDED_EARLY),
+    ("exec true\n", COMPLETE_LOG, EXIT_ENDED_EARLY, "PrescriptFailed", ENDED_EARLY),
+    ("false\nexit\n", COMPLETE_LOG, 1, "PrescriptFailed", "the Prescript stage exited with status 1"),
+    ("exit 3\n", COMPLETE_LOG, 3, "PrescriptFailed", "the Prescript stage exited with status 3"),
+    ("set -e\nfalse\n", COMPLETE_LOG, 1, "PrescriptFailed", "the Prescript stage exited with status 1"),
+    # The status of its last command is not judged (nor was it in the chart: `[ -d x ] && y` ends 1)...
+    ("false\n", COMPLETE_LOG, 0, "TrainingComplete", COMPLETE),
+    # ...and `return` ends the prescript, not the run.
+    ("return 0\n", COMPLETE_LOG, 0, "TrainingComplete", COMPLETE),
+    ("return 3\n", COMPLETE_LOG, 0, "TrainingComplete", COMPLETE),
+    # Its shell options, traps and names stay its own (`set -u` made the setup fail: SetupFailed).
+    ("set -eu\n", COMPLETE_LOG, 0, "TrainingComplete", COMPLETE),
+    ("trap 'exit 0' EXIT\n", FAILED_LOG, 1, "TrainerReportedFailure", REPORTED),
+    (
+        "trap 'exit 9' EXIT\n",
+        COMPLETE_LOG,
+        9,
+        "PrescriptFailed",
+        "the run reported success but ended with status 9 (an exit trap of the prescript?)",
+    ),
+    (
+        "say() { :; }\nreport() { :; }\ntrain() { :; }\nrun() { :; }\ntrainer=/bin/true\ntermination=/dev/null\n",
+        FAILED_LOG,
+        1,
+        "TrainerReportedFailure",
+        REPORTED,
+    ),
+    # The judge, PID 1 in a container, ignores a TERM sent to it ($$ in the prescript is its PID).
+    ("kill $$\n", COMPLETE_LOG, 0, "TrainingComplete", COMPLETE),
+]
+# (postscript, exit status and reason after a complete log; after a failed one it is always 1, TrainerReportedFailure)
+POSTSCRIPT_CASES = [
+    ("exit\n", 0, "TrainingComplete"),
+    ("exit 0\n", 0, "TrainingComplete"),
+    ("return 0\n", 0, "TrainingComplete"),
+    ("exec true\n", 0, "TrainingComplete"),
+    ("kill $$\n", 0, "TrainingComplete"),
+    ("exit 3\n", 3, "PostscriptFailed"),
+    ("false\n", 1, "PostscriptFailed"),
+    ("trap 'exit 0' EXIT\nfalse\n", 0, "TrainingComplete"),  # its own exit trap, after its last command
+]
+Outcome = tuple[subprocess.CompletedProcess[str], dict[str, str], Path]
+
+
+@pytest.fixture(scope="module")
+def scripted_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str, str], Outcome]:
+    """Every case above, run at once (each run waits 2 s for the log to be streamed)."""
+    runs = [("pre", script, log) for script, log, *_ in PRESCRIPT_CASES]
+    runs += [("post", script, log) for script, *_ in POSTSCRIPT_CASES for log in (COMPLETE_LOG, FAILED_LOG)]
+
+    def one(index: int, which: str, script: str, log: str) -> Outcome:
+        where = tmp_path_factory.mktemp(f"run{index}")
+        return _run(where, log, **{f"{which}script": script})
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        futures = {run: pool.submit(one, index, *run) for index, run in enumerate(runs)}
+    return {run: future.result() for run, future in futures.items()}
+
+
+@pytest.mark.parametrize(("prescript", "log", "returncode", "reason", "evidence"), PRESCRIPT_CASES)
+def test_the_exit_status_tells_the_truth_whatever_the_prescript_does(
+    scripted_runs: dict[tuple[str, str, str], Outcome],
+    prescript: str,
+    log: str,
+    returncode: int,
+    reason: str,
+    evidence: str,
+) -> None:
+    result, summary, _ = scripted_runs["pre", prescript, log]
+    assert (result.returncode, summary["reason"], summary["evidence"]) == (returncode, reason, evidence), (
+        result.stdout + result.stderr
+    )
+    assert summary["verdict"] == ("succeeded" if returncode == 0 else "failed")
+    assert summary["exitCode"] == str(returncode)
+
+
+def test_a_killed_judge_never_exits_zero(tmp_path: Path) -> None:
+    """Outside a container (where PID 1 cannot be sent SIGKILL from inside) the judge can die: not a success."""
+    result, _summary, _ = _run(tmp_path, COMPLETE_LOG, prescript="kill -9 $$\n")
+    assert result.returncode == -9
+
+
+@pytest.mark.parametrize(("postscript", "returncode", "reason"), POSTSCRIPT_CASES)
+def test_the_exit_status_tells_the_truth_whatever_the_postscript_does(
+    scripted_runs: dict[tuple[str, str, str], Outcome], postscript: str, returncode: int, reason: str
+) -> None:
+    result, summary, _ = scripted_runs["post", postscript, COMPLETE_LOG]
+    assert (result.returncode, summary["reason"], summary["exitCode"]) == (returncode, reason, str(returncode)), (
+        result.stdout + result.stderr
+    )
+    failed, summary, _ = scripted_runs["post", postscript, FAILED_LOG]
+    assert (failed.returncode, summary["reason"], summary["exitCode"]) == (1, "TrainerReportedFailure", "1")
+
+
 def test_a_retry_does_not_read_the_previous_attempts_verdict(tmp_path: Path) -> None:
     output = tmp_path / "out" / "run"
     output.mkdir(parents=True)
@@ -169,7 +279,7 @@ def _rendered_env(name: str, uid: str, output_dir: Path, tmp_path: Path) -> dict
     ftj = load_finetunejob(finetunejob(spec, name=name) | {"metadata": {"name": name, "uid": uid}})
     job, _ = render(ftj)
     container = job["spec"]["template"]["spec"]["containers"][0]
-    env = {item["name"]: item["value"] for item in container["env"]}
+    env = container_environment(container, {})  # as the kubelet makes it
     scripts = tmp_path / f"scripts-{name}"
     scripts.mkdir()
     for key in ("FTO_PRESCRIPT", "FTO_POSTSCRIPT"):
@@ -279,6 +389,38 @@ def test_no_push_unless_rank_zero_succeeded(
     assert summary["reason"] == reason, result.stdout + result.stderr
     assert "pushing" not in result.stdout
     assert "outputDigest" not in summary
+
+
+def _fake_crane(tmp_path: Path) -> dict[str, str]:
+    """A push whose crane only says that it ran (and fails): whether the push got as far as its tool."""
+    env = _push_env(tmp_path)
+    crane = Path(env[ENV_PUSH_TOOLS]) / "crane"
+    crane.write_text(f'#!/bin/sh\ntouch "{tmp_path}/crane-ran"\necho "Error: no registry here" >&2\nexit 1\n')
+    crane.chmod(0o755)
+    return env
+
+
+def test_an_output_larger_than_the_scratch_bound_is_not_copied(tmp_path: Path) -> None:
+    """A copy beyond the emptyDir's sizeLimit would get the pod evicted, and the Job would train again."""
+    env = _fake_crane(tmp_path) | {ENV_PUSH_WORK_LIMIT_KIB: "1"}
+    result, summary, output = _run(tmp_path, COMPLETE_LOG, extra_env=env)
+    used = subprocess.run(["du", "-sk", str(output)], capture_output=True, text=True, check=True).stdout.split()[0]
+    assert (result.returncode, summary["reason"], summary["evidence"]) == (
+        EXIT_PUSH_FAILED,
+        REASON_PUSH_FAILED,
+        f"training complete; push failed: the output ({used} KiB in {output}) does not fit the push's scratch "
+        "space (1 KiB: raise spec.output.image.workSizeLimit)",
+    )
+    assert not (tmp_path / "crane-ran").exists()
+    assert not (tmp_path / "push-work").exists() or list((tmp_path / "push-work").iterdir()) == []
+
+
+@pytest.mark.parametrize("limit", ["", str(10**9), "not-a-number"])
+def test_an_output_within_the_scratch_bound_goes_on_to_the_push(tmp_path: Path, limit: str) -> None:
+    env = _fake_crane(tmp_path) | {ENV_PUSH_WORK_LIMIT_KIB: limit}
+    _result, summary, _ = _run(tmp_path, COMPLETE_LOG, extra_env=env)
+    assert summary["evidence"] == "training complete; push failed: crane: Error: no registry here"
+    assert (tmp_path / "crane-ran").exists()
 
 
 @pytest.mark.parametrize("rank", ["", "0"])

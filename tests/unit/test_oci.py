@@ -30,6 +30,7 @@ from finetune_operator.observe.termination import (
 )
 from finetune_operator.render import configs, manifests, oci
 from finetune_operator.render.plan import Powers, plan
+from tests.kubelet import container_command
 from tests.rule_cases import finetunejob
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,7 +51,7 @@ def _pod_spec(ftj: FineTuneJob) -> dict[str, Any]:
 
 
 def _env(ftj: FineTuneJob) -> dict[str, str]:
-    return {e["name"]: e["value"] for e in _pod_spec(ftj)["containers"][0]["env"]}
+    return {e["name"]: e["value"] for e in _pod_spec(ftj)["containers"][0]["env"] if "value" in e}
 
 
 def _paths(ftj: FineTuneJob) -> dict[str, Any]:
@@ -135,7 +136,14 @@ def test_copy_to_local_adds_the_loader_and_the_trainer_reads_the_copy() -> None:
     (loader,) = pod["initContainers"]
     assert loader["name"] == "model-loader"
     assert loader["image"] == "docker.io/library/aidaptiv:vNXUN_2_05BA0"  # the trainer image by default
-    assert loader["command"] == ["/bin/sh", "-c", oci.LOADER_SCRIPT, "model-loader", "/data/model", "/local/model"]
+    assert container_command(loader, {}) == [
+        "/bin/sh",
+        "-c",
+        oci.LOADER_SCRIPT,
+        "model-loader",
+        "/data/model",
+        "/local/model",
+    ]
     assert loader["volumeMounts"] == [
         {"name": "model", "mountPath": "/data/model", "readOnly": True},
         {"name": "model-local", "mountPath": "/local/model"},
@@ -233,7 +241,7 @@ def test_a_push_gets_its_tools_its_secret_and_its_environment() -> None:
     assert kit["volumeMounts"] == [{"name": "push-tools", "mountPath": "/config/tools"}]
     assert pod["volumes"][-3:] == [
         {"name": "push-tools", "emptyDir": {}},
-        {"name": "push-work", "emptyDir": {}},
+        {"name": "push-work", "emptyDir": {"sizeLimit": "200Gi"}},  # bounded by default: the node's disk
         {
             "name": "push-auth",
             "secret": {
@@ -250,6 +258,7 @@ def test_a_push_gets_its_tools_its_secret_and_its_environment() -> None:
         "FTO_PUSH_INSECURE": "true",
         "FTO_PUSH_TOOLS": "/config/tools",
         "FTO_PUSH_WORK_DIR": "/config/push-work",
+        "FTO_PUSH_WORK_LIMIT_KIB": str(200 * 1024 * 1024),
         "DOCKER_CONFIG": "/config/push-auth",
     }
     rules = manifests.job(ftj)["spec"]["podFailurePolicy"]["rules"]
@@ -278,6 +287,55 @@ def test_an_image_push_needs_crane_only_and_takes_the_users_tag_and_base() -> No
         "busybox:1.36",
     )
     assert "DOCKER_CONFIG" not in env
+    assert env["FTO_PUSH_WORK_LIMIT_KIB"] == str(9 * 1024 * 1024)
+
+
+@pytest.mark.parametrize(
+    ("limit", "kib"), [("1Ki", "1"), ("1536", "1"), ("1500", "1"), ("1.5Gi", "1572864"), ("1e3", "0")]
+)
+def test_the_scratch_bound_reaches_the_entrypoint_in_whole_kib(limit: str, kib: str) -> None:
+    ftj = _ftj({"output": {"image": {**OUTPUT["image"], "workSizeLimit": limit}}})
+    assert _env(ftj)["FTO_PUSH_WORK_LIMIT_KIB"] == kib
+
+
+def test_a_scratch_without_bound_is_asked_for_with_null() -> None:
+    ftj = _ftj({"output": {"image": {**OUTPUT["image"], "workSizeLimit": None}}})
+    assert {"name": "push-work", "emptyDir": {}} in _pod_spec(ftj)["volumes"]
+    assert "FTO_PUSH_WORK_LIMIT_KIB" not in _env(ftj)
+
+
+def test_a_finetunejob_that_pushes_trains_into_its_own_directory_of_output_dir() -> None:
+    """Found by a probe: the push packed the whole outputDir, shared by default, so A's artifact carried
+    B's weights, log and data to A's repository."""
+    shared = {"envConfig": {"pathSettings": {"outputDir": "/mnt/data/output"}}}
+    ftj = _ftj({**shared, "output": OUTPUT})
+    assert _paths(ftj)["output_dir"] == "/mnt/data/output/run-0f1e2d3c"
+    assert _paths(ftj)["log_name"] == "output.run-0f1e2d3c.log"
+    env = _env(ftj)
+    assert (env["FTO_OUTPUT_DIR"], env["FTO_LOG_FILE"]) == (
+        "/mnt/data/output/run-0f1e2d3c",
+        "/mnt/data/output/run-0f1e2d3c/output.run-0f1e2d3c.log",
+    )
+    # Without a push, outputDir is the trainer's, as in the chart.
+    plain = _ftj(shared)
+    assert _paths(plain)["output_dir"] == "/mnt/data/output"
+    assert (_env(plain)["FTO_OUTPUT_DIR"], _env(plain)["FTO_LOG_FILE"]) == (
+        "/mnt/data/output",
+        "/mnt/data/output/output.run-0f1e2d3c.log",
+    )
+
+
+def test_every_rank_of_a_pushing_run_writes_to_the_runs_directory() -> None:
+    ftj = _ftj({"numNodes": 2, "output": OUTPUT})
+    for rank in (0, 1):
+        paths = yaml.safe_load(configs.env_config(ftj, rank))["path_settings"]
+        assert (paths["output_dir"], paths["log_name"]) == (
+            "/mnt/data/output/run-0f1e2d3c",
+            f"output.run-0f1e2d3c.rank-{rank}.log",
+        )
+    env = _env(ftj)
+    assert env["FTO_OUTPUT_DIR"] == "/mnt/data/output/run-0f1e2d3c"
+    assert env["FTO_LOG_FILE"] == "/mnt/data/output/run-0f1e2d3c/output.run-0f1e2d3c.rank-$(NODE_RANK).log"
 
 
 def test_the_default_tag_is_the_name_and_the_uids_start_or_the_name_alone_without_a_uid() -> None:

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pytest
 
+from finetune_operator.api.resource import load_finetunejob
+from finetune_operator.render import manifests
 from finetune_operator.render.entrypoint import (
     ENTRYPOINT,
     ENV_DOCKER_CONFIG,
@@ -34,6 +36,7 @@ from finetune_operator.render.entrypoint import (
     ENV_PUSH_REFERENCE,
     ENV_PUSH_TOOLS,
     ENV_PUSH_WORK_DIR,
+    ENV_PUSH_WORK_LIMIT_KIB,
     EXIT_PUSH_FAILED,
     PUSH_FORMAT_IMAGE,
     PUSH_FORMAT_MODELKIT,
@@ -44,6 +47,8 @@ from finetune_operator.render.entrypoint import (
     TERM_OUTPUT_TAG,
     TERM_PUSHED_TIME,
 )
+from tests.kubelet import container_environment
+from tests.rule_cases import finetunejob
 from tests.toolchain import optional_tool, tool
 
 USER = "trainer"
@@ -303,6 +308,35 @@ def test_image_push_onto_a_base_image_keeps_its_layers(tmp_path: Path, registry:
     manifest = assert_pushed(run_entrypoint(tmp_path, env), registry, "models/on-base", "run-1")
     assert [layer["digest"] for layer in layers(manifest)][:-1] == [layer["digest"] for layer in layers(base)]
     assert len(layers(manifest)) == len(layers(base)) + 1
+
+
+def rendered_push(tmp_path: Path, registry: Registry, name: str, uid: str, shared: Path) -> dict[str, str]:
+    """The entrypoint's environment as the operator renders it (and the kubelet expands it) for a
+    FineTuneJob that pushes format Image to the test registry from an outputDir shared with others."""
+    spec = {
+        "envConfig": {"pathSettings": {"outputDir": str(shared)}},
+        "output": {"image": {"repository": f"{registry.host}/models/{name}", "format": "Image", "insecure": True}},
+    }
+    ftj = load_finetunejob(finetunejob(spec, name=name) | {"metadata": {"name": name, "uid": uid}})
+    env = container_environment(manifests.job(ftj)["spec"]["template"]["spec"]["containers"][0], {})
+    pushed = push_env(tmp_path, registry, PUSH_FORMAT_IMAGE, env[ENV_PUSH_REFERENCE])
+    ours = ("FTO_OUTPUT_DIR", "FTO_LOG_FILE", ENV_PUSH_WORK_LIMIT_KIB)
+    return pushed | {key: env[key] for key in ours}
+
+
+def test_a_push_packs_its_own_run_and_nothing_of_another_sharing_output_dir(tmp_path: Path, registry: Registry) -> None:
+    """Found by a probe: the push packed the whole outputDir (one path for every FineTuneJob by default),
+    so A's artifact carried B's weights, log and data to A's repository."""
+    shared = tmp_path / "shared-output"
+    other = rendered_push(tmp_path / "b", registry, "b", "1bbbbbbb-uid", shared)
+    run_entrypoint(tmp_path / "b", other | {ENV_PUSH_FORMAT: ""}, postscript='echo b > "$FTO_OUTPUT_DIR/b-only.txt"\n')
+    mine = rendered_push(tmp_path / "a", registry, "a", "0aaaaaaa-uid", shared)
+    run = run_entrypoint(tmp_path / "a", mine)
+    manifest = assert_pushed(run, registry, "models/a", "a-0aaaaaaa")
+    files = tar_members(blob(registry, "models/a", layers(manifest)[0]["digest"]))
+    assert sorted(files) == sorted([*OUTPUT_FILES, "output.a-0aaaaaaa.log"])
+    assert sorted(path.name for path in shared.iterdir()) == ["a-0aaaaaaa", "b-1bbbbbbb"]
+    assert (shared / "b-1bbbbbbb" / "b-only.txt").read_text() == "b\n"
 
 
 # -- ModelKit and ModelPack: kit init/pack/push, the digest from the registry -------------------------------

@@ -17,6 +17,7 @@ from finetune_operator.render.configs import LINE_BREAKS
 from finetune_operator.render.entrypoint import ENTRYPOINT
 from finetune_operator.render.manifests import DEFAULT_SECURITY_CONTEXT, render
 from tests.chart_defaults import CHART_DATASETS, CHART_ENV_CONFIG, CHART_EXP_CONFIG
+from tests.kubelet import container_command, container_environment
 from tests.rule_cases import finetunejob
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -261,12 +262,12 @@ def test_user_text_arrives_verbatim_and_changes_nothing_else() -> None:
     (dataset,) = yaml.safe_load_all(config_map["data"]["QA_dataset_config.yaml"])
     assert dataset["ds"]["data_path"] == HOSTILE
     assert dataset["ds"]["system_prompt"] == HOSTILE
-    env = {e["name"]: e["value"] for e in _container(job)["env"]}
+    env = container_environment(_container(job), {})  # as the kubelet makes it
     assert env["FTO_OUTPUT_DIR"] == "/out/$(id)"
     assert env["FTO_LOG_FILE"] == '/out/$(id)/it\'s "a" log.rule-case'
     # The script, the command, and the shape of the Job do not change with it.
-    assert _container(job)["args"] == [ENTRYPOINT] == _container(plain_job)["args"]
-    assert _container(job)["command"] == ["/bin/sh", "-c"]
+    assert _container(job)["args"] == _container(plain_job)["args"]
+    assert container_command(_container(job), env) == ["/bin/sh", "-c", ENTRYPOINT]
     assert set(config_map["data"]) == set(plain_map["data"])
     job_text = yaml.safe_dump(job)
     assert yaml.safe_load(job_text) == job

@@ -142,6 +142,31 @@ def test_a_finetunejob_that_cannot_render_is_a_problem_not_an_exception(monkeypa
     assert plan(body, Powers()) == Plan(problems=["the FineTuneJob could not be rendered: ValueError: " + "x" * 300])
 
 
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        (
+            "ds:\n  data_path: org/d\x01\n",
+            "spec.trainDataConfig: trainDataConfig is not valid YAML: the control character U+0001 at line 2, "
+            "column 19 cannot be in YAML text (write it escaped inside double quotes, as \\x01)",
+        ),
+        (
+            "ds: {data_path: x}\n\x9f",
+            "spec.trainDataConfig: trainDataConfig is not valid YAML: the control character U+009F at line 2, "
+            "column 1 cannot be in YAML text (write it escaped inside double quotes, as \\x9F)",
+        ),
+        (
+            "ds: {data_path: \ufffe}",
+            "spec.trainDataConfig: trainDataConfig is not valid YAML: the character U+FFFE at line 1, "
+            "column 17 cannot be in YAML text (write it escaped inside double quotes, as \\uFFFE)",
+        ),
+    ],
+)
+def test_a_character_yaml_cannot_hold_in_train_data_config_is_named_where_it_is(raw: str, problem: str) -> None:
+    """Found by a probe: such a FineTuneJob ended InvalidSpec with "could not be rendered: ReaderError"."""
+    assert plan(finetunejob({"trainDataConfig": raw}, name="run", namespace="ml"), Powers()) == Plan(problems=[problem])
+
+
 def test_a_privileged_trainer_is_a_problem_unless_allowed() -> None:
     body = finetunejob({"securityContext": {"privileged": True}}, name="run", namespace="ml")
     refused = plan(body, Powers())

@@ -204,6 +204,27 @@ def test_ttl_deadline_comes_from_the_recorded_completion() -> None:
     assert cleanup_deadline(done_and_cleaned, Retention(60, 60)) is None
 
 
+LATEST = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("completed", "ttl", "deadline"),
+    [
+        # Found by a probe: a TTL of 10^12 s overflowed the sum on every pass; the final status was never written.
+        ("2026-11-28T12:04:00Z", 10**12, LATEST),
+        ("2026-11-28T12:04:00Z", 2**63 - 1, LATEST),  # the largest integer the API server stores
+        ("2026-11-28T12:04:00Z", 2**31 - 1, datetime(2094, 12, 16, 15, 18, 7, tzinfo=UTC)),  # the schema's bound
+        ("9999-12-31T23:59:59Z", 0, datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)),  # the last sum that fits
+        ("9999-12-31T23:59:59Z", 60, LATEST),
+        ("9999-12-31T23:58:59Z", 60, datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)),  # the same
+    ],
+)
+def test_ttl_deadline_saturates_at_the_latest_time(completed: str, ttl: int, deadline: datetime) -> None:
+    for phase, retention in (("Succeeded", Retention(ttl, None)), ("Failed", Retention(None, ttl))):
+        done = FineTuneJobStatus(phase=phase, completion_time=completed)
+        assert cleanup_deadline(done, retention) == deadline
+
+
 def test_times_from_the_python_client_are_normalized() -> None:
     """The client re-serializes times as +00:00; status always says Z."""
     job = _job(

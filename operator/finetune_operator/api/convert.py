@@ -136,7 +136,7 @@ def oci_blocks(values: dict[str, Any]) -> dict[str, Any]:
 
 def _output_image(output: dict[str, Any]) -> dict[str, Any]:
     kind = output.get("type")
-    if kind not in OUTPUT_FORMATS:
+    if not isinstance(kind, str) or kind not in OUTPUT_FORMATS:  # a list or mapping is no key of it
         raise InvalidFineTuneJob([f"outputImage.type: must be crane or kitops (got {str(kind)[:40]!r})"])
     pushed: dict[str, Any] = _given(output, (("repository", "repository"), ("tag", "tag"), ("insecure", "insecure")))
     pushed["format"] = OUTPUT_FORMATS[kind]

@@ -99,8 +99,9 @@ def tolerates_everything(found: list[str]) -> str:
 
 def changed_only_while_suspended(field: str) -> str:
     return (
-        f"{field} can be changed only while the FineTuneJob is suspended (spec.suspend: true); "
-        "the training then resumes with the new value"
+        f"{field} can be changed only while the FineTuneJob is suspended (spec.suspend: true) and stays "
+        "suspended in the same change; set suspend: false in a change of its own, and the training resumes "
+        "with the new value"
     )
 
 

@@ -100,7 +100,11 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
 
 def load_all(text: str, what: str = "the text", max_nodes: int = MAX_NODES) -> list[Any]:
     """Every document of `text` that is not empty; YamlInputError names what is wrong."""
-    loader = _Loader(text)
+    try:
+        # The reader refuses a control character of the whole text already here, before any parsing.
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as error:
+        raise YamlInputError(unreadable_character(error, text)) from None
     try:
         documents = []
         while loader.check_node():
@@ -135,6 +139,20 @@ def _check_numbers(value: Any) -> None:
             stack.extend(item.values())
         elif isinstance(item, list):
             stack.extend(item)
+
+
+def unreadable_character(error: yaml.reader.ReaderError, text: str) -> str:
+    """Where the character YAML text cannot hold is, and how to write it instead."""
+    position = min(max(int(error.position), 0), len(text))
+    line = text.count("\n", 0, position) + 1
+    column = position - (text.rfind("\n", 0, position) + 1) + 1
+    code = int(error.character)
+    kind = "control character" if code < 0x20 or 0x7F <= code < 0xA0 else "character"
+    escape = f"\\x{code:02X}" if code <= 0xFF else f"\\u{code:04X}"
+    return (
+        f"the {kind} U+{code:04X} at line {line}, column {column} cannot be in YAML text "
+        f"(write it escaped inside double quotes, as {escape})"
+    )
 
 
 def problem(error: yaml.YAMLError) -> str:

@@ -8,6 +8,7 @@ readable again (a condition is due). No I/O: the caller reads the log and writes
 
 from __future__ import annotations
 
+import codecs
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -22,6 +23,28 @@ UNREADABLE_AFTER = 4  # failed reads in a row before the condition shows
 # What of the log's end survives the cleanup of a failed run, in its Failed condition.
 KEPT_LINES = 20
 KEPT_LINE_CHARS = 200
+
+
+@dataclass(frozen=True)
+class LogTail:
+    """One read of a log's tail, as text."""
+
+    text: str
+    cut: bool  # the byte limit ended the read: its last line is incomplete
+
+
+def log_text(data: bytes, cut: bool = False) -> str:
+    """A log's bytes as text. A trainer's log is not always UTF-8 (a latin-1 byte from a library's message),
+    and a read cut short may end inside a character (a tqdm bar of █): a strict decode raised on both,
+    losing the progress and the last lines. Bytes that are no UTF-8 become U+FFFD; a character a `cut`
+    read ends in is dropped, since the next read holds it whole."""
+    return codecs.getincrementaldecoder("utf-8")(errors="replace").decode(data, final=not cut)
+
+
+def log_tail(data: bytes, limit_bytes: int = LIMIT_BYTES) -> LogTail:
+    """One read of at most `limit_bytes` (as the API server's limitBytes ends it) as text."""
+    cut = len(data) >= limit_bytes
+    return LogTail(log_text(data, cut), cut)
 
 
 @dataclass

@@ -5,7 +5,7 @@ it survives restarts and needs no timer state to be right."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from finetune_operator.api.status import FineTuneJobStatus
 from finetune_operator.observe.times import parse_timestamp
@@ -26,4 +26,16 @@ def cleanup_deadline(status: FineTuneJobStatus, retention: Retention) -> datetim
     seconds = {"Succeeded": retention.after_success, "Failed": retention.after_failure}.get(status.phase or "")
     if seconds is None:
         return None
-    return parse_timestamp(status.completion_time) + timedelta(seconds=seconds)
+    return saturated_sum(parse_timestamp(status.completion_time), seconds)
+
+
+LATEST = datetime.max.replace(tzinfo=UTC)
+
+
+def saturated_sum(moment: datetime, seconds: int) -> datetime:
+    """`moment` plus `seconds`, or the latest time there is when the sum lies beyond it: a TTL of a FineTuneJob
+    stored before its bound (or a completion time written near year 9999) must mean "never", not raise on
+    every pass and keep the final status from being written."""
+    if seconds > (LATEST - moment) // timedelta(seconds=1):  # whole seconds: no float rounding
+        return LATEST
+    return moment + timedelta(seconds=seconds)

@@ -16,6 +16,7 @@ import yaml
 from finetune_operator.api.resource import FineTuneJob
 from finetune_operator.api.spec import FineTuneJobSpec
 from finetune_operator.render import multinode
+from finetune_operator.render.expansion import literal
 
 EXP_CONFIG_DIR = "/config/exp"
 ENV_CONFIG_DIR = "/config/env"
@@ -77,6 +78,7 @@ def env_config_file(rank: int | str | None = None) -> str:
 def env_config(ftj: FineTuneJob, rank: int | None = None) -> str:
     settings = ftj.spec.env_config.model_dump(mode="python")
     paths = settings["path_settings"]
+    paths["output_dir"] = output_dir(ftj)
     paths["log_name"] = run_log_name(ftj, rank)
     model = ftj.spec.model
     if model is not None and "model_name_or_path" not in ftj.spec.env_config.path_settings.model_fields_set:
@@ -106,6 +108,19 @@ def run_id(ftj: FineTuneJob) -> str:
     return f"{ftj.metadata.name}-{uid}" if uid else ftj.metadata.name
 
 
+def pushes(ftj: FineTuneJob) -> bool:
+    return ftj.spec.output is not None and ftj.spec.output.image is not None
+
+
+def output_dir(ftj: FineTuneJob) -> str:
+    """Where the trainer writes its output: the user's outputDir, but for a FineTuneJob that pushes its
+    output, the run's own directory in it (<outputDir>/<name>-<uid8>), since the push packs the whole
+    directory and outputDir may be shared (the default is one path for every FineTuneJob): it must
+    carry this run's model, never another's."""
+    given = ftj.spec.env_config.path_settings.output_dir
+    return posixpath.join(given, run_id(ftj)) if pushes(ftj) else given
+
+
 def run_log_name(ftj: FineTuneJob, rank: int | str | None = None) -> str:
     """The user's logName with this run's id (and rank) before its extension: two FineTuneJobs, or two
     ranks, writing to one outputDir (the default on a shared NFS export) each judge their own log."""
@@ -116,9 +131,20 @@ def run_log_name(ftj: FineTuneJob, rank: int | str | None = None) -> str:
 
 
 def log_file(ftj: FineTuneJob, rank: int | str | None = None) -> str:
-    """Where the trainer's log lands: a relative logName is under outputDir."""
-    output_dir = ftj.spec.env_config.path_settings.output_dir
-    return posixpath.normpath(posixpath.join(output_dir, run_log_name(ftj, rank)))
+    """Where the trainer's log lands: a relative logName is under the trainer's output_dir."""
+    return posixpath.normpath(posixpath.join(output_dir(ftj), run_log_name(ftj, rank)))
+
+
+def log_file_value(ftj: FineTuneJob, multi_node: bool) -> str:
+    """log_file() as the entrypoint's env value: passed on unchanged by the kubelet, but for the rank of a
+    multi-node run, a reference to NODE_RANK that the kubelet fills in (each rank's own log)."""
+    if not multi_node:
+        return literal(log_file(ftj))
+    # The rank is only in the file name, after the run id and before the user's extension.
+    directory = posixpath.dirname(log_file(ftj, 0))
+    extension = posixpath.splitext(posixpath.basename(ftj.spec.env_config.path_settings.log_name))[1]
+    name = posixpath.basename(run_log_name(ftj, 0)).removesuffix(f"0{extension}")
+    return literal(posixpath.join(directory, name)) + RANK + literal(extension)
 
 
 def config_files(ftj: FineTuneJob) -> dict[str, str]:

@@ -15,6 +15,7 @@ from finetune_operator.api.resource import FineTuneJob
 from finetune_operator.api.spec import FineTuneJobSpec, Volume
 from finetune_operator.render import configs, multinode, oci
 from finetune_operator.render import entrypoint as ep
+from finetune_operator.render.expansion import literal
 from finetune_operator.render.objects import (
     child_labels,
     config_map_name,
@@ -115,14 +116,14 @@ def _user_mounts(ftj: FineTuneJob) -> list[dict[str, Any]]:
 
 
 def _environment(ftj: FineTuneJob) -> list[dict[str, Any]]:
-    spec = ftj.spec
     # Several ranks: each its own env_config and log, named by its rank (NODE_RANK comes first then).
+    # User text as literal(): the kubelet expands $(VAR) and $$ in env values.
     rank = configs.RANK if multinode.is_multi_node(ftj) else None
     wiring = multinode.rank_environment(ftj) if rank is not None else []
     return [
         *wiring,
-        {"name": ep.ENV_OUTPUT_DIR, "value": spec.env_config.path_settings.output_dir},
-        {"name": ep.ENV_LOG_FILE, "value": configs.log_file(ftj, rank)},
+        {"name": ep.ENV_OUTPUT_DIR, "value": literal(configs.output_dir(ftj))},
+        {"name": ep.ENV_LOG_FILE, "value": configs.log_file_value(ftj, multi_node=rank is not None)},
         {"name": ep.ENV_ENV_CONFIG, "value": f"{configs.ENV_CONFIG_DIR}/{configs.env_config_file(rank)}"},
         {"name": ep.ENV_EXP_CONFIG, "value": f"{configs.EXP_CONFIG_DIR}/{configs.EXP_CONFIG_FILE}"},
         {"name": ep.ENV_PRESCRIPT, "value": f"{configs.SCRIPTS_DIR}/{configs.PRESCRIPT_FILE}"},
@@ -138,7 +139,7 @@ def _container(ftj: FineTuneJob) -> dict[str, Any]:
         "image": spec.image.reference,
         "imagePullPolicy": spec.image.pull_policy,
         "command": ["/bin/sh", "-c"],
-        "args": [ep.ENTRYPOINT],
+        "args": [literal(ep.ENTRYPOINT)],  # the kubelet would turn the script's own $$ into $
         "env": _environment(ftj),
         "resources": _resources(spec),
         "volumeMounts": _volume_mounts(ftj),

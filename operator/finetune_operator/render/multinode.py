@@ -15,6 +15,7 @@ from typing import Any
 
 from finetune_operator.api.base import TRAINER_CONTAINER
 from finetune_operator.api.resource import FineTuneJob, rank_zero_address
+from finetune_operator.render.expansion import literal
 from finetune_operator.render.objects import metadata, owner_reference, selector_labels
 
 # Set by the Job controller on each pod of an Indexed Job.
@@ -86,7 +87,7 @@ def rank_environment(ftj: FineTuneJob) -> list[dict[str, Any]]:
     path = spec.env_config.path_settings.multi_node_env_path
     if path:
         # Each rank's own file (the same name its env_config gives the trainer), never shared.
-        env.append({"name": ENV_MULTI_NODE_FILE, "value": f"{path}.rank-$(NODE_RANK)"})
+        env.append({"name": ENV_MULTI_NODE_FILE, "value": f"{literal(path)}.rank-$(NODE_RANK)"})
     return env
 
 

@@ -2,7 +2,8 @@
 containers, and the environment the entrypoint's push step reads.
 
 User text (references, paths) goes into fields and arguments only: the loader's script is fixed, and
-gets its two paths as positional parameters.
+gets its two paths as positional parameters. In env values and commands, text is literal(): the kubelet
+expands $(VAR) and $$ there.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ import copy
 from typing import Any
 
 from finetune_operator.api.base import LOADER_CONTAINER
+from finetune_operator.api.quantity import parse_quantity
 from finetune_operator.api.resource import FineTuneJob
 from finetune_operator.api.spec import Model, OutputImage
 from finetune_operator.api.spec.pod import Resources
 from finetune_operator.render import entrypoint as ep
+from finetune_operator.render.expansion import literal
 
 EXIT_PUSH_FAILED = ep.EXIT_PUSH_FAILED
 
@@ -126,16 +129,25 @@ def trainer_environment(ftj: FineTuneJob) -> list[dict[str, Any]]:
         return []
     env = [
         {"name": ep.ENV_PUSH_FORMAT, "value": output.format},
-        {"name": ep.ENV_PUSH_REFERENCE, "value": f"{output.repository}:{output_tag(ftj)}"},
+        {"name": ep.ENV_PUSH_REFERENCE, "value": literal(f"{output.repository}:{output_tag(ftj)}")},
         {"name": ep.ENV_PUSH_INSECURE, "value": "true" if output.insecure else "false"},
         {"name": ep.ENV_PUSH_TOOLS, "value": TOOLS_DIR},
         {"name": ep.ENV_PUSH_WORK_DIR, "value": WORK_DIR},
     ]
+    if output.work_size_limit is not None:
+        env.append({"name": ep.ENV_PUSH_WORK_LIMIT_KIB, "value": str(work_limit_kib(output.work_size_limit))})
     if output.base_image is not None:
-        env.append({"name": ep.ENV_PUSH_BASE_IMAGE, "value": output.base_image})
+        env.append({"name": ep.ENV_PUSH_BASE_IMAGE, "value": literal(output.base_image)})
     if output.push_secret_name is not None:
         env.append({"name": ep.ENV_DOCKER_CONFIG, "value": AUTH_DIR})
     return env
+
+
+def work_limit_kib(size_limit: str) -> int:
+    """The scratch's sizeLimit in whole KiB, which the entrypoint compares with `du -sk` of the output
+    before copying it: a copy beyond the limit would get the pod evicted by the kubelet, and an evicted
+    pod is a disruption the Job replaces (podFailurePolicy), i.e. the training would run again."""
+    return int(parse_quantity(size_limit) // 1024)
 
 
 def _resources(resources: Resources) -> dict[str, dict[str, str]]:
@@ -151,7 +163,10 @@ def _loader(
         "name": LOADER_CONTAINER,
         "image": image.reference,
         "imagePullPolicy": image.pull_policy,
-        "command": ["/bin/sh", "-c", LOADER_SCRIPT, LOADER_CONTAINER, model.source(), model.local_path],
+        "command": [
+            literal(part)
+            for part in ("/bin/sh", "-c", LOADER_SCRIPT, LOADER_CONTAINER, model.source(), model.local_path)
+        ],
         "resources": _resources(model.loader.resources),
         # Every user volume, as the trainer sees it: the source or the target may be in any of them.
         "volumeMounts": [*_model_mounts(model, for_loader=True), *copy.deepcopy(user_mounts)],
@@ -166,7 +181,7 @@ def _tool_copier(output: OutputImage, tool: str, security: dict[str, Any]) -> di
         "name": f"push-tool-{tool}",
         "image": source.image,
         "imagePullPolicy": "IfNotPresent",
-        "command": ["cp", "--", source.path, f"{TOOLS_DIR}/{tool}"],
+        "command": ["cp", "--", literal(source.path), f"{TOOLS_DIR}/{tool}"],
         "resources": copy.deepcopy(TOOL_RESOURCES),
         "volumeMounts": [{"name": PUSH_TOOLS_VOLUME, "mountPath": TOOLS_DIR}],
         "terminationMessagePolicy": "FallbackToLogsOnError",

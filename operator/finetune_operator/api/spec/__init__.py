@@ -89,6 +89,10 @@ MAX_NODES = 64
 # A failed run's pod, logs and ConfigMap stay long enough to debug after a weekend; its Failed
 # condition keeps the log's last lines after that.
 FAILED_RETENTION_SECONDS = 7 * 24 * 3600
+# The TTLs' bound: that of the Job's ttlSecondsAfterFinished (int32), where the chart's value went, so every
+# value the chart took is still taken. 68 years is longer than any retention, and a completion time plus
+# it stays far inside what a timestamp can hold (the API accepted 10^12 seconds, which overflowed it).
+MAX_TTL_SECONDS = 2**31 - 1
 
 
 class FineTuneJobSpec(ApiModel):
@@ -173,7 +177,8 @@ class FineTuneJobSpec(ApiModel):
             "Nodes to train on, 1 to 64: one pod each, with numGpus GPUs and these resources each. More than one: "
             "the operator runs an Indexed Job with a headless Service and wires the ranks (MASTER_ADDR, "
             "NODE_RANK, WORLD_SIZE, and multi_node_settings in exp_config.yaml); backoffLimit then counts "
-            "attempts of the whole group. Can be changed only while suspended. Defaults to 1."
+            "attempts of the whole group. Can be changed only while suspended, in a change that keeps it suspended "
+            "(resume in a change of its own). Defaults to 1."
         ),
     )
     backoff_limit: int = Field(
@@ -197,20 +202,23 @@ class FineTuneJobSpec(ApiModel):
     ttl_seconds_after_finished: int | None = Field(
         60,
         ge=0,
+        le=MAX_TTL_SECONDS,
         description=(
             "Seconds after the training succeeded when the operator deletes its Job, pods and ConfigMap; "
             "the FineTuneJob and its status stay (see ttlPolicy). null keeps them. Failures have their own "
-            "retention, ttlSecondsAfterFailure. Defaults to 60."
+            f"retention, ttlSecondsAfterFailure. At most {MAX_TTL_SECONDS} (68 years, as a Job's TTL). "
+            "Defaults to 60."
         ),
     )
     ttl_seconds_after_failure: int | None = Field(
         FAILED_RETENTION_SECONDS,
         ge=0,
+        le=MAX_TTL_SECONDS,
         description=(
             "Seconds after a training failed when the operator deletes its Job, pods and ConfigMap, so that "
             "`kubectl logs` and the pod stay for debugging meanwhile; the Failed condition keeps the log's "
             "last lines after the cleanup. null keeps them until the FineTuneJob is deleted. "
-            f"Defaults to {FAILED_RETENTION_SECONDS} (7 days)."
+            f"At most {MAX_TTL_SECONDS} (68 years). Defaults to {FAILED_RETENTION_SECONDS} (7 days)."
         ),
     )
     ttl_policy: Literal["DeleteChildren", "DeleteFineTuneJob"] = Field(
@@ -257,6 +265,14 @@ class FineTuneJobSpec(ApiModel):
             raise ValueError("two datasets in trainData cannot share one name")
         return datasets
 
+    @field_validator("train_data_config")
+    @classmethod
+    def _train_data_config(cls, text: str | None) -> str | None:
+        # Here, not in a model validator, so that a problem is located at spec.trainDataConfig.
+        if text is not None:
+            parse_train_data_config(text)
+        return text
+
     @model_validator(mode="after")
     def _multi_node(self) -> Self:
         if self.num_nodes > 1 and self.restart_policy != "Never":
@@ -279,8 +295,6 @@ class FineTuneJobSpec(ApiModel):
     def _one_train_data_form(self) -> Self:
         if self.train_data is not None and self.train_data_config is not None:
             raise ValueError(msg.TRAIN_DATA_EXCLUSIVE)
-        if self.train_data_config is not None:
-            parse_train_data_config(self.train_data_config)
         return self
 
     def datasets(self) -> list[dict[str, Any]]:
@@ -307,10 +321,12 @@ def immutability_rules() -> list[dict[str, Any]]:
         )
     for alias in SUSPENDED_MUTABLE_FIELDS:
         default = FineTuneJobSpec.model_fields[to_snake(alias)].default
+        # Suspended before and after: a resize and a resume in one change would resume the held Job, made
+        # for the old value, before the operator could make it anew.
         rules.append(
             cel(
                 f"{cel_optional(alias, default, 'self')} == {cel_optional(alias, default, 'oldSelf')} "
-                f"|| {cel_optional('suspend', False, 'oldSelf')}",
+                f"|| ({cel_optional('suspend', False, 'oldSelf')} && {cel_optional('suspend', False, 'self')})",
                 msg.changed_only_while_suspended(alias),
                 field_path=f".{alias}",
             )

@@ -45,8 +45,9 @@ class PathSettings(ApiModel):
     output_dir: Annotated[str, StringConstraints(min_length=1, max_length=4096)] = Field(
         "/mnt/data/output",
         description=(
-            "Where the fine-tuned model is written, an absolute path; created if missing. "
-            'Defaults to "/mnt/data/output".'
+            "Where the fine-tuned model is written, an absolute path; created if missing. With "
+            "spec.output.image, the trainer writes to <outputDir>/<name>-<first 8 characters of the uid> "
+            '(the directory pushed). Defaults to "/mnt/data/output".'
         ),
         json_schema_extra=cel_rules(cel("self.startsWith('/')", msg.OUTPUT_DIR_ABSOLUTE)),
     )

@@ -52,6 +52,9 @@ class OutputTools(ApiModel):
 
 
 OutputFormat = Literal["ModelKit", "ModelPack", "Image"]
+# The push's scratch copy is on the node's disk: bounded by default, as /dev/shm is. 200Gi holds a
+# 70B-parameter model in 16-bit weights (140 GB) with its tokenizer and configs.
+DEFAULT_WORK_SIZE_LIMIT = "200Gi"
 
 
 class OutputImage(ApiModel):
@@ -96,10 +99,12 @@ class OutputImage(ApiModel):
         json_schema_extra=cel_rules(pattern_rule(DNS_SUBDOMAIN_PATTERN, msg.SECRET_NAME)),
     )
     work_size_limit: Annotated[QuantityText, quantity_of("workSizeLimit")] | None = Field(
-        None,
+        DEFAULT_WORK_SIZE_LIMIT,
         description=(
-            "sizeLimit of the emptyDir the push packs the output in (it holds one copy of outputDir), such as "
-            "100Gi. Defaults to none."
+            "sizeLimit of the emptyDir the push packs the output in (it holds one copy of the run's output "
+            "directory), such as 500Gi. An output larger than it is not copied: the push fails with "
+            "OutputPushFailed saying so, and the trained files stay. null removes the bound (the node's disk "
+            f'is the limit). Defaults to "{DEFAULT_WORK_SIZE_LIMIT}".'
         ),
     )
     insecure: bool = Field(False, description="Push over plain HTTP (a registry without TLS). Defaults to false.")
@@ -151,8 +156,10 @@ class Output(ApiModel):
     image: OutputImage | None = Field(
         None,
         description=(
-            "Push outputDir as an OCI artifact after the training succeeded (rank 0 pushes); the pushed "
-            "reference and digest go to status.output. A failed push fails the FineTuneJob with reason "
-            "OutputPushFailed while the trained files stay in outputDir."
+            "Push the run's output as an OCI artifact after the training succeeded (rank 0 pushes); the pushed "
+            "reference and digest go to status.output. With it the trainer writes to the run's own directory, "
+            "<outputDir>/<name>-<first 8 characters of the uid> (its env_config output_dir), and only that "
+            "directory is pushed: outputDir may be shared with other FineTuneJobs. A failed push fails the "
+            "FineTuneJob with reason OutputPushFailed while the trained files stay."
         ),
     )
