@@ -427,9 +427,14 @@ def test_termination_summary_keeps_known_keys_stripped() -> None:
         ("verdict: failed\nreason: TrainerExitCode\nevidence: exit 1", TrainerVerdict("failed", "exit 1")),
         ("verdict: failed\nreason: TrainerReportedFailure\nevidence: rc 1", TrainerVerdict("failed", "rc 1")),
         ("verdict: failed\nreason: TrainingIncomplete", TrainerVerdict("failed", None)),
-        # The platform's failures are not the trainer's words.
-        ("verdict: failed\nreason: PrescriptFailed\nevidence: x", None),
-        ("verdict: failed\nreason: OutputDirUnavailable\nevidence: x", None),
+        # The run's own stages around the trainer: their reason, the entrypoint's words (issue 20 #8).
+        ("verdict: failed\nreason: PrescriptFailed\nevidence: x", TrainerVerdict("failed", "x", "PrescriptFailed")),
+        (
+            "verdict: failed\nreason: OutputDirUnavailable\nevidence: y",
+            TrainerVerdict("failed", "y", "OutputDirUnavailable"),
+        ),
+        ("verdict: failed\nreason: PostscriptFailed\nevidence: z", TrainerVerdict("failed", "z", "PostscriptFailed")),
+        ("verdict: failed\nreason: SomethingElse\nevidence: x", None),
         ("verdict: succeeded\nreason: TrainingComplete\nevidence: done", TrainerVerdict("complete", "done")),
         ("verdict: running", None),
     ],

@@ -57,18 +57,16 @@ async def read_progress(ctl: Controller, followed: Followed, final: bool) -> boo
         return False
     name = pod["metadata"]["name"]
     try:
-        text = await ctl.kube.read_log(followed.namespace, name, TRAINER_CONTAINER, TAIL_LINES, LIMIT_BYTES)
-        cut = len(text.encode()) >= LIMIT_BYTES
-        if cut:
-            text = await ctl.kube.read_log(followed.namespace, name, TRAINER_CONTAINER, SHORT_TAIL_LINES, LIMIT_BYTES)
-            cut = len(text.encode()) >= LIMIT_BYTES
+        tail = await ctl.kube.read_log(followed.namespace, name, TRAINER_CONTAINER, TAIL_LINES, LIMIT_BYTES)
+        if tail.cut:
+            tail = await ctl.kube.read_log(followed.namespace, name, TRAINER_CONTAINER, SHORT_TAIL_LINES, LIMIT_BYTES)
     except Exception as error:  # pod gone, kubelet unreachable: not the training's fault
         first_line = (str(error).splitlines() or [type(error).__name__])[0][:300]
         return unreadable_condition(followed, first_line, 0, ctl.clock.now()) is not None
     changed = readable_again(followed, 0, ctl.clock.now()) is not None
     try:
         # A final read folds the last line even without its newline, unless the byte limit cut it.
-        folded = fold(followed, text, ctl.clock.now(), final=final and not cut)
+        folded = fold(followed, tail.text, ctl.clock.now(), final=final and not tail.cut)
     except Exception:  # proven never to happen (hypothesis), but a log is the user's words: it
         # must never hold back the phase, which the Job and the termination message decide.
         logger.exception("the log of %s/%s could not be read as a trainer log", followed.namespace, followed.name)

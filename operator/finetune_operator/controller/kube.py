@@ -19,6 +19,7 @@ import pydantic
 from kubernetes.client.exceptions import ApiException
 
 from finetune_operator.api.base import ANNOTATION_REQUESTED_SUSPEND, GROUP, PLURAL, VERSION
+from finetune_operator.observe.following import LogTail, log_tail
 from finetune_operator.observe.pods import slim_body
 from finetune_operator.observe.times import timestamp
 from finetune_operator.render.manifests import suspend_text
@@ -188,17 +189,26 @@ class Kube:
             {"status": status},
         )
 
-    async def read_log(self, namespace: str, pod: str, container: str, tail_lines: int, limit_bytes: int) -> str:
-        text = await self._call(
+    def _log_bytes(self, name: str, namespace: str, **query: Any) -> bytes:
+        """The log as the kubelet wrote it: the client's own decoding is strict UTF-8 and raises on a
+        latin-1 byte or on a character the byte limit cut. Read and released in the worker thread."""
+        response = self.core.read_namespaced_pod_log(name, namespace, _preload_content=False, **query)
+        try:
+            return bytes(response.data)
+        finally:
+            response.release_conn()
+
+    async def read_log(self, namespace: str, pod: str, container: str, tail_lines: int, limit_bytes: int) -> LogTail:
+        data = await self._call(
             "read_pod_log",
-            self.core.read_namespaced_pod_log,
+            self._log_bytes,
             pod,
             namespace,
             container=container,
             tail_lines=tail_lines,
             limit_bytes=limit_bytes,
         )
-        return str(text)
+        return log_tail(data, limit_bytes)
 
     async def post_event(
         self,

@@ -9,6 +9,8 @@ from collections.abc import Awaitable, Callable, Hashable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from finetune_operator.observe.following import LogTail
+
 
 class KubePort(Protocol):
     async def create_job(self, manifest: dict[str, Any]) -> dict[str, Any]: ...
@@ -20,7 +22,9 @@ class KubePort(Protocol):
     async def delete_job(self, namespace: str, name: str, uid: str) -> bool: ...
     async def set_job_suspend(self, namespace: str, name: str, suspend: bool) -> None: ...
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None: ...
-    async def read_log(self, namespace: str, pod: str, container: str, tail_lines: int, limit_bytes: int) -> str: ...
+    async def read_log(
+        self, namespace: str, pod: str, container: str, tail_lines: int, limit_bytes: int
+    ) -> LogTail: ...
     async def post_event(
         self,
         owner: dict[str, Any],

@@ -9,7 +9,7 @@ from finetune_operator.observe.pods import first_failed_rank, termination_messag
 from finetune_operator.observe.progress import Progress
 from finetune_operator.observe.status import job_verdict
 from finetune_operator.observe.termination import (
-    OUTPUT_PUSH_FAILED,
+    STAGE_FAILURES,
     PushedOutput,
     TrainerVerdict,
     loader_failure,
@@ -35,8 +35,8 @@ def trainer_verdict(
         return rank_verdict(first_failed_rank(pods), attempts, job_verdict(job, ranks).message)
     pod = training_pod(pods)
     said = trainer_verdict_from_termination(termination_message(pod))
-    if said is not None and said.reason == OUTPUT_PUSH_FAILED:
-        return said  # the log says the training completed; the push after it did not
+    if said is not None and said.reason in STAGE_FAILURES:
+        return said  # the log may say the training completed; a stage around it (a script, the push) failed
     if failed and (copy_failed := loader_failure(pod)) is not None:
         return copy_failed
     if progress is not None and progress.verdict != "running":

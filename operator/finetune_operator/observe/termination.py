@@ -15,6 +15,11 @@ from finetune_operator.api.base import LOADER_CONTAINER, MODEL_LOAD_FAILED, OUTP
 
 # Entrypoint reasons that mean the trainer (not the platform) failed.
 TRAINER_FAILURES = {"TrainerExitCode", "TrainerReportedFailure", "TrainingIncomplete"}
+# The run's own stages that failed around the trainer (the user's scripts, the setup, a run ended early):
+# told with their own reason and the entrypoint's words, whatever the log says.
+STAGE_FAILURES = frozenset(
+    {"PrescriptFailed", "SetupFailed", "TrainerFailed", "PostscriptFailed", "OutputDirUnavailable", OUTPUT_PUSH_FAILED}
+)
 SUMMARY_KEYS = frozenset(
     {
         "verdict",
@@ -71,8 +76,8 @@ def trainer_verdict_from_termination(message: str | None) -> TrainerVerdict | No
     summary = termination_summary(message)
     if summary.get("verdict") == "failed" and summary.get("reason") in TRAINER_FAILURES:
         return TrainerVerdict("failed", summary.get("evidence"))
-    if summary.get("verdict") == "failed" and summary.get("reason") == OUTPUT_PUSH_FAILED:
-        return TrainerVerdict("failed", summary.get("evidence"), OUTPUT_PUSH_FAILED)
+    if summary.get("verdict") == "failed" and summary.get("reason") in STAGE_FAILURES:
+        return TrainerVerdict("failed", summary.get("evidence"), summary["reason"])
     if summary.get("verdict") == "succeeded":
         return TrainerVerdict("complete", summary.get("evidence"))
     return None

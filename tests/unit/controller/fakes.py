@@ -14,6 +14,7 @@ from typing import Any
 from finetune_operator.controller.controller import Controller, Peering, Settings, Views
 from finetune_operator.controller.following import read_progress
 from finetune_operator.controller.kube import Conflict
+from finetune_operator.observe.following import LogTail, log_tail
 from finetune_operator.observe.times import timestamp
 
 T0 = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
@@ -36,7 +37,7 @@ class FakeKube:
         self.statuses: list[dict[str, Any]] = []  # the stored status after each patch
         self.patches: list[dict[str, Any]] = []
         self.stored_status: dict[tuple[str, str], dict[str, Any]] = {}
-        self.logs: dict[tuple[str, str], str | Exception] = {}
+        self.logs: dict[tuple[str, str], str | bytes | Exception] = {}
         self.job_events: list[dict[str, Any]] = []
         self.failures: dict[str, list[Exception]] = collections.defaultdict(list)
         self.lost_answers: dict[str, list[Exception]] = collections.defaultdict(list)
@@ -124,12 +125,14 @@ class FakeKube:
         self.statuses.append(copy.deepcopy(stored))
         self._answer_lost("patch_status")
 
-    async def read_log(self, namespace: str, pod: str, container: str, tail_lines: int, limit_bytes: int) -> str:
+    async def read_log(self, namespace: str, pod: str, container: str, tail_lines: int, limit_bytes: int) -> LogTail:
+        """The log's bytes as the API server sends them (a str log is its UTF-8), decoded as Kube does."""
         self._call("read_pod_log")
         text = self.logs.get((namespace, pod), "")
         if isinstance(text, Exception):
             raise text
-        return "\n".join(text.split("\n")[-tail_lines - 1 :]).encode()[:limit_bytes].decode(errors="ignore")
+        data = text if isinstance(text, bytes) else text.encode()
+        return log_tail(b"\n".join(data.split(b"\n")[-tail_lines - 1 :])[:limit_bytes], limit_bytes)
 
     async def post_event(
         self,

@@ -19,6 +19,7 @@ from kubernetes.client.exceptions import ApiException
 
 from finetune_operator.controller import kube as kube_module
 from finetune_operator.controller.kube import Conflict, Kube, Refused, api_client_from_environment, event_body, refusal
+from finetune_operator.observe.following import LogTail
 
 NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 OWNER = {
@@ -300,14 +301,42 @@ def test_patch_status_goes_to_the_status_subresource() -> None:
     assert port.counted == ["patch_status"]
 
 
-def test_read_log_reads_a_bounded_tail_of_one_container() -> None:
+class _Response:
+    """The urllib3 response the client hands out with _preload_content=False."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.released = False
+
+    def release_conn(self) -> None:
+        self.released = True
+
+
+def test_read_log_reads_a_bounded_tail_of_one_container_as_bytes() -> None:
     port = Port()
-    port.core.answers["read_namespaced_pod_log"] = "line\n"
-    assert _run(port.kube.read_log("ns", "pod-0", "trainer", 400, 1024)) == "line\n"
+    answer = _Response(b"line\n")
+    port.core.answers["read_namespaced_pod_log"] = answer
+    assert _run(port.kube.read_log("ns", "pod-0", "trainer", 400, 1024)) == LogTail("line\n", cut=False)
     assert port.core.calls == [
-        ("read_namespaced_pod_log", ("pod-0", "ns"), {"container": "trainer", "tail_lines": 400, "limit_bytes": 1024})
+        (
+            "read_namespaced_pod_log",
+            ("pod-0", "ns"),
+            {"_preload_content": False, "container": "trainer", "tail_lines": 400, "limit_bytes": 1024},
+        )
     ]
     assert port.counted == ["read_pod_log"]
+    assert answer.released
+
+
+def test_a_log_that_is_no_utf8_or_cut_inside_a_character_is_still_read() -> None:
+    """The client's own decoding is strict: a latin-1 byte raised UnicodeDecodeError (issue 20 #10)."""
+    port = Port()
+    port.core.answers["read_namespaced_pod_log"] = _Response(b"caf\xe9\n")
+    assert _run(port.kube.read_log("ns", "pod-0", "trainer", 400, 1024)) == LogTail("caf\ufffd\n", cut=False)
+    bar = "Saving: " + "\u2588" * 10
+    cut = bar.encode()[:-1]  # the byte limit ends inside the last character
+    port.core.answers["read_namespaced_pod_log"] = _Response(cut)
+    assert _run(port.kube.read_log("ns", "pod-0", "trainer", 400, len(cut))) == LogTail(bar[:-1], cut=True)
 
 
 def test_event_body_is_a_core_event_about_the_finetunejob() -> None:

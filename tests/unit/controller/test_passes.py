@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from finetune_operator.controller.following import read_progress
-from finetune_operator.observe.following import Followed
+from finetune_operator.observe.following import Followed, LogTail, log_tail
 from tests.unit.controller.fakes import World
 
 LIGHT = {"schedulerName": "", "resources": {"requests": {"cpu": "10m"}, "limits": {"cpu": "10m"}}}
@@ -312,6 +312,32 @@ def test_a_failed_pod_says_why_when_its_log_does_not() -> None:
     assert world.condition("Failed")["message"].split("\n")[0] == "exits with return code = 1"
 
 
+def test_a_script_that_failed_is_named_with_the_entrypoints_words_whatever_the_log_says() -> None:
+    """A prescript that ended the run, a postscript that failed after a complete log: the Failed
+    condition says so in the entrypoint's words (before: the Job's BackoffLimitExceeded)."""
+    for log, said, reason in (
+        (
+            "",
+            "verdict: failed\nreason: PrescriptFailed\nexitCode: 6\nevidence: the Prescript stage ended the run "
+            "(exit or exec) with status 0 before the trainer's verdict; end a prescript early with return, not exit\n",
+            "PrescriptFailed",
+        ),
+        (
+            SCHEDULE + STEP + "training complete!\n",
+            "verdict: failed\nreason: PostscriptFailed\nexitCode: 3\nevidence: the postscript exited with status 3\n",
+            "PostscriptFailed",
+        ),
+    ):
+        world = World()
+        body = _running(world, log=log)
+        _pod(world, "Failed", said)
+        world.deliver_job(active=0, ready=0, failed=1, conditions=FAILED)
+        world.event(world.stored(body))
+        failed = world.condition("Failed")
+        assert failed["reason"] == reason
+        assert failed["message"].split("\n")[0] == said.split("evidence: ")[1].rstrip("\n")
+
+
 def test_a_job_that_is_not_ours_is_never_used() -> None:
     world = World()
     body = world.add(LIGHT)
@@ -516,7 +542,7 @@ def test_a_read_of_the_log_asks_for_a_bounded_tail_of_the_trainer() -> None:
     asked: list[tuple[str, str, str, int, int]] = []
     read_log = world.kube.read_log
 
-    async def recorded(namespace: str, pod: str, container: str, tail_lines: int, limit_bytes: int) -> str:
+    async def recorded(namespace: str, pod: str, container: str, tail_lines: int, limit_bytes: int) -> LogTail:
         asked.append((namespace, pod, container, tail_lines, limit_bytes))
         return await read_log(namespace, pod, container, tail_lines, limit_bytes)
 
@@ -544,10 +570,10 @@ def test_a_tail_cut_by_the_byte_limit_is_read_again_shorter() -> None:
     huge = "x" * 300_000 + "\n"
     answers = [huge, SCHEDULE + "training complete!"]
 
-    async def read_log(namespace: str, pod: str, container: str, tail_lines: int, limit_bytes: int) -> str:
+    async def read_log(namespace: str, pod: str, container: str, tail_lines: int, limit_bytes: int) -> LogTail:
         asked.append((tail_lines, limit_bytes))
         assert (namespace, pod, container) == ("ns", POD, "trainer")
-        return answers.pop(0)[:limit_bytes]
+        return log_tail(answers.pop(0).encode()[:limit_bytes], limit_bytes)
 
     world.kube.read_log = read_log  # type: ignore[method-assign]
     followed = _followed(world)
@@ -579,6 +605,24 @@ def test_a_live_read_leaves_a_line_without_newline_for_later() -> None:
     followed = _followed(world)
     _read(world, followed)
     assert followed.progress is not None and followed.progress.verdict == "running"
+
+
+def test_a_log_with_a_latin1_byte_and_a_cut_bar_still_gives_progress_and_no_unreadable_condition() -> None:
+    """One latin-1 byte among the last lines, and a tail the byte limit cut inside a tqdm bar of \u2588: the
+    progress is read and the log is never called unreadable (before: UnicodeDecodeError every read)."""
+    world = World()
+    _running(world)
+    bar = ("Saving checkpoint: " + "\u2588" * 40 + "\n").encode()
+    data = (SCHEDULE + STEP).encode() + b"warning from caf\xe9 library\n" + bar * 20_000
+    world.kube.logs[("ns", POD)] = data[: 262144 * 2 - 1]
+    followed = _followed(world)
+    for _ in range(5):
+        _read(world, followed)
+    assert followed.condition is None
+    world.kube.logs[("ns", POD)] = (SCHEDULE + STEP).encode() + b"warning from caf\xe9 library\n"
+    _read(world, followed)
+    assert followed.progress is not None and followed.progress.newest_end is not None
+    assert followed.progress.loss is not None and followed.condition is None
 
 
 def test_a_log_that_cannot_be_read_is_named_by_its_first_line_or_its_type() -> None:
