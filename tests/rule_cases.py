@@ -55,6 +55,13 @@ IN_VOLUME = {"volumes": [{"name": "data", "mountPath": "/mnt/data", "nfs": {"ser
 NO_IMAGE_COPY = {"model": {"sourcePath": "/mnt/data/llama", "copyToLocal": True}}
 
 RULE_CASES: list[RuleCase] = [
+    RuleCase(
+        "config-texts-fit",
+        # Characters within each field's maxLength; bytes (UTF-8) over the ConfigMap's room together.
+        {"prescript": "\u00e9" * 262_144, "postscript": "q" * 262_144},
+        {"prescript": "\u00e9" * 262_144, "postscript": "\u00e9" * 262_144},
+        "must fit in 921600 bytes",
+    ),
     RuleCase("numGpus", _exp({"numGpus": 4}, {"perUpdateTotalBatchSize": 16}), _exp({"numGpus": 3}), "numGpus"),
     RuleCase(
         "batch-multiple",

@@ -40,6 +40,11 @@ EXTENDED_NOT_OVERCOMMITTED = (
     "each one in requests needs the same quantity in limits"
 )
 TRAIN_DATA_EXCLUSIVE = "set either trainData or trainDataConfig, not both"
+CONFIG_TEXT_BYTES = 900 * 1024
+CONFIG_TEXT_TOO_LARGE = (
+    f"prescript, postscript and trainDataConfig together must fit in {CONFIG_TEXT_BYTES} bytes (UTF-8): they "
+    "go into the trainer's ConfigMap, which Kubernetes limits to 1 MiB; put large data in a volume"
+)
 VOLUME_ONE_SOURCE = "a volume needs exactly one source: nfs or persistentVolumeClaim"
 MOUNT_PATH_ABSOLUTE = (
     "mountPath must be a normalized absolute path such as /mnt/data: no //, no . or .. segment, no trailing /"

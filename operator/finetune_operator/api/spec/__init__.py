@@ -86,6 +86,8 @@ MUTABLE_FIELDS = ("suspend", "ttlSecondsAfterFinished", "ttlSecondsAfterFailure"
 # Mutable only while the FineTuneJob is suspended: the Job is made anew, with the new count, on resume.
 SUSPENDED_MUTABLE_FIELDS = ("numNodes",)
 MAX_NODES = 64
+# The user's texts that go into the ConfigMap whole (its other files are bounded by their fields' lengths).
+CONFIG_TEXTS = ("prescript", "postscript", "trainDataConfig")
 # A failed run's pod, logs and ConfigMap stay long enough to debug after a weekend; its Failed
 # condition keeps the log's last lines after that.
 FAILED_RETENTION_SECONDS = 7 * 24 * 3600
@@ -233,6 +235,12 @@ class FineTuneJobSpec(ApiModel):
         json_schema_extra=cel_rules(
             cel("!(has(self.trainData) && has(self.trainDataConfig))", msg.TRAIN_DATA_EXCLUSIVE),
             cel(
+                # has() ? : rather than ?.orValue(): an optional loses the field's maxLength in cost estimation.
+                " + ".join(f"(has(self.{name}) ? size(bytes(self.{name})) : 0)" for name in CONFIG_TEXTS)
+                + f" <= {msg.CONFIG_TEXT_BYTES}",
+                msg.CONFIG_TEXT_TOO_LARGE,
+            ),
+            cel(
                 "self.?numNodes.orValue(1) <= 1 || self.?restartPolicy.orValue('Never') == 'Never'",
                 msg.MULTI_NODE_RESTART_POLICY,
                 field_path=".restartPolicy",
@@ -289,6 +297,13 @@ class FineTuneJobSpec(ApiModel):
     def _model_volumes(self) -> Self:
         if self.model is not None:
             check_model_volumes(self.model, self.volumes)
+        return self
+
+    @model_validator(mode="after")
+    def _config_texts_fit(self) -> Self:
+        texts = (self.prescript, self.postscript, self.train_data_config or "")
+        if sum(len(text.encode()) for text in texts) > msg.CONFIG_TEXT_BYTES:
+            raise ValueError(msg.CONFIG_TEXT_TOO_LARGE)
         return self
 
     @model_validator(mode="after")
