@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from finetune_operator.api.base import RANK_PLACEHOLDER
 from finetune_operator.api.resource import load_finetunejob
+from finetune_operator.render import configs
 from finetune_operator.render.entrypoint import (
     ENTRYPOINT,
     ENV_PUSH_FORMAT,
@@ -327,6 +329,42 @@ def test_a_rank_writes_its_wiring_where_env_config_says(tmp_path: Path) -> None:
     result, _, _ = _run(tmp_path, COMPLETE_LOG, extra_env={**wiring, "FTO_MULTI_NODE_ENV_FILE": str(target)})
     assert result.returncode == 0, result.stdout + result.stderr
     assert target.read_text() == "".join(f"{name}={value}\n" for name, value in wiring.items())
+
+
+def test_a_rank_writes_its_own_env_config_from_the_one_all_ranks_share(tmp_path: Path) -> None:
+    """The ConfigMap holds one env_config for every rank; each rank's entrypoint writes its own, its
+    number where the placeholder was, before the trainer reads it (issue 20 #2)."""
+    ftj = load_finetunejob(
+        finetunejob(
+            {
+                "numNodes": 4,
+                "expConfig": {"processSettings": {"numGpus": 1}},
+                "envConfig": {"pathSettings": {"multiNodeEnvPath": "/mnt/data/wiring.env"}},
+            },
+            name="run",
+            namespace="ml",
+        )
+    )
+    template = tmp_path / "env_config.yaml"
+    template.write_text(configs.env_config(ftj, RANK_PLACEHOLDER))
+    own = tmp_path / "rank" / "env_config.yaml"
+    own.parent.mkdir()
+    env = {"FTO_ENV_CONFIG_TEMPLATE": str(template), "FTO_ENV_CONFIG": str(own), "NODE_RANK": "3"}
+    result, _, _ = _run(tmp_path, COMPLETE_LOG, extra_env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert own.read_text() == configs.env_config(ftj, 3)
+    assert f"--env_config {own} " in result.stdout
+
+
+@pytest.mark.parametrize("rank", ["", "x", "1;rm", "-1"])
+def test_a_rank_that_is_no_number_fails_the_setup(tmp_path: Path, rank: str) -> None:
+    template = tmp_path / "env_config.yaml"
+    template.write_text(f"log_name: out.{RANK_PLACEHOLDER}.log\n")
+    env = {"FTO_ENV_CONFIG_TEMPLATE": str(template), "FTO_ENV_CONFIG": str(tmp_path / "own.yaml"), "NODE_RANK": rank}
+    result, summary, _ = _run(tmp_path, COMPLETE_LOG, extra_env=env)
+    assert result.returncode != 0
+    assert (summary["verdict"], summary["reason"]) == ("failed", "SetupFailed")
+    assert summary["evidence"] == f"NODE_RANK '{rank}' is not a rank"
 
 
 # -- the push step's decisions that need no tool (the pushes themselves: tests/unit/test_push.py) -------------

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from finetune_operator.api.base import RANK_PLACEHOLDER
 from finetune_operator.api.resource import FineTuneJob, InvalidFineTuneJob, load_finetunejob
 from finetune_operator.render import configs, oci
 from finetune_operator.render.entrypoint import ENTRYPOINT
@@ -95,7 +96,13 @@ def test_user_paths_reach_the_trainers_environment_as_written(
     assert env["FTO_LOG_FILE"] == configs.log_file(ftj, None if nodes == 1 else rank)
     if nodes > 1:
         assert env["FTO_MULTI_NODE_ENV_FILE"] == f"{paths['multiNodeEnvPath']}.rank-{rank}"
-        assert env["FTO_ENV_CONFIG"] == f"/config/env/env_config.rank-{rank}.yaml"
+        # The ConfigMap's one env_config, with this rank's number where the entrypoint's sed puts it.
+        assert (env["FTO_ENV_CONFIG_TEMPLATE"], env["FTO_ENV_CONFIG"]) == (
+            "/config/env/env_config.yaml",
+            "/run/finetune-operator/env_config.yaml",
+        )
+        template = render(ftj)[-1]["data"]["env_config.yaml"]
+        assert template.replace(RANK_PLACEHOLDER, rank) == configs.env_config(ftj, rank)
 
 
 def test_the_probes_output_dir_reaches_the_entrypoint_as_written() -> None:

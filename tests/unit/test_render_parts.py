@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
+from finetune_operator.api.base import RANK_PLACEHOLDER
 from finetune_operator.api.resource import FineTuneJob, load_finetunejob
-from finetune_operator.render import configs, entrypoint, manifests
+from finetune_operator.render import entrypoint, manifests
 from finetune_operator.render import plan as plan_module
 from finetune_operator.render.configs import dump_yaml
 from finetune_operator.render.manifests import DEFAULT_SECURITY_CONTEXT, privileges, security_context
@@ -281,7 +282,28 @@ def test_the_entrypoints_constants_are_filled_in() -> None:
     assert re.search("@[A-Z_]+@", entrypoint.ENTRYPOINT) is None
 
 
-def test_each_rank_has_its_own_env_config_and_one_node_one_for_all() -> None:
-    two = _model({"numNodes": 2, "expConfig": {"processSettings": {"numGpus": 1}}})
-    assert configs.ranks(two) == [0, 1]
-    assert configs.ranks(_model({})) == [None]
+def test_the_configmap_holds_one_env_config_whatever_the_number_of_ranks() -> None:
+    """Its size does not grow with numNodes (issue 20 #2: 64 ranks of long paths made 6.7 MB)."""
+    paths = {"outputDir": "/" + "o" * 4000, "logName": "l" * 4000 + ".log", "multiNodeEnvPath": "/" + "m" * 4000}
+    sizes = {}
+    for nodes in (2, 64):
+        spec = {
+            "numNodes": nodes,
+            "envConfig": {"pathSettings": paths},
+            "expConfig": {"processSettings": {"numGpus": 1}},
+        }
+        data = manifests.config_map(_model(spec))["data"]
+        assert [key for key in data if key.startswith("env_config")] == ["env_config.yaml"]
+        assert data["env_config.yaml"].count(RANK_PLACEHOLDER) == 2  # the log's name and the wiring file's
+        sizes[nodes] = sum(len(text.encode()) for text in data.values())
+    assert sizes[64] == sizes[2]
+
+
+def test_the_rank_placeholder_in_envconfig_is_refused() -> None:
+    body = finetunejob(
+        {"envConfig": {"pathSettings": {"nvmePath": f"/mnt/{RANK_PLACEHOLDER}"}}}, name="run", namespace="ml"
+    )
+    (problem,) = plan(body, Powers()).problems
+    assert problem.endswith(
+        f"envConfig cannot contain {RANK_PLACEHOLDER}: the operator writes each rank's number in its place"
+    )

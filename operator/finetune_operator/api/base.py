@@ -25,6 +25,8 @@ TRAINING_COMPLETE = "training complete!"
 # The training container of the Job's pod: rendered under this name, read back (log, termination
 # message) under it.
 TRAINER_CONTAINER = "trainer"
+# Stands for a rank's number in the env_config all ranks share: the entrypoint writes each rank's own.
+RANK_PLACEHOLDER = "@FTO_NODE_RANK@"
 # The init container that copies spec.model to local disk; its failure is the reason ModelLoadFailed.
 LOADER_CONTAINER = "model-loader"
 # The reasons of a training that succeeded but whose output could not be pushed, and of a failed copy.

@@ -164,3 +164,7 @@ MODEL_LOCAL_VOLUME = (
     "model.localVolume must name one of spec.volumes that is not readOnly, and model.localPath must be inside "
     "its mountPath"
 )
+
+
+def rank_placeholder(placeholder: str) -> str:
+    return f"envConfig cannot contain {placeholder}: the operator writes each rank's number in its place"

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from finetune_operator.api.base import RANK_PLACEHOLDER
 from finetune_operator.api.resource import FineTuneJob
 from finetune_operator.api.spec import FineTuneJobSpec
 from finetune_operator.render import multinode
@@ -69,13 +70,14 @@ def exp_config(ftj: FineTuneJob) -> str:
 # With several ranks, each reads its own env_config (its own log, its own multi-node env file), so that
 # ranks sharing an outputDir on one NFS export never write, truncate or move each other's files.
 RANK = "$(NODE_RANK)"  # expanded by the kubelet from the rank's environment
+# In the one env_config the ConfigMap holds for every rank (its size does not grow with numNodes): each
+# rank's entrypoint writes its own copy with its rank here. The models refuse it in user text.
+RANK_IN_FILE = RANK_PLACEHOLDER
+# Where a rank's own env_config is written (an emptyDir of the pod), and the template's place.
+RANK_CONFIG_DIR = "/run/finetune-operator"
 
 
-def env_config_file(rank: int | str | None = None) -> str:
-    return ENV_CONFIG_FILE if rank is None else f"env_config.rank-{rank}.yaml"
-
-
-def env_config(ftj: FineTuneJob, rank: int | None = None) -> str:
+def env_config(ftj: FineTuneJob, rank: int | str | None = None) -> str:
     settings = ftj.spec.env_config.model_dump(mode="python")
     paths = settings["path_settings"]
     paths["output_dir"] = output_dir(ftj)
@@ -90,11 +92,6 @@ def env_config(ftj: FineTuneJob, rank: int | None = None) -> str:
 
 def rank_path(path: str, rank: int | str) -> str:
     return f"{path}.rank-{rank}"
-
-
-def ranks(ftj: FineTuneJob) -> list[int | None]:
-    """The ranks that read their own env_config: none (one file for all) with a single node."""
-    return [None] if ftj.spec.num_nodes == 1 else list(range(ftj.spec.num_nodes))
 
 
 def dataset_config(spec: FineTuneJobSpec) -> str:
@@ -152,7 +149,7 @@ def config_files(ftj: FineTuneJob) -> dict[str, str]:
     spec = ftj.spec
     return {
         EXP_CONFIG_FILE: exp_config(ftj),
-        **{env_config_file(rank): env_config(ftj, rank) for rank in ranks(ftj)},
+        ENV_CONFIG_FILE: env_config(ftj, RANK_IN_FILE if ftj.spec.num_nodes > 1 else None),
         TRAIN_DATA_FILE: dataset_config(spec),
         PRESCRIPT_FILE: spec.prescript,
         POSTSCRIPT_FILE: spec.postscript,

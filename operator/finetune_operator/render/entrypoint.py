@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from finetune_operator.api.base import OUTPUT_PUSH_FAILED, TRAINER_CONTAINER, TRAINING_COMPLETE
+from finetune_operator.api.base import OUTPUT_PUSH_FAILED, RANK_PLACEHOLDER, TRAINER_CONTAINER, TRAINING_COMPLETE
 
 CONTAINER_NAME = TRAINER_CONTAINER
 TERMINATION_MESSAGE_PATH = "/dev/termination-log"
@@ -20,6 +20,7 @@ COMPLETE_MARKER = TRAINING_COMPLETE
 ENV_OUTPUT_DIR = "FTO_OUTPUT_DIR"
 ENV_LOG_FILE = "FTO_LOG_FILE"
 ENV_ENV_CONFIG = "FTO_ENV_CONFIG"
+ENV_ENV_CONFIG_TEMPLATE = "FTO_ENV_CONFIG_TEMPLATE"
 ENV_EXP_CONFIG = "FTO_EXP_CONFIG"
 ENV_PRESCRIPT = "FTO_PRESCRIPT"
 ENV_POSTSCRIPT = "FTO_POSTSCRIPT"
@@ -264,6 +265,18 @@ fto_prepare() {  # what the trainer needs, made after the prescript (which may m
     mv -- "$FTO_LOG_FILE" "$FTO_LOG_FILE.$(date +%Y%m%dT%H%M%S).previous"
   fi
   : > "$FTO_LOG_FILE"
+  if [ -n "${FTO_ENV_CONFIG_TEMPLATE:-}" ]; then
+    # The ConfigMap holds one env_config for all ranks: this rank's own, its number in its names.
+    case "${NODE_RANK:-}" in
+      ""|*[!0-9]*)
+        fto_report failed SetupFailed @EXIT_NO_OUTPUT_DIR@ "NODE_RANK '$(fto_one_line "${NODE_RANK:-}")' is not a rank"
+        exit @EXIT_NO_OUTPUT_DIR@ ;;
+    esac
+    if ! sed "s/@RANK_PATTERN@/$NODE_RANK/g" "$FTO_ENV_CONFIG_TEMPLATE" > "$FTO_ENV_CONFIG"; then
+      fto_report failed SetupFailed @EXIT_NO_OUTPUT_DIR@ "cannot write this rank's env_config to $FTO_ENV_CONFIG"
+      exit @EXIT_NO_OUTPUT_DIR@
+    fi
+  fi
   if [ -n "${FTO_MULTI_NODE_ENV_FILE:-}" ]; then
     # The rank's wiring, for a trainer that reads it from env_config's multi_node_env_path.
     if ! mkdir -p -- "$(dirname -- "$FTO_MULTI_NODE_ENV_FILE")" || ! printf \
@@ -379,5 +392,7 @@ ENTRYPOINT = _filled(
         "FORMAT_IMAGE": PUSH_FORMAT_IMAGE,
         "FORMAT_MODELKIT": PUSH_FORMAT_MODELKIT,
         "FORMAT_MODELPACK": PUSH_FORMAT_MODELPACK,
+        # A sed pattern of the placeholder that is no @NAME@ itself: [@]FTO_NODE_RANK[@].
+        "RANK_PATTERN": f"[{RANK_PLACEHOLDER[0]}]{RANK_PLACEHOLDER[1:-1]}[{RANK_PLACEHOLDER[-1]}]",
     },
 )

@@ -27,7 +27,7 @@ from finetune_operator.render.objects import (
 
 def config_volumes(ftj: FineTuneJob) -> list[tuple[str, str, tuple[str, ...]]]:
     """(volume, mount directory, ConfigMap keys) of the trainer's files."""
-    env_files = tuple(configs.env_config_file(rank) for rank in configs.ranks(ftj))
+    env_files = (configs.ENV_CONFIG_FILE,)
     return [
         ("exp-config", configs.EXP_CONFIG_DIR, (configs.EXP_CONFIG_FILE,)),
         ("env-config", configs.ENV_CONFIG_DIR, env_files),
@@ -37,6 +37,8 @@ def config_volumes(ftj: FineTuneJob) -> list[tuple[str, str, tuple[str, ...]]]:
 
 
 SHM_VOLUME = "dshm"
+RANK_VOLUME = "rank-config"  # the rank's own env_config, written by the entrypoint
+RANK_VOLUME_SIZE = "1Mi"
 USER_VOLUME_PREFIX = "data-"
 
 
@@ -73,6 +75,8 @@ def _volumes(ftj: FineTuneJob, attempt: int) -> list[dict[str, Any]]:
         if spec.shared_memory.size_limit is not None:
             empty_dir["sizeLimit"] = spec.shared_memory.size_limit
         volumes.append({"name": SHM_VOLUME, "emptyDir": empty_dir})
+    if multinode.is_multi_node(ftj):
+        volumes.append({"name": RANK_VOLUME, "emptyDir": {"sizeLimit": RANK_VOLUME_SIZE}})
     volumes.extend(_user_volume(volume) for volume in spec.volumes)
     volumes.extend(oci.volumes(ftj))
     return volumes
@@ -98,6 +102,8 @@ def _volume_mounts(ftj: FineTuneJob) -> list[dict[str, Any]]:
     ]
     if ftj.spec.shared_memory.enabled:
         mounts.append({"name": SHM_VOLUME, "mountPath": "/dev/shm"})
+    if multinode.is_multi_node(ftj):
+        mounts.append({"name": RANK_VOLUME, "mountPath": configs.RANK_CONFIG_DIR})
     return [*mounts, *_user_mounts(ftj), *oci.trainer_mounts(ftj)]
 
 
@@ -124,11 +130,23 @@ def _environment(ftj: FineTuneJob) -> list[dict[str, Any]]:
         *wiring,
         {"name": ep.ENV_OUTPUT_DIR, "value": literal(configs.output_dir(ftj))},
         {"name": ep.ENV_LOG_FILE, "value": configs.log_file_value(ftj, multi_node=rank is not None)},
-        {"name": ep.ENV_ENV_CONFIG, "value": f"{configs.ENV_CONFIG_DIR}/{configs.env_config_file(rank)}"},
+        *_env_config_environment(ftj),
         {"name": ep.ENV_EXP_CONFIG, "value": f"{configs.EXP_CONFIG_DIR}/{configs.EXP_CONFIG_FILE}"},
         {"name": ep.ENV_PRESCRIPT, "value": f"{configs.SCRIPTS_DIR}/{configs.PRESCRIPT_FILE}"},
         {"name": ep.ENV_POSTSCRIPT, "value": f"{configs.SCRIPTS_DIR}/{configs.POSTSCRIPT_FILE}"},
         *oci.trainer_environment(ftj),
+    ]
+
+
+def _env_config_environment(ftj: FineTuneJob) -> list[dict[str, Any]]:
+    """Where the trainer reads env_config: the ConfigMap's file; with several ranks, the rank's own copy
+    the entrypoint writes from it (the ConfigMap holds one for all ranks)."""
+    shared = f"{configs.ENV_CONFIG_DIR}/{configs.ENV_CONFIG_FILE}"
+    if not multinode.is_multi_node(ftj):
+        return [{"name": ep.ENV_ENV_CONFIG, "value": shared}]
+    return [
+        {"name": ep.ENV_ENV_CONFIG_TEMPLATE, "value": shared},
+        {"name": ep.ENV_ENV_CONFIG, "value": f"{configs.RANK_CONFIG_DIR}/{configs.ENV_CONFIG_FILE}"},
     ]
 
 
@@ -287,8 +305,8 @@ def suspend_text(suspend: bool) -> str:
 
 
 def render(ftj: FineTuneJob, attempt: int = 1) -> list[dict[str, Any]]:
-    """Everything a FineTuneJob needs, in the order to create it: the headless Service of a multi-node
-    one, the Job, then its ConfigMap (owned by the Job once it exists; its pods wait for the ConfigMap
-    volume meanwhile)."""
+    """Everything a FineTuneJob needs: the headless Service of a multi-node one, the Job and its ConfigMap.
+    The operator makes them Job first, then the Service and the ConfigMap, both owned by the Job (its
+    pods wait for the ConfigMap volume meanwhile, so no rank starts before its Service exists)."""
     made = [job(ftj, attempt), config_map(ftj, attempt=attempt)]
     return [multinode.service(ftj), *made] if multinode.is_multi_node(ftj) else made

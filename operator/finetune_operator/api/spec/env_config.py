@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
-from typing import Annotated
+from typing import Annotated, Self
 
-from pydantic import Field, StringConstraints, field_validator
+from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from finetune_operator.api import messages as msg
-from finetune_operator.api.base import ApiModel, cel, cel_string
+from finetune_operator.api.base import RANK_PLACEHOLDER, ApiModel, cel, cel_string
 from finetune_operator.api.spec.common import CHART_TRAIN_DATA_PATH, Path, cel_rules
 
 # The log's last segment must be a file name the operator can give a per-run suffix.
@@ -79,5 +80,11 @@ class PathSettings(ApiModel):
 
 class EnvConfig(ApiModel):
     """The trainer's env_config.yaml, key for key in camelCase."""
+
+    @model_validator(mode="after")
+    def _no_rank_placeholder(self) -> Self:
+        if RANK_PLACEHOLDER in json.dumps(self.model_dump(mode="json")):
+            raise ValueError(msg.rank_placeholder(RANK_PLACEHOLDER))
+        return self
 
     path_settings: PathSettings = Field(default_factory=PathSettings, description="Path settings.")
