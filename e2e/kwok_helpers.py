@@ -24,6 +24,7 @@ from .common import (
     PREFIX,
     ClusterError,
 )
+from .nodeconfig import NODE_KIND_LABEL
 
 
 class KwokHelpers:
@@ -122,7 +123,8 @@ class KwokHelpers:
         self.kubectl("annotate", "pods", "-n", namespace, *target, f"{HOLD_ANNOTATION}-")
 
     def fake_nodes(self) -> list[dict[str, Any]]:
-        data = self.get_json("nodes", "-l", f"{GPU_PRESENT_LABEL}=true")
+        """The nodes with fake GPUs: kwok's (a real node of e2e/realnode.py is not one of them)."""
+        data = self.get_json("nodes", "-l", f"{GPU_PRESENT_LABEL}=true,{NODE_KIND_LABEL}!=real")
         return list(data["items"]) if data else []
 
 
