@@ -229,6 +229,36 @@ class LocalCluster:
         log(f"cluster {self.config.name!r} is up in {time.monotonic() - started:.1f}s; kubeconfig {self.kubeconfig}")
         return self.handle()
 
+    # -- the real node -------------------------------------------------------------------
+
+    def add_real_node(self, capacity: nodeconfig.NodeCapacity | None = None) -> Cluster:
+        """Start the real node in this running cluster (once: a node already up is kept)."""
+        self._load_records()
+        if self.real_node_state:
+            return self.handle()
+        self.config.real_node = True
+        if capacity is not None:
+            self.config.real_node_capacity = capacity
+        node = self._real_node()
+        try:
+            node.up(self.handle())
+        except BaseException:
+            log("the real node failed to start; undoing what it did")
+            with contextlib.suppress(Exception):
+                self.remove_real_node()
+            raise
+        self._save_state(self.phase)
+        return self.handle()
+
+    def remove_real_node(self) -> None:
+        """Stop the real node and undo everything it did on this host; the control plane keeps running."""
+        self._load_records()
+        self._real_node().down(self.handle() if self.is_api_ready() else None)
+        self.processes = [r for r in self.processes if r.name not in nodeconfig.NODE_COMPONENTS]
+        self.real_node_state = {}
+        self.config.real_node = False
+        self._save_state(self.phase)
+
     def _toolchain(self) -> Path:
         if not build_toolchain.is_built():
             if not self.config.build:

@@ -95,6 +95,11 @@ on_exit() {
   fi
 }
 trap on_exit EXIT
+# In a container this shell is PID 1, and the kernel gives PID 1 no signal it has no handler for: without
+# these traps the kubelet's SIGTERM (a deleted pod, an eviction) did nothing until SIGKILL. A stage ends at
+# a signal (after its current command), except the trainer's, which is told to stop and then judged.
+trap 'exit 143' TERM
+trap 'exit 130' INT
 
 if [ -s "$FTO_PRESCRIPT" ]; then
   say "running the prescript"
@@ -127,8 +132,21 @@ tail_pid=$!
 
 stage=Trainer
 say "starting $trainer"
-"$trainer" --env_config "$FTO_ENV_CONFIG" --exp_config "$FTO_EXP_CONFIG"
+# In the background, so that `wait` (unlike a foreground command) lets a trap run at once; the trainer
+# gets SIGTERM for either signal (a background job starts with SIGINT ignored). Its end is then judged.
+trainer_pid=""
+stop=no
+trap 'stop=yes; [ -z "$trainer_pid" ] || kill -TERM "$trainer_pid" 2>/dev/null' TERM INT
+"$trainer" --env_config "$FTO_ENV_CONFIG" --exp_config "$FTO_EXP_CONFIG" &
+trainer_pid=$!
+if [ "$stop" = yes ]; then kill -TERM "$trainer_pid" 2>/dev/null; fi
+wait "$trainer_pid"
 code=$?
+while kill -0 "$trainer_pid" 2>/dev/null; do  # a trap ended `wait` early: wait for the trainer itself
+  wait "$trainer_pid"
+  code=$?
+done
+if [ "$stop" = yes ]; then say "stopped by a signal: $trainer was told to stop (SIGTERM)"; fi
 sleep 2
 kill "$tail_pid" 2>/dev/null
 wait "$tail_pid" 2>/dev/null
