@@ -68,7 +68,7 @@ class NodeNetwork:
 
 @dataclass(frozen=True)
 class NodeLayout:
-    """Where the node's files are: all under ``<cluster work dir>/node``."""
+    """Where the node's files are: under ``<cluster work dir>/node``, the kubelet's in ``.../kubelet``."""
 
     bins: Path
     workdir: Path
@@ -103,7 +103,8 @@ class NodeLayout:
 
     @property
     def kubelet_root(self) -> Path:
-        return self.root / "kubelet"
+        """The kubelet's --root-dir: in the work dir itself, to keep its sockets' paths short."""
+        return self.workdir / "kubelet"
 
     @property
     def kubelet_config(self) -> Path:
@@ -140,12 +141,14 @@ class NodeLayout:
         return self.root / "nvme0"
 
     def sockets(self) -> list[Path]:
-        """Unix sockets made under the work dir (their paths must fit MAX_SOCKET_PATH)."""
+        """Unix sockets made under the work dir (their paths must fit MAX_SOCKET_PATH); the device
+        plugin names its sockets after the resource's last part (fto-<name>-reg.sock, <name>.sock)."""
+        names = [resource.rsplit("/", 1)[1] for resource in DEVICE_RESOURCES]
         return [
             self.containerd_socket,
             Path(f"{self.containerd_socket}.ttrpc"),
-            self.plugins_registry / "fto-vgpumem-percentage-reg.sock",
-            self.device_plugin_dir / "vgpumem-percentage.sock",
+            *(self.plugins_registry / f"fto-{name}-reg.sock" for name in names),
+            *(self.device_plugin_dir / f"{name}.sock" for name in names),
             self.kubelet_root / "pod-resources" / "kubelet.sock",
         ]
 

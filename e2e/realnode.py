@@ -226,7 +226,7 @@ class RealNode:
         self._remove_containers()
         self._stop(("fto-device-plugin", "coredns", "containerd", "node-registry"))
         self._stop_shims()
-        left = nodehost.unmount_under(self.layout.root)
+        left = nodehost.unmount_under(self.local.workdir)  # the kubelet's root dir and containerd's dirs
         if left:
             raise ClusterError(f"real node: still mounted after unmounting: {left}")
         with nodehost.machine_lock():
