@@ -735,6 +735,7 @@ def _run(exp: ExpConfig, env: EnvConfig, behaviour: Behaviour, ranks: Ranks, log
             return 0  # as the trainer was seen to exit after this complaint
         log.raw("#### ======== [INITIALIZE Model] ======== ####")
         model_type = read_model(env.model_name_or_path)
+        log.raw(f"[INFO] [create_hf_model] init from pretrained {env.model_name_or_path} (model_type {model_type})")
         print("Loading checkpoint shards: 100%|##########| 1/1 [00:00<00:00, 99.00it/s]", flush=True)
         swap = Path(env.nvme_path) / f"phison_{pid}"
         try:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from e2e import build_toolchain, nodeconfig, ociarchive
 from e2e import localcluster as lc
-from e2e import nodeconfig
 
 #: Pods and FineTuneJobs choose the real node by its label and tolerate its taint.
 NODE_SELECTOR = {nodeconfig.NODE_KIND_LABEL: "real"}
@@ -151,3 +153,22 @@ def wait_file_contains(path: Path, text: str, bound: int = 600, interval: float 
 
 def describe_pod(cluster: lc.Cluster, namespace: str, name: str) -> str:
     return cluster.describe("pod", name, "-n", namespace) + "\n" + json.dumps(cluster.events(namespace)[-10:])
+
+
+def push_image(node: RealNode, reference: str, files: dict[str, bytes], work: Path) -> str:
+    """Push a one-layer image holding ``files`` to the node's registry (its name ``<registry>/<reference>``)
+    with the toolchain's crane; return the full reference."""
+    image = ociarchive.empty_image().add_layer([ociarchive.FileEntry(n, d) for n, d in files.items()], "test files")
+    full = f"{node.registry}/{reference}"
+    archive = work / "image.oci.tar"
+    ociarchive.write_archive(image, full, archive)
+    layout = work / "layout"
+    layout.mkdir()
+    with tarfile.open(archive) as tar:
+        tar.extractall(layout, filter="data")
+    crane = build_toolchain.bin_dir() / "crane"
+    pushed = subprocess.run(
+        [str(crane), "push", "--insecure", str(layout), full], capture_output=True, text=True, timeout=120
+    )
+    assert pushed.returncode == 0, pushed.stderr
+    return full
