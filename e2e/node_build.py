@@ -5,7 +5,9 @@
 * the pause image: ``e2e/toolchain/pause/pause.c`` built with ``gcc -static``, one layer;
 * the stand-in trainer image (``e2e/standin/phisonai2.py`` as ``/usr/local/bin/phisonai2``, a PyYAML
   wheel from PyPI, a tiny model at the chart's default ``modelNameOrPath``) as one layer on the
-  project's local Debian base (``scripts/image base``: debootstrap, cached under ~/.cache).
+  project's local Debian base (``scripts/image base``: debootstrap, cached under ~/.cache);
+* a crane image (the toolchain's crane at ``/ko-app/crane``, as upstream's, on the same base) for the
+  training pod's push step.
 
 Both images are OCI archives in ``<toolchain>/share/node/`` (``images.json`` names them); the node
 imports them into containerd at start (``ctr images import``), so no registry is needed. Each is
@@ -45,6 +47,12 @@ RUNC = "/usr/sbin/runc"
 
 PAUSE_REPOSITORY = "localhost/fto/pause"
 TRAINER_REPOSITORY = "localhost/fto/stand-in-trainer"
+#: crane for the training pod's push step (spec.output.image.tools.crane), at the path of the
+#: upstream image (ko's /ko-app/crane), on the same Debian base (the init container copies it with cp).
+CRANE_REPOSITORY = "localhost/fto/crane"
+CRANE_PATH = "ko-app/crane"
+#: The images the node imports (images.json keys).
+IMAGE_KINDS = ("pause", "trainer", "crane")
 #: PyYAML in the trainer image (the trainer reads its configs with PyYAML: YAML 1.1).
 PYYAML = "PyYAML==6.0.3"
 PYTHON_SITE = "usr/local/lib/python3.11/dist-packages"
@@ -53,6 +61,7 @@ MODEL_DIR = "mnt/data/models/TinyLlama-1.1B-Chat-v1.0"
 #: Bump when the way an image is made changes (its tag follows).
 PAUSE_RECIPE = "1"
 TRAINER_RECIPE = "1"
+CRANE_RECIPE = "1"
 
 Log = Callable[[str], None]
 
@@ -125,7 +134,7 @@ def images(share: Path) -> dict[str, dict[str, str]]:
 def is_ready(share: Path) -> bool:
     recorded = images(share)
     return not _missing_packages() and all(
-        kind in recorded and Path(recorded[kind]["archive"]).is_file() for kind in ("pause", "trainer")
+        kind in recorded and Path(recorded[kind]["archive"]).is_file() for kind in IMAGE_KINDS
     )
 
 
@@ -269,6 +278,25 @@ def trainer_image(share: Path, logs: Path, log: Log) -> str:
     return "built"
 
 
+def crane_image(share: Path, logs: Path, log: Log) -> str:
+    """The toolchain's crane (a static Go binary) at /ko-app/crane on the Debian base (cp for the copy)."""
+    crane = share.parent / "bin" / "crane"
+    if not crane.is_file():
+        raise NodeBuildError(f"{crane} is missing: build it first (e2e/cluster build)")
+    key = _digest(crane.read_bytes(), _digest(IMAGE_SCRIPT.read_bytes()), CRANE_RECIPE)[:12]
+    if _current(share, "crane", key):
+        return "cached"
+    base = ociarchive.read_archive(_base_archive(logs))
+    image = base.add_layer([ociarchive.FileEntry(CRANE_PATH, crane.read_bytes(), 0o755)], "e2e/node_build.py: crane")
+    image = image.with_config(Cmd=[f"/{CRANE_PATH}", "version"])
+    name = f"{CRANE_REPOSITORY}:{key}"
+    archive = node_dir(share) / "crane.oci.tar"
+    ociarchive.write_archive(image, name, archive)
+    _record(share, "crane", name, archive, key)
+    log(f"real node: crane image {name}")
+    return "built"
+
+
 def build(share: Path, logs: Path, log: Log) -> None:
     """Install the node's packages and make its images (each only when missing or stale)."""
     node_dir(share).mkdir(parents=True, exist_ok=True)
@@ -276,6 +304,7 @@ def build(share: Path, logs: Path, log: Log) -> None:
         ("node-packages", lambda: install_packages(log)),
         ("pause-image", lambda: pause_image(share, logs, log)),
         ("trainer-image", lambda: trainer_image(share, logs, log)),
+        ("crane-image", lambda: crane_image(share, logs, log)),
     ]
     for step, action in steps:
         start = time.monotonic()

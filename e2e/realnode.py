@@ -90,14 +90,14 @@ class RealNode:
             cgroup_root=self.cgroup_root,
             ports=ports.__dict__,
             capacity=self.capacity.__dict__,
-            images={kind: images[kind]["name"] for kind in ("pause", "trainer")},
+            images={kind: images[kind]["name"] for kind in node_build.IMAGE_KINDS},
         )
         log(f"real node: bridge {network.bridge} {network.node_ip}/24, cgroups {self.cgroup_root}")
         nodehost.create_cgroup_root(self.cgroup_root)
         self._write_files(network, ports, images["pause"]["name"])
         self._start(nodeconfig.registry(self.layout, ports), 30)
         self._start(nodeconfig.containerd(self.layout, ports), 60)
-        for kind in ("pause", "trainer"):
+        for kind in node_build.IMAGE_KINDS:
             self.ctr("images", "import", "--snapshotter", "overlayfs", images[kind]["archive"], timeout=300)
         self._start(nodeconfig.coredns(self.layout, ports), 60)
         self._start(nodeconfig.kubelet(self.layout, ports, network, self.cluster_name), 120)

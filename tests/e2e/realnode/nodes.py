@@ -28,6 +28,7 @@ class RealNode:
     bridge: str
     trainer_image: str
     pause_image: str
+    crane_image: str
     registry: str
     cluster: lc.LocalCluster
 
@@ -46,6 +47,7 @@ class RealNode:
             bridge=state["bridge"],
             trainer_image=images["trainer"],
             pause_image=images["pause"],
+            crane_image=images["crane"],
             registry=f"127.0.0.1:{state['ports']['registry']}",
             cluster=local,
         )
