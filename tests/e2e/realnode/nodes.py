@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from e2e import build_toolchain, nodeconfig, ociarchive
+from e2e import build_toolchain, nodeconfig, ociarchive, realnode
 from e2e import localcluster as lc
 
 #: Pods and FineTuneJobs choose the real node by its label and tolerate its taint.
@@ -174,3 +174,21 @@ def push_image(node: RealNode, reference: str, files: dict[str, bytes], work: Pa
     )
     assert pushed.returncode == 0, pushed.stderr
     return full
+
+
+def wait_pod_gone_from_node(cluster: lc.Cluster, node: RealNode, uid: str, timeout: float = 150) -> None:
+    """Wait until nothing of pod ``uid`` is on the node: no container in containerd, no directory under
+    the kubelet's root dir (its garbage collection, every minute, removes what the pod worker left)."""
+    handle = realnode.RealNode(node.cluster)
+
+    def containers() -> list[str]:
+        listed = handle.ctr("containers", "ls", "-q").stdout.split()
+        return [c for c in listed if uid in handle.ctr("containers", "info", c, check=False).stdout]
+
+    cluster.wait_for(
+        lambda: not containers() and not (node.cluster.workdir / "kubelet" / "pods" / uid).exists(),
+        what=f"the containers and the kubelet's directory of pod {uid} removed",
+        timeout=timeout,
+        interval=2,
+        state=lambda: f"containers: {containers()}",
+    )

@@ -11,10 +11,9 @@ import pytest
 from e2e.standin import phisonai2
 
 from e2e import localcluster as lc
-from e2e import realnode
 from tests.e2e.helpers import condition, get_ftj, wait_phase
 from tests.e2e.operator_process import OperatorProcess
-from tests.e2e.realnode.nodes import RealNode, container_state, on_real_node
+from tests.e2e.realnode.nodes import RealNode, container_state, on_real_node, wait_pod_gone_from_node
 from tests.rule_cases import finetunejob
 
 AI100 = {"phison.com/ai100": 1}
@@ -166,18 +165,4 @@ def test_a_failed_runs_pod_and_logs_stay_for_ttl_seconds_after_failure_then_noth
         what="the Job and its pod gone",
         timeout=120,
     )
-    # Nothing of the pod on the node: no container in containerd, no directory under the kubelet's root
-    # dir (the kubelet's garbage collection, every minute, removes what its pod worker left).
-    node = realnode.RealNode(real_node.cluster)
-
-    def pods_containers() -> list[str]:
-        containers = node.ctr("containers", "ls", "-q").stdout.split()
-        return [c for c in containers if uid in node.ctr("containers", "info", c, check=False).stdout]
-
-    cluster.wait_for(
-        lambda: not pods_containers() and not (real_node.cluster.workdir / "kubelet" / "pods" / uid).exists(),
-        what=f"the containers and the kubelet's directory of pod {uid} removed",
-        timeout=150,
-        interval=2,
-        state=lambda: f"containers: {pods_containers()}",
-    )
+    wait_pod_gone_from_node(cluster, real_node, uid)

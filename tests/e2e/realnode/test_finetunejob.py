@@ -13,7 +13,13 @@ from e2e.standin import phisonai2
 from e2e import localcluster as lc
 from tests.e2e.helpers import condition, get_ftj, wait_phase
 from tests.e2e.operator_process import OperatorProcess
-from tests.e2e.realnode.nodes import RealNode, container_state, on_real_node, wait_file_contains
+from tests.e2e.realnode.nodes import (
+    RealNode,
+    container_state,
+    on_real_node,
+    wait_file_contains,
+    wait_pod_gone_from_node,
+)
 from tests.rule_cases import finetunejob
 
 NAME_LABEL = "finetune.aidaptiv.io/name"
@@ -124,6 +130,7 @@ def test_deleting_a_running_finetunejob_stops_its_trainer_with_sigterm(
     ftj = wait_phase(cluster, namespace, "stopme", "Running", running, timeout=120)
     log = run_log(directory, ftj)
     wait_file_contains(log, "[PHISON START] Epoch: 0, Iteration: 0")
+    (trainer_pod,) = pods_of(cluster, namespace, "stopme")
     cluster.kubectl("delete", "ftj", "stopme", "-n", namespace, "--wait=false")
     cluster.wait_for(
         lambda: (
@@ -142,3 +149,4 @@ def test_deleting_a_running_finetunejob_stops_its_trainer_with_sigterm(
         "['/usr/bin/python3', '-u', 'train.py'] exits with return code = -15",
         f"[INFO] remove current swap data path: /mnt/nvme0/phison_{pid[1]}",
     ]
+    wait_pod_gone_from_node(cluster, real_node, trainer_pod["metadata"]["uid"])
