@@ -20,6 +20,7 @@ import subprocess
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from .common import ClusterError, log
 
@@ -266,14 +267,14 @@ def release_sysctls(holder: str) -> dict[str, str]:
     return original
 
 
-def _load_sysctl_state() -> dict[str, object]:
+def _load_sysctl_state() -> dict[str, Any]:
     try:
         return dict(json.loads(_sysctl_file().read_text()))
     except (OSError, ValueError):
         return {}
 
 
-def _save_sysctl_state(state: dict[str, object]) -> None:
+def _save_sysctl_state(state: dict[str, Any]) -> None:
     tmp = _sysctl_file().with_suffix(".tmp")
     tmp.write_text(json.dumps(state, indent=2) + "\n")
     os.replace(tmp, _sysctl_file())

@@ -317,6 +317,11 @@ def test_a_target_without_tags_keeps_the_stamp_it_had() -> None:
 def test_a_machine_where_the_node_cannot_run_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FTO_REAL_NODE", "0")
     assert node_build.unsupported_reason() == "FTO_REAL_NODE=0 turns it off"
+    monkeypatch.delenv("FTO_REAL_NODE")
+    monkeypatch.setattr(node_build.os, "geteuid", lambda: 1000)
+    assert node_build.unsupported_reason() == (
+        "not root: the kubelet and containerd need root (mounts, cgroups, network namespaces)"
+    )
 
 
 def test_the_trainer_images_model_is_what_the_stand_in_reads() -> None:

@@ -243,7 +243,7 @@ def _setup(tmp_path: Path, **spec: Any) -> tuple[list[str], dict[str, str], Path
     for directory in (out, model):
         directory.mkdir()
     (model / "config.json").write_text('{"model_type": "llama"}')
-    paths = {"outputDir": str(out), "modelNameOrPath": str(model), "nvmePath": str(nvme)}
+    paths: dict[str, Any] = {"outputDir": str(out), "modelNameOrPath": str(model), "nvmePath": str(nvme)}
     paths["trainDataPath"] = [str(tmp_path / "qa.yaml")]
     spec.setdefault("envConfig", {}).setdefault("pathSettings", {}).update(paths)
     ftj = _ftj(**spec)

@@ -137,7 +137,7 @@ def logs(cluster: lc.Cluster, namespace: str, pod_name: str, container: str | No
 
 def container_state(pod_object: dict[str, Any], container: str = "main") -> dict[str, Any]:
     statuses = pod_object.get("status", {}).get("containerStatuses", [])
-    found = next((s for s in statuses if s["name"] == container), {})
+    found: dict[str, Any] = next((s for s in statuses if s["name"] == container), {})
     return dict(found.get("state", {}))
 
 
