@@ -22,10 +22,11 @@ and, like the trainer, it
   trainer's does (warnings and a loading bar);
 * writes checkpoints into ``output_dir`` (rank 0 only);
 * on SIGTERM logs ``Killing subprocess`` and exits 143;
-* with several nodes (``NNODES`` > 1, ``MASTER_ADDR``, ``MASTER_PORT``, ``NODE_RANK``) meets the
-  other ranks first: rank 0 listens on ``MASTER_PORT``, the others connect to
-  ``MASTER_ADDR:MASTER_PORT`` (through the headless Service's DNS name) and send their rank; rank 0
-  answers with every rank. A rendezvous not complete within the timeout exits 1.
+* with several nodes (``NNODES`` > 1, ``MASTER_ADDR``, ``MASTER_PORT``, ``NODE_RANK``, from the
+  environment or, when env_config names one, the ``multi_node_env_path`` file) meets the other ranks
+  first: rank 0 listens on ``MASTER_PORT``, the others connect to ``MASTER_ADDR:MASTER_PORT``
+  (through the headless Service's DNS name) and send their rank; rank 0 answers with every rank. A
+  rendezvous not complete within the timeout exits 1.
 
 What it does is chosen by environment variables (a FineTuneJob's prescript can export them):
 
@@ -470,6 +471,24 @@ def ranks_from(env: Mapping[str, str], exp: ExpConfig) -> Ranks:
     return Ranks(rank, nnodes, env.get("MASTER_ADDR") or exp.master_addr, port)
 
 
+def read_env_file(path: str) -> dict[str, str]:
+    """env_config's ``multi_node_env_path``: ``KEY=VALUE`` lines (the operator's entrypoint writes the
+    rank's wiring there); ConfigError when it is missing or has a line of another form."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"multi_node_env_path {path}: {type(exc).__name__}: {exc}") from None
+    found: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise ConfigError(f"multi_node_env_path {path}, line {number}: not KEY=VALUE: {line!r}")
+        found[key.strip()] = value.strip()
+    return found
+
+
 def _send(conn: socket.socket, message: Mapping[str, Any]) -> None:
     conn.sendall(json.dumps(message).encode() + b"\n")
 
@@ -685,7 +704,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         behaviour = behaviour_from(env_vars)
         exp = parse_exp_config(load_yaml(args.exp_config, "exp_config"), f"exp_config {args.exp_config}")
         env = parse_env_config(load_yaml(args.env_config, "env_config"), f"env_config {args.env_config}")
-        ranks = ranks_from(env_vars, exp)
+        wiring = read_env_file(env.multi_node_env_path) if env.multi_node_env_path else {}
+        ranks = ranks_from({**env_vars, **wiring}, exp)
     except ConfigError as exc:
         return _refuse(str(exc))
     except Stopped:

@@ -204,6 +204,22 @@ def test_ranks_come_from_the_operators_environment() -> None:
         p.ranks_from({**env, "NODE_RANK": "2"}, multi)
 
 
+def test_the_multi_node_env_file_is_read_as_key_value_lines(tmp_path: Path) -> None:
+    wiring = tmp_path / "multi.env"
+    wiring.write_text("MASTER_ADDR=job-0.job.ns.svc\nMASTER_PORT=29500\nNODE_RANK=1\nNNODES=2\n")
+    assert p.read_env_file(str(wiring)) == {
+        "MASTER_ADDR": "job-0.job.ns.svc",
+        "MASTER_PORT": "29500",
+        "NODE_RANK": "1",
+        "NNODES": "2",
+    }
+    wiring.write_text("MASTER_ADDR job-0\n")
+    with pytest.raises(p.ConfigError, match=r"line 1: not KEY=VALUE: 'MASTER_ADDR job-0'"):
+        p.read_env_file(str(wiring))
+    with pytest.raises(p.ConfigError, match="FileNotFoundError"):
+        p.read_env_file(str(tmp_path / "absent.env"))
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -25,6 +25,8 @@ def test_two_ranks_rendezvous_through_the_headless_service_and_succeed(
     directory, claim = host_volumes("out")
     spec = trainer_spec(real_node, claim, "export PHISONAI2_STANDIN_STEP_SECONDS=0.2\n", numNodes=2)
     spec["expConfig"]["processSettings"] = {"masterPort": 29500}
+    # The rank's wiring also as a file, which the stand-in reads as the trainer would (env_config).
+    spec["envConfig"]["pathSettings"]["multiNodeEnvPath"] = "/mnt/out/run/multi.env"
     cluster.apply(finetunejob(spec, "pair", namespace))
     done = wait_phase(cluster, namespace, "pair", "Succeeded", running, timeout=180)
     assert condition(done, "Succeeded")["reason"] == "TrainingComplete"
@@ -45,6 +47,10 @@ def test_two_ranks_rendezvous_through_the_headless_service_and_succeed(
         assert f"nnodes=2, num_local_procs=1, node_rank={rank}" in text
         assert "[INFO] training complete!" in text
         assert container_state(pods[rank], "trainer")["terminated"]["exitCode"] == 0
+    for rank in ("0", "1"):  # written by each rank's entrypoint before its trainer started
+        assert (directory / "run" / f"multi.env.rank-{rank}").read_text() == (
+            f"MASTER_ADDR={master}\nMASTER_PORT=29500\nNODE_RANK={rank}\nNNODES=2\nNPROC_PER_NODE=1\nWORLD_SIZE=2\n"
+        )
     # Only rank 0 saves the model.
     assert sorted(p.name for p in (directory / "run").iterdir() if p.is_dir()) == [
         "checkpoint-epoch-1",
