@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import build_toolchain, commands, nodeconfig, nodehost, processes, realnode
+from . import build_toolchain, commands, nodeconfig, processes, realnode
 from .commands import Component, HealthTLS, Layout, Ports
 from .common import COMPONENTS, E2E_DIR, ENV_MARKER, GPU_PRESENT_LABEL, ClusterError, clusters_root, log, wait_until
 from .config import ClusterConfig, node_manifests
@@ -149,19 +149,25 @@ class LocalCluster:
         leaving no process, mount, bridge or cgroup of it behind."""
         pids = self._our_pids()  # also finds processes whose work dir was removed
         node = self._real_node()
-        has_node = node.state() or node._bridge_by_alias() or nodehost.cgroup_dirs(node.cgroup_root)
+        has_node = node.present()
         if not self.workdir.exists() and not pids and not has_node:
             if not quiet:
                 log(f"no cluster {self.config.name!r} at {self.workdir}")
             return
+        node_failed: Exception | None = None
         if has_node:
             if not quiet:
                 log(f"stopping the real node of cluster {self.config.name!r}")
-            node.down(self.handle() if self.is_api_ready() else None)
+            try:
+                node.down(self.handle() if self.is_api_ready() else None)
+            except Exception as exc:  # stop the control plane all the same, then say so
+                node_failed = exc
         pids = self._our_pids()
         if pids and not quiet:
             log(f"stopping pids {', '.join(map(str, pids))}")
         self._stop_all()
+        if node_failed is not None:
+            raise ClusterError(f"the real node did not stop cleanly: {node_failed}") from node_failed
         left = [p for p in self._our_pids() if pid_alive(p)]
         if left:
             raise ClusterError(f"processes {left} of cluster {self.config.name!r} did not stop")
@@ -218,7 +224,7 @@ class LocalCluster:
                 self._real_node().up(self.handle())
         except BaseException:
             log("start-up failed; stopping what was started (work dir kept for its logs)")
-            if self.real_node_state:
+            if self._real_node().present():
                 with contextlib.suppress(Exception):
                     self._real_node().down(self.handle() if self.is_api_ready() else None)
             self._stop_all()

@@ -219,7 +219,7 @@ class RealNode:
         ``client`` is None when the API server is not reachable: the pods are then not deleted through
         it, and their containers are removed with ctr."""
         state = self.state()
-        bridge = state.get("bridge") or self._bridge_by_alias()
+        bridge = state.get("bridge") or self.bridge_by_alias()
         if client is not None:
             self._delete_pods(client)
         self._stop(("kubelet",))
@@ -241,7 +241,11 @@ class RealNode:
         if stuck:
             raise ClusterError(f"real node: cgroups could not be removed: {[str(p) for p in stuck]}")
 
-    def _bridge_by_alias(self) -> str | None:
+    def present(self) -> bool:
+        """Anything of this node on the host or in state.json (for `down`, also of a half-started node)."""
+        return bool(self.state() or self.bridge_by_alias() or nodehost.cgroup_dirs(self.cgroup_root))
+
+    def bridge_by_alias(self) -> str | None:
         """The bridge whose alias is this cluster's work dir (state.json may be gone)."""
         for name in nodehost.links():
             alias = Path("/sys/class/net", name, "ifalias")
