@@ -6,7 +6,13 @@ helm and kstatus (a small verdict tool of our own, on sigs.k8s.io/cli-utils), an
 tests of the training container's push step crane and oci-registry (go-containerregistry's
 in-memory registry with optional basic auth, a small main of our own), with the Go
 toolchain on the machine, from the wrapper modules under ``e2e/toolchain/<name>/`` (their
-go.mod/go.sum pin every version). The binaries land in a cache directory outside the
+go.mod/go.sum pin every version).
+
+Where the machine can run the real node (root, cgroup v1; see ``e2e/node_build.py``) it also
+builds the node's parts: kubelet, containerd (with its runc shim and ctr), CoreDNS and our fake
+device plugin from the Go module proxy, installs runc and the CNI plugins with apt, and makes the
+node's images (a pause image from a static C program, the stand-in trainer on the project's local
+Debian base). Elsewhere it says in one line why they are skipped. The binaries land in a cache directory outside the
 repository, one per set of versions of the cluster's components::
 
     ${FTO_TOOLCHAIN_DIR:-~/.cache/finetune-operator/toolchain}/<k8s>-<etcd>-<kwok>-<helm>/bin
@@ -18,6 +24,7 @@ everything cached only checks stamps, and a new binary is built alone into an ex
 Usage::
 
     e2e/build_toolchain.py [build]          # build what is missing, print the bin dir
+    e2e/build_toolchain.py build-node       # the same, and the real node's parts even if the machine cannot run them
     e2e/build_toolchain.py bin-dir           # print the bin dir (no build)
     e2e/build_toolchain.py pin-kubernetes v1.36.3   # regenerate the Kubernetes wrapper
 
@@ -56,6 +63,10 @@ WRAPPER_MODULES: dict[str, str] = {
 TOOL_MODULES: dict[str, tuple[str, str]] = {
     "cli-utils": ("kstatus", "sigs.k8s.io/cli-utils"),
     "go-containerregistry": ("go-containerregistry", "github.com/google/go-containerregistry"),
+    # The real node (e2e/realnode.py): built only where it can run (see e2e/node_build.py).
+    "containerd": ("containerd", "github.com/containerd/containerd/v2"),
+    "coredns": ("coredns", "github.com/coredns/coredns"),
+    "kubelet-api": ("deviceplugin", "k8s.io/kubelet"),
 }
 
 #: Tools the training container's push step calls that cannot be built here, and why (the tests
@@ -87,6 +98,17 @@ BINARIES: tuple[str, ...] = (
     "kstatus",
 )
 
+#: Binaries of the real node (kubelet, containerd, CoreDNS, the fake device plugin); checked by
+#: ``is_node_built`` with the node's apt packages and images (``e2e/node_build.py``).
+NODE_BINARIES: tuple[str, ...] = (
+    "kubelet",
+    "containerd",
+    "containerd-shim-runc-v2",
+    "ctr",
+    "coredns",
+    "fto-device-plugin",
+)
+
 
 class BuildError(RuntimeError):
     """A toolchain step failed; the message names the step and the reason."""
@@ -102,6 +124,10 @@ class Target:
     ldflags: tuple[str, ...] = field(default_factory=tuple)
     #: Files of the wrapper compiled into the binary (a wrapper with its own main package).
     sources: tuple[str, ...] = field(default_factory=tuple)
+    #: Go build tags (``-tags``).
+    tags: tuple[str, ...] = field(default_factory=tuple)
+    #: Part of the real node: built only where the node can run, or when asked (``build-node``).
+    node: bool = False
 
 
 def log(message: str) -> None:
@@ -187,6 +213,12 @@ def targets() -> list[Target]:
         f"-X sigs.k8s.io/kwok/pkg/consts.KubeVersion={k8s.lstrip('v')}",
     )
     etcd_flags = (f"-X go.etcd.io/etcd/api/v3/version.GitSHA={pinned['etcd']}",)
+    return [*_cluster_targets(k8s_flags, kwok_flags, helm_flags, etcd_flags), *_node_targets(pinned, k8s_flags)]
+
+
+def _cluster_targets(
+    k8s_flags: tuple[str, ...], kwok_flags: tuple[str, ...], helm_flags: tuple[str, ...], etcd_flags: tuple[str, ...]
+) -> list[Target]:
     return [
         Target("etcd", "etcd", "go.etcd.io/etcd/server/v3", etcd_flags),
         Target("kwok", "kwok", "sigs.k8s.io/kwok/cmd/kwok", kwok_flags),
@@ -202,6 +234,43 @@ def targets() -> list[Target]:
             "go-containerregistry",
             "finetune-operator.local/e2e/toolchain/go-containerregistry/oci-registry",
             sources=("oci-registry/main.go",),
+        ),
+    ]
+
+
+#: Build tags of containerd's Makefile for static binaries without btrfs (its C headers are not
+#: needed); the shim also leaves out gRPC, as upstream builds it.
+CONTAINERD_TAGS = ("no_btrfs", "urfave_cli_no_docs", "osusergo", "netgo")
+
+
+def _node_targets(pinned: dict[str, str], k8s_flags: tuple[str, ...]) -> list[Target]:
+    containerd = pinned["containerd"]
+    pkg = "github.com/containerd/containerd/v2"
+    containerd_flags = (
+        f"-X {pkg}/version.Version={containerd}",
+        f"-X {pkg}/version.Revision={containerd}",
+        f"-X {pkg}/version.Package=github.com/containerd/containerd/v2",
+    )
+    coredns_flags = (f"-X github.com/coredns/coredns/coremain.GitCommit={pinned['coredns']}",)
+    return [
+        Target("kubelet", "kubernetes", "k8s.io/kubernetes/cmd/kubelet", k8s_flags, node=True),
+        Target("containerd", "containerd", f"{pkg}/cmd/containerd", containerd_flags, tags=CONTAINERD_TAGS, node=True),
+        Target(
+            "containerd-shim-runc-v2",
+            "containerd",
+            f"{pkg}/cmd/containerd-shim-runc-v2",
+            containerd_flags,
+            tags=(*CONTAINERD_TAGS, "no_grpc"),
+            node=True,
+        ),
+        Target("ctr", "containerd", f"{pkg}/cmd/ctr", containerd_flags, tags=CONTAINERD_TAGS, node=True),
+        Target("coredns", "coredns", "github.com/coredns/coredns", coredns_flags, node=True),
+        Target(
+            "fto-device-plugin",
+            "deviceplugin",
+            "finetune-operator.local/e2e/toolchain/deviceplugin",
+            sources=("main.go",),
+            node=True,
         ),
     ]
 
@@ -240,6 +309,8 @@ def _stamp(target: Target, go_version: str) -> str:
         (wrapper / "go.sum").read_text(),
         # Only wrappers with sources hash them: the stamps of the others stay as they were.
         *((wrapper / name).read_text() for name in target.sources),
+        # Likewise build tags: only targets with tags hash them.
+        *((" ".join(("tags", *target.tags)),) if target.tags else ()),
     ):
         digest.update(part.encode())
         digest.update(b"\0")
@@ -294,7 +365,8 @@ def _build_target(target: Target, go: str, go_version: str, bins: Path, logs: Pa
         return "cached"
     tmp = bins / f".{target.binary}.tmp"
     ldflags = " ".join(("-s", "-w", *target.ldflags))
-    argv = [go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(tmp), target.package]
+    tags = ["-tags", ",".join(target.tags)] if target.tags else []
+    argv = [go, "build", "-trimpath", *tags, "-ldflags", ldflags, "-o", str(tmp), target.package]
     _run_step(target.binary, argv, WRAPPERS_DIR / target.wrapper, logs / f"{target.binary}.log")
     os.replace(tmp, exe)
     stamps.mkdir(parents=True, exist_ok=True)
@@ -334,8 +406,27 @@ def is_built() -> bool:
     )
 
 
-def build(only: Sequence[str] = ()) -> Path:
-    """Build every missing or stale binary; return the bin dir. Raises BuildError."""
+def is_node_built() -> bool:
+    """True when the real node's binaries, apt packages and images are in place (stamps unchecked)."""
+    from e2e import node_build  # the real node's non-Go parts; imported late (script use)
+
+    bins = bin_dir()
+    return all((bins / name).exists() for name in NODE_BINARIES) and node_build.is_ready(share_dir())
+
+
+def build(only: Sequence[str] = (), node: bool | None = None) -> Path:
+    """Build every missing or stale binary; return the bin dir. Raises BuildError.
+
+    ``node``: also the real node's parts (True), not them (False), or them where the machine can
+    run the node (None: root and cgroup v1; otherwise one line says why they are skipped).
+    """
+    from e2e import node_build
+
+    if node is None:
+        reason = node_build.unsupported_reason()
+        node = reason is None
+        if reason is not None and not only:
+            log(f"real node: not built ({reason}); its tests will skip saying so")
     pinned = versions()
     go = _go()
     go_version = _go_version(go)
@@ -349,6 +440,8 @@ def build(only: Sequence[str] = ()) -> Path:
     with _lock(root / ".build.lock"):
         for target in targets():
             if only and target.binary not in only:
+                continue
+            if target.node and not node and not only:
                 continue
             start = time.monotonic()
             log(f"{target.binary}: checking ({target.package})")
@@ -366,6 +459,11 @@ def build(only: Sequence[str] = ()) -> Path:
             start = time.monotonic()
             result = _copy_kwok_crds(go, logs)
             log(f"kwok-crds: {result} in {time.monotonic() - start:.1f}s")
+        if node and not only:
+            try:
+                node_build.build(share_dir(), logs, log)
+            except node_build.NodeBuildError as exc:
+                raise BuildError(str(exc)) from exc
     log(f"toolchain ready in {time.monotonic() - total_start:.1f}s")
     return bins
 
@@ -376,6 +474,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if command == "build":
             print(build(only=args))
+        elif command == "build-node" and not args:
+            print(build(node=True))
         elif command == "bin-dir":
             print(bin_dir())
         elif command == "versions":
@@ -394,5 +494,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(E2E_DIR.parent))  # the repo root: package "e2e" (for pin-kubernetes)
+    sys.path.insert(0, str(E2E_DIR.parent))  # the repo root: package "e2e" (node_build, pin-kubernetes)
     sys.exit(main())

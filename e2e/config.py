@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from .common import GPU_PRESENT_LABEL, KWOK_NODE_ANNOTATION
+from .nodeconfig import NODE_KIND_LABEL
+from .nodeconfig import NodeCapacity as RealNodeCapacity
 
 
 @dataclass
@@ -46,6 +48,9 @@ class ClusterConfig:
     #: Scheduler names served by the kube-scheduler (one profile each).
     scheduler_names: tuple[str, ...] = ("default-scheduler", "hami-scheduler")
     workdir: Path | None = None
+    #: Add one real node (kubelet + containerd, e2e/realnode.py) beside the fake ones.
+    real_node: bool = False
+    real_node_capacity: RealNodeCapacity = field(default_factory=RealNodeCapacity)
     #: Build the toolchain first when a binary is missing.
     build: bool = True
     ready_timeout: float = 180.0
@@ -69,6 +74,7 @@ def _node(name: str, resources: dict[str, str]) -> dict[str, Any]:
                 "kubernetes.io/os": "linux",
                 "kubernetes.io/arch": "amd64",
                 "type": "kwok",
+                NODE_KIND_LABEL: "kwok",
                 GPU_PRESENT_LABEL: "true",
             },
         },

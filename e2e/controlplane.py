@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import build_toolchain, commands, processes
+from . import build_toolchain, commands, nodeconfig, processes, realnode
 from .commands import Component, HealthTLS, Layout, Ports
 from .common import COMPONENTS, E2E_DIR, ENV_MARKER, GPU_PRESENT_LABEL, ClusterError, clusters_root, log, wait_until
 from .config import ClusterConfig, node_manifests
@@ -40,6 +40,8 @@ class LocalCluster:
         self.processes: list[ProcessRecord] = []
         self.ports: dict[str, int] = {}
         self.phase = "starting"
+        #: The real node's part of state.json (slot, bridge, ports, images), if it has one.
+        self.real_node_state: dict[str, Any] = {}
 
     @classmethod
     def attach(cls, workdir: Path) -> LocalCluster:
@@ -52,6 +54,9 @@ class LocalCluster:
         return local
 
     # -- state ---------------------------------------------------------------------------
+
+    def save_state(self) -> None:
+        self._save_state(self.phase)
 
     def _save_state(self, phase: str) -> None:
         self.phase = phase
@@ -72,7 +77,9 @@ class LocalCluster:
                     "scheduler_names": list(cfg.scheduler_names),
                     "start_delay": cfg.start_delay,
                     "run_duration": cfg.run_duration,
+                    "real_node": cfg.real_node,
                 },
+                "real_node": self.real_node_state,
             }
         )
 
@@ -87,6 +94,7 @@ class LocalCluster:
         self.processes = StateFile(self.state_file).records()
         self.ports = {str(k): int(v) for k, v in state.get("ports", {}).items()}
         self.phase = str(state.get("phase", "ready"))
+        self.real_node_state = dict(state.get("real_node") or {})
 
     def handle(self) -> Cluster:
         state = self.load_state() or {}
@@ -94,6 +102,10 @@ class LocalCluster:
         return Cluster(self.kubeconfig, str(kubectl), local=True, name=self.config.name, workdir=self.workdir)
 
     # -- processes -----------------------------------------------------------------------
+
+    def start_process(self, component: Component) -> ProcessRecord:
+        """Start a process of this cluster and record it in state.json (e.g. one of the real node's)."""
+        return self._start(component)
 
     def _start(self, component: Component) -> ProcessRecord:
         record = processes.spawn(component, self.workdir, self.logs / f"{component.name}.log")
@@ -133,21 +145,52 @@ class LocalCluster:
     # -- up and down ---------------------------------------------------------------------
 
     def down(self, quiet: bool = False) -> None:
-        """Stop every process of this cluster (by pid) and remove its work dir."""
+        """Stop every process of this cluster (by pid) and remove its work dir; a real node first,
+        leaving no process, mount, bridge or cgroup of it behind."""
         pids = self._our_pids()  # also finds processes whose work dir was removed
-        if not self.workdir.exists() and not pids:
+        node = self._real_node()
+        has_node = node.present()
+        if not self.workdir.exists() and not pids and not has_node:
             if not quiet:
                 log(f"no cluster {self.config.name!r} at {self.workdir}")
             return
+        node_failed: Exception | None = None
+        if has_node:
+            if not quiet:
+                log(f"stopping the real node of cluster {self.config.name!r}")
+            try:
+                node.down(self.handle() if self.is_api_ready() else None)
+            except Exception as exc:  # stop the control plane all the same, then say so
+                node_failed = exc
+        pids = self._our_pids()
         if pids and not quiet:
             log(f"stopping pids {', '.join(map(str, pids))}")
         self._stop_all()
+        if node_failed is not None:
+            raise ClusterError(f"the real node did not stop cleanly: {node_failed}") from node_failed
         left = [p for p in self._our_pids() if pid_alive(p)]
         if left:
             raise ClusterError(f"processes {left} of cluster {self.config.name!r} did not stop")
         shutil.rmtree(self.workdir, ignore_errors=True)
         if not quiet:
             log(f"cluster {self.config.name!r} is down; removed {self.workdir}")
+
+    def _real_node(self) -> realnode.RealNode:
+        capacity = self.real_node_state.get("capacity") or (self.load_state() or {}).get("real_node", {}).get(
+            "capacity"
+        )
+        return realnode.RealNode(
+            self, nodeconfig.NodeCapacity(**capacity) if capacity else self.config.real_node_capacity
+        )
+
+    def is_api_ready(self) -> bool:
+        """The API server answers /readyz (so the real node's pods can be deleted through it)."""
+        state = self.load_state() or {}
+        try:
+            url = f"{commands.apiserver_url(Ports.from_dict(state['ports']))}/readyz"
+        except (KeyError, TypeError, ValueError):
+            return False
+        return processes.http_ok(url, admin_ssl(self.pki))
 
     def is_healthy(self) -> bool:
         state = self.load_state()
@@ -176,8 +219,14 @@ class LocalCluster:
         self.processes = []
         try:
             self._up(Layout(bins, self.workdir))
+            if self.config.real_node:
+                self._save_state("starting")
+                self._real_node().up(self.handle())
         except BaseException:
             log("start-up failed; stopping what was started (work dir kept for its logs)")
+            if self._real_node().present():
+                with contextlib.suppress(Exception):
+                    self._real_node().down(self.handle() if self.is_api_ready() else None)
             self._stop_all()
             with contextlib.suppress(OSError):
                 self._save_state("failed")
@@ -185,6 +234,36 @@ class LocalCluster:
         self._save_state("ready")
         log(f"cluster {self.config.name!r} is up in {time.monotonic() - started:.1f}s; kubeconfig {self.kubeconfig}")
         return self.handle()
+
+    # -- the real node -------------------------------------------------------------------
+
+    def add_real_node(self, capacity: nodeconfig.NodeCapacity | None = None) -> Cluster:
+        """Start the real node in this running cluster (once: a node already up is kept)."""
+        self._load_records()
+        if self.real_node_state:
+            return self.handle()
+        self.config.real_node = True
+        if capacity is not None:
+            self.config.real_node_capacity = capacity
+        node = self._real_node()
+        try:
+            node.up(self.handle())
+        except BaseException:
+            log("the real node failed to start; undoing what it did")
+            with contextlib.suppress(Exception):
+                self.remove_real_node()
+            raise
+        self._save_state(self.phase)
+        return self.handle()
+
+    def remove_real_node(self) -> None:
+        """Stop the real node and undo everything it did on this host; the control plane keeps running."""
+        self._load_records()
+        self._real_node().down(self.handle() if self.is_api_ready() else None)
+        self.processes = [r for r in self.processes if r.name not in nodeconfig.NODE_COMPONENTS]
+        self.real_node_state = {}
+        self.config.real_node = False
+        self._save_state(self.phase)
 
     def _toolchain(self) -> Path:
         if not build_toolchain.is_built():
@@ -251,8 +330,9 @@ class LocalCluster:
     # -- one component -------------------------------------------------------------------
 
     def _record(self, name: str) -> ProcessRecord:
-        if name not in COMPONENTS:
-            raise ClusterError(f"unknown component {name!r}; one of {', '.join(COMPONENTS)}")
+        if name not in (*COMPONENTS, *nodeconfig.NODE_COMPONENTS):
+            known = ", ".join((*COMPONENTS, *nodeconfig.NODE_COMPONENTS))
+            raise ClusterError(f"unknown component {name!r}; one of {known}")
         self._load_records()
         found = next((r for r in self.processes if r.name == name), None)
         if found is None:
@@ -312,6 +392,9 @@ class LocalCluster:
                 {"name": n["metadata"]["name"], "allocatable": n["status"].get("allocatable", {})}
                 for n in self.handle().fake_nodes()
             ]
+        if state.get("real_node"):
+            self.real_node_state = dict(state["real_node"])
+            info["real_node"] = self._real_node().status(self.handle() if healthy else None)
         return info
 
 

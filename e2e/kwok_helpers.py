@@ -25,6 +25,7 @@ from .common import (
     PREFIX,
     ClusterError,
 )
+from .nodeconfig import NODE_KIND_LABEL
 
 #: A kubelet's default --sync-frequency: how often it looks at each of its pods again, events or not.
 KUBELET_SYNC_SECONDS = 60.0
@@ -148,7 +149,8 @@ class KwokHelpers:
         self.kubectl("annotate", "pods", "-n", namespace, *target, f"{HOLD_ANNOTATION}-")
 
     def fake_nodes(self) -> list[dict[str, Any]]:
-        data = self.get_json("nodes", "-l", f"{GPU_PRESENT_LABEL}=true")
+        """The nodes with fake GPUs: kwok's (a real node of e2e/realnode.py is not one of them)."""
+        data = self.get_json("nodes", "-l", f"{GPU_PRESENT_LABEL}=true,{NODE_KIND_LABEL}!=real")
         return list(data["items"]) if data else []
 
 

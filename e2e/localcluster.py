@@ -51,10 +51,11 @@ from .common import (
     parse_duration_ms,
     wait_until,
 )
-from .config import ClusterConfig, NodeCapacity, node_manifests
+from .config import ClusterConfig, NodeCapacity, RealNodeCapacity, node_manifests
 from .controlplane import LocalCluster, reap_stale_clusters
 from .fakes import DEFAULT_IMAGE, append_log, cri_log_lines, job_manifest
 from .handle import Cluster, external_cluster, find_kubectl
+from .nodeconfig import NODE_COMPONENTS, NODE_KIND_LABEL, NODE_NAME, REAL_NODE_TAINT
 from .pki import make_pki, write_kubeconfig
 from .processes import ProcessRecord
 
@@ -72,8 +73,12 @@ __all__ = [
     "HOLD_NAMESPACES_KEY",
     "KWOK_NODE_ANNOTATION",
     "NAMESPACE_LABEL",
+    "NODE_COMPONENTS",
+    "NODE_KIND_LABEL",
+    "NODE_NAME",
     "POD_END_STAGES",
     "PREFIX",
+    "REAL_NODE_TAINT",
     "RUN_DURATION_ANNOTATION",
     "START_DELAY_ANNOTATION",
     "Cluster",
@@ -86,6 +91,7 @@ __all__ = [
     "Ports",
     "ProcessExited",
     "ProcessRecord",
+    "RealNodeCapacity",
     "append_log",
     "clusters_root",
     "cri_log_lines",

@@ -67,6 +67,13 @@ def _make_leaf(name: str, subject: str, usage: str, san: str | None, pki: Path) 
     )  # fmt: skip
 
 
+def add_leaf(pki: Path, name: str, subject: str, usage: str, san: str | None = None) -> None:
+    """One more leaf certificate signed by the cluster's CA (``<name>.crt``/``<name>.key`` in ``pki``),
+    e.g. the real node's kubelet: its client certificate and its serving certificate for its IP."""
+    _make_leaf(name, subject, usage, san, pki)
+    (pki / f"{name}.key").chmod(0o600)
+
+
 def make_pki(pki: Path) -> None:
     """CA, apiserver/kwok serving certs, admin and front-proxy client certs, service-account keys."""
     if shutil.which("openssl") is None:

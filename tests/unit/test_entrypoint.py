@@ -191,8 +191,10 @@ PRESCRIPT_CASES = [
         "TrainerReportedFailure",
         REPORTED,
     ),
-    # The judge, PID 1 in a container, ignores a TERM sent to it ($$ in the prescript is its PID).
-    ("kill $$\n", COMPLETE_LOG, 0, "TrainingComplete", COMPLETE),
+    # A TERM to the judge ($$ in the prescript is its PID: a container's PID 1, as the kubelet's SIGTERM
+    # is) ends the run's stage, and the judge reports it (test_entrypoint_signals.py: the trainer's too).
+    # (The signal reaches the run within the sleep: the stage it ends is then certain.)
+    ("kill $$\nsleep 1\n", COMPLETE_LOG, 143, "PrescriptFailed", "the Prescript stage exited with status 143"),
 ]
 # (postscript, exit status and reason after a complete log; after a failed one it is always 1, TrainerReportedFailure)
 POSTSCRIPT_CASES = [
@@ -200,7 +202,6 @@ POSTSCRIPT_CASES = [
     ("exit 0\n", 0, "TrainingComplete"),
     ("return 0\n", 0, "TrainingComplete"),
     ("exec true\n", 0, "TrainingComplete"),
-    ("kill $$\n", 0, "TrainingComplete"),
     ("exit 3\n", 3, "PostscriptFailed"),
     ("false\n", 1, "PostscriptFailed"),
     ("trap 'exit 0' EXIT\nfalse\n", 0, "TrainingComplete"),  # its own exit trap, after its last command
@@ -256,6 +257,12 @@ def test_the_exit_status_tells_the_truth_whatever_the_postscript_does(
     )
     failed, summary, _ = scripted_runs["post", postscript, FAILED_LOG]
     assert (failed.returncode, summary["reason"], summary["exitCode"]) == (1, "TrainerReportedFailure", "1")
+
+
+def test_a_term_to_the_judge_from_the_postscript_ends_its_stage(tmp_path: Path) -> None:
+    result, summary, _ = _run(tmp_path, COMPLETE_LOG, postscript="kill $$\nsleep 1\n")
+    assert (result.returncode, summary["reason"], summary["exitCode"]) == (143, "PostscriptFailed", "143")
+    assert summary["evidence"] == "the Postscript stage exited with status 143"
 
 
 def test_a_retry_does_not_read_the_previous_attempts_verdict(tmp_path: Path) -> None:

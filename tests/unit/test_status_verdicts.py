@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from finetune_operator.api.status import Condition, FineTuneJobStatus
+from finetune_operator.observe.pods import waiting_on
 from finetune_operator.observe.status import (
     Observation,
     TrainerVerdict,
@@ -467,3 +468,71 @@ def test_a_cleanup_seen_again_keeps_one_cleaned_up_condition() -> None:
     # The conditions are a list-map keyed by type: the API server refuses a type twice.
     assert [c.type for c in twice.conditions].count("CleanedUp") == 1
     assert _by_type(twice)["CleanedUp"] == _by_type(once)["CleanedUp"]
+
+
+def _waiting_pod(phase: str, kind: str, name: str, reason: str, message: str | None = None) -> dict[str, Any]:
+    waiting = {"reason": reason, **({"message": message} if message is not None else {})}
+    return {
+        "status": {
+            "phase": phase,
+            kind: [{"name": "other", "state": {"running": {}}}, {"name": name, "state": {"waiting": waiting}}],
+        }
+    }
+
+
+@pytest.mark.parametrize(
+    ("pods", "expected"),
+    [
+        (
+            [
+                _waiting_pod(
+                    "Pending", "containerStatuses", "trainer", "ErrImagePull", 'failed to pull "r/absent:v1": not found'
+                )
+            ],
+            ("ErrImagePull", 'container trainer cannot start: failed to pull "r/absent:v1": not found'),
+        ),
+        (
+            [
+                _waiting_pod(
+                    "Pending", "initContainerStatuses", "model-loader", "ImagePullBackOff", "Back-off pulling r/m:v1"
+                )
+            ],
+            ("ImagePullBackOff", "container model-loader cannot start: Back-off pulling r/m:v1"),
+        ),
+        (
+            [_waiting_pod("Pending", "containerStatuses", "trainer", "CreateContainerConfigError")],
+            ("CreateContainerConfigError", "container trainer cannot start: CreateContainerConfigError"),
+        ),
+        # Waiting for a reason that passes (still creating), or a pod that runs: nothing to say.
+        ([_waiting_pod("Pending", "containerStatuses", "trainer", "ContainerCreating")], None),
+        ([_waiting_pod("Running", "containerStatuses", "trainer", "ErrImagePull")], None),
+        ([], None),
+    ],
+)
+def test_a_container_stuck_on_an_image_or_config_is_found(
+    pods: list[dict[str, Any]], expected: tuple[str, str] | None
+) -> None:
+    assert waiting_on(pods) == expected
+
+
+def test_a_pending_training_stuck_on_an_image_says_so_in_its_verdict() -> None:
+    stuck = ("ErrImagePull", "container trainer cannot start: r/absent:v1: not found")
+    observed = _observation(_job(active=1), waiting=stuck)
+    assert verdict(observed) == Verdict("Pending", "ErrImagePull", stuck[1])
+    running = _observation(_job(active=1, ready=1), waiting=stuck)
+    assert verdict(running).reason == "PodsRunning"
+
+
+def test_a_deadline_stays_the_cause_when_the_trainer_logs_its_end() -> None:
+    failed = _job(
+        conditions=[_true("Failed", reason="DeadlineExceeded", message="Job was active longer than specified deadline")]
+    )
+    said = TrainerVerdict("failed", "['python3', 'train.py'] exits with return code = -15")
+    got = verdict(_observation(failed, trainer=said))
+    assert (got.phase, got.reason) == ("Failed", "DeadlineExceeded")
+    assert got.message == (
+        "Job was active longer than specified deadline; the trainer's last words: "
+        "['python3', 'train.py'] exits with return code = -15"
+    )
+    other = _job(conditions=[_true("Failed", reason="BackoffLimitExceeded", message="limit")])
+    assert verdict(_observation(other, trainer=said)).reason == "TrainerReportedFailure"

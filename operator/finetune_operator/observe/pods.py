@@ -30,6 +30,36 @@ def training_pod(pods: list[dict[str, Any]]) -> dict[str, Any] | None:
     return max(candidates, key=lambda p: p["metadata"].get("creationTimestamp") or "")
 
 
+# Why a container can wait for ever: what the kubelet says of an image or a config it cannot use.
+STUCK_REASONS = frozenset(
+    {
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "ErrImageNeverPull",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+    }
+)
+
+
+def waiting_on(pods: list[dict[str, Any]]) -> tuple[str, str] | None:
+    """(reason, message) of the first container of a pending pod that waits on what it cannot get (an
+    image that does not exist, a missing Secret): the kubelet retries for ever, so nothing else says so."""
+    for pod in pods:
+        status = pod.get("status") or {}
+        if status.get("phase") not in (None, "Pending"):
+            continue
+        for kind in ("initContainerStatuses", "containerStatuses"):
+            for container in status.get(kind) or []:
+                waiting = (container.get("state") or {}).get("waiting") or {}
+                reason = waiting.get("reason")
+                if reason in STUCK_REASONS:
+                    said = str(waiting.get("message") or reason)[:1000]
+                    return reason, f"container {container.get('name')} cannot start: {said}"
+    return None
+
+
 def _terminated(
     pod: dict[str, Any], kind: str = "containerStatuses", name: str = TRAINER_CONTAINER
 ) -> dict[str, Any] | None:

@@ -63,6 +63,12 @@ class Observation:
     cleanup_after: datetime | None = None
     cleaned_up: bool = False
     output: PushedOutput | None = None  # what the entrypoint pushed (spec.output.image)
+    waiting: tuple[str, str] | None = None  # a container stuck waiting (observe.pods.waiting_on)
+
+
+# Job failure reasons that are the platform's decision, not the trainer's failure, even when the trainer
+# logs its end (a SIGTERM answered with "exits with return code = -15").
+PLATFORM_ENDS = frozenset({"DeadlineExceeded"})
 
 
 def _normalized(text: str | None) -> str | None:
@@ -157,11 +163,16 @@ def verdict(observation: Observation) -> Verdict:
     if result.phase in TERMINAL_PHASES and result.completion_time is None:
         # A finished Job always has a time; should one lack it, the TTL still needs a start.
         result = replace(result, completion_time=timestamp(observation.now))
+    if result.phase == "Pending" and observation.waiting is not None:
+        return replace(result, reason=observation.waiting[0], message=observation.waiting[1])
     if result.phase != "Failed":
         return result
     trainer = observation.trainer
     reason, message = result.reason, result.message
-    if trainer is not None and trainer.verdict == "failed":
+    if trainer is not None and trainer.verdict == "failed" and result.reason in PLATFORM_ENDS:
+        # The platform ended it (its deadline): that is the cause; the trainer's answer to it follows.
+        message = f"{result.message}; the trainer's last words: {trainer.evidence}" if trainer.evidence else message
+    elif trainer is not None and trainer.verdict == "failed":
         # The Job only knows that the pod failed; the trainer's own words (or the push's, or the model
         # copy's) say why.
         reason, message = trainer.reason or "TrainerReportedFailure", trainer.evidence or result.message

@@ -293,8 +293,22 @@ fto_train() {  # sets verdict, reason, status and evidence from the trainer's ex
   tail -n +1 -F -- "$FTO_LOG_FILE" 2>/dev/null &
   tail_pid=$!
   fto_say "starting $trainer"
-  "$trainer" --env_config "$FTO_ENV_CONFIG" --exp_config "$FTO_EXP_CONFIG"
+  # In the background, so that `wait` (unlike a foreground command) lets a trap run at once: a signal
+  # is passed on to the trainer as SIGTERM (a background job has SIGINT ignored), whose end is judged.
+  trainer_pid=""
+  stop=no
+  trap 'stop=yes; [ -z "$trainer_pid" ] || kill -TERM "$trainer_pid" 2>/dev/null' TERM INT HUP
+  "$trainer" --env_config "$FTO_ENV_CONFIG" --exp_config "$FTO_EXP_CONFIG" &
+  trainer_pid=$!
+  if [ "$stop" = yes ]; then kill -TERM "$trainer_pid" 2>/dev/null; fi
+  wait "$trainer_pid"
   code=$?
+  while kill -0 "$trainer_pid" 2>/dev/null; do  # a trap ended `wait` early: wait for the trainer itself
+    wait "$trainer_pid"
+    code=$?
+  done
+  fto_stages_end_at_a_signal
+  if [ "$stop" = yes ]; then fto_say "stopped by a signal: $trainer was told to stop (SIGTERM)"; fi
   sleep 2
   kill "$tail_pid" 2>/dev/null
   wait "$tail_pid" 2>/dev/null
@@ -342,14 +356,22 @@ fto_push() {  # only a training judged succeeded, and only from rank 0
   fi
 }
 
+fto_stages_end_at_a_signal() {  # but the trainer's, which is told to stop and then judged (fto_train)
+  trap 'exit 143' TERM
+  trap 'exit 130' INT
+  trap 'exit 129' HUP
+}
+
 fto_run() {  # in a subshell: everything the prescript does to its shell stays in it
   trap - EXIT
+  fto_stages_end_at_a_signal
   fto_enter Prescript
   if [ -s "$FTO_PRESCRIPT" ]; then
     fto_say "running the prescript"
     . "$FTO_PRESCRIPT"
   fi
   set +eu  # the prescript's options are its own: the steps below are written without them
+  fto_stages_end_at_a_signal  # and so are its traps
   fto_settings
   fto_enter Setup
   fto_prepare
@@ -363,11 +385,22 @@ fto_run() {  # in a subshell: everything the prescript does to its shell stays i
   exit "$status"
 }
 
-# As PID 1 the shell ignores signals it has no handler for; elsewhere too, so that a `kill $$` of a
-# script (whose $$ is this shell) cannot end the judge before the run's verdict.
-trap : HUP INT TERM
-( fto_run )
-fto_judge "$?"
+# As a container's PID 1 the shell gets no signal it has no handler for: the kubelet's SIGTERM (a deleted
+# pod, an eviction, a deadline) did nothing until SIGKILL. The judge passes a signal on to the run and
+# still judges its end; a `kill $$` of a script (whose $$ is this shell) ends the run, never the judge.
+run_pid=""
+stopping=no
+trap 'stopping=yes; [ -z "$run_pid" ] || kill -TERM "$run_pid" 2>/dev/null' HUP INT TERM
+( fto_run ) &
+run_pid=$!
+if [ "$stopping" = yes ]; then kill -TERM "$run_pid" 2>/dev/null; fi
+wait "$run_pid"
+run_status=$?
+while kill -0 "$run_pid" 2>/dev/null; do  # a trap ended `wait` early: wait for the run itself
+  wait "$run_pid"
+  run_status=$?
+done
+fto_judge "$run_status"
 """
 
 

@@ -1,6 +1,6 @@
 // Command oci-registry serves go-containerregistry's in-memory OCI registry
-// (github.com/google/go-containerregistry/pkg/registry) on 127.0.0.1, for the tests of the
-// training container's push step.
+// (github.com/google/go-containerregistry/pkg/registry) on 127.0.0.1 (or --address, e.g. the real
+// node's bridge address, where pods reach it), for the tests of the training container's push step.
 //
 // With --user and --password every request needs HTTP basic auth with exactly these
 // credentials; anything else gets 401 with a Basic challenge, as a registry behind basic auth
@@ -44,7 +44,8 @@ func withBasicAuth(next http.Handler, user, password string) http.Handler {
 }
 
 func run() error {
-	port := flag.Int("port", 0, "TCP port on 127.0.0.1 (0: any free port)")
+	port := flag.Int("port", 0, "TCP port (0: any free port)")
+	address := flag.String("address", "127.0.0.1", "address to listen on (this host's: 127.0.0.1, or the real node's bridge)")
 	user := flag.String("user", "", "require HTTP basic auth with this user name (needs --password)")
 	password := flag.String("password", "", "the password of --user")
 	quiet := flag.Bool("quiet", false, "do not log every request")
@@ -63,7 +64,7 @@ func run() error {
 		handler = withBasicAuth(handler, *user, *password)
 	}
 
-	listener, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(*port)))
+	listener, err := net.Listen("tcp", net.JoinHostPort(*address, strconv.Itoa(*port)))
 	if err != nil {
 		return err
 	}
