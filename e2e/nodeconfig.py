@@ -463,3 +463,35 @@ def status_patch(capacity: NodeCapacity) -> list[dict[str, Any]]:
 
 #: Start order of the node's processes; the teardown stops them in reverse (after the kubelet).
 NODE_COMPONENTS = ("node-registry", "containerd", "coredns", "kubelet", "fto-device-plugin")
+
+
+def host_volume_manifests(directory: Path, namespace: str, claim: str, labels: dict[str, str]) -> list[dict[str, Any]]:
+    """A PersistentVolume on the real node's disk (hostPath) and a claim in ``namespace`` bound to it
+    (the PV is named ``<namespace>-<claim>``)."""
+    pv_name = f"{namespace}-{claim}"
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": pv_name, "labels": labels},
+            "spec": {
+                "capacity": {"storage": "1Gi"},
+                "accessModes": ["ReadWriteOnce"],
+                "persistentVolumeReclaimPolicy": "Retain",
+                "storageClassName": "",
+                "hostPath": {"path": str(directory), "type": "Directory"},
+                "claimRef": {"namespace": namespace, "name": claim},
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": claim, "namespace": namespace},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": "",
+                "volumeName": pv_name,
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        },
+    ]

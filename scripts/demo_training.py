@@ -14,7 +14,6 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -68,14 +67,15 @@ def on_the_real_node(local: lc.LocalCluster, cluster: lc.Cluster) -> int:
     directory = local.workdir / "node" / "volumes" / "demo-output"
     directory.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o1777)
-    cluster.kubectl("delete", "pv", "demo-output", "--ignore-not-found")  # of a demo before: Released
-    cluster.apply(output_volume(directory))
+    # The PV of a demo before is Released, its claim gone with the namespace: made anew.
+    cluster.kubectl("delete", "pv", f"{NAMESPACE}-output", "--ignore-not-found")
+    cluster.apply(nodeconfig.host_volume_manifests(directory, NAMESPACE, "output", {}))
     ftj = yaml.safe_load((ROOT / "examples" / "basic.yaml").read_text())
     repository, tag = state["images"]["trainer"].rsplit(":", 1)
     ftj["spec"].update(
         # The stand-in trainer's image carries a small model where basic.yaml's modelNameOrPath points.
         image={"repository": repository, "tag": tag, "pullPolicy": "IfNotPresent"},
-        volumes=[{"name": "out", "mountPath": "/mnt/out", "persistentVolumeClaim": {"claimName": "demo-output"}}],
+        volumes=[{"name": "out", "mountPath": "/mnt/out", "persistentVolumeClaim": {"claimName": "output"}}],
         nodeSelector={nodeconfig.NODE_KIND_LABEL: "real"},
         tolerations=[{"key": nodeconfig.REAL_NODE_TAINT, "operator": "Exists", "effect": "NoSchedule"}],
         # The stand-in trains 2 epochs of 12 steps, one a second, logging them as the real trainer does.
@@ -96,36 +96,6 @@ def on_the_real_node(local: lc.LocalCluster, cluster: lc.Cluster) -> int:
         print(cluster.kubectl("logs", "-n", NAMESPACE, pod, "--tail", "6", check=False).stdout, flush=True)
     print(f"the trained output, on the node's disk: {directory}")
     return 0 if show(cluster, last) == "Succeeded" else 1
-
-
-def output_volume(directory: Path) -> list[dict[str, Any]]:
-    """A PersistentVolume on the real node's disk (hostPath) and the demo's claim bound to it."""
-    return [
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolume",
-            "metadata": {"name": "demo-output"},
-            "spec": {
-                "capacity": {"storage": "1Gi"},
-                "accessModes": ["ReadWriteOnce"],
-                "persistentVolumeReclaimPolicy": "Retain",
-                "storageClassName": "",
-                "hostPath": {"path": str(directory), "type": "Directory"},
-                "claimRef": {"namespace": NAMESPACE, "name": "demo-output"},
-            },
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": {"name": "demo-output", "namespace": NAMESPACE},
-            "spec": {
-                "accessModes": ["ReadWriteOnce"],
-                "storageClassName": "",
-                "volumeName": "demo-output",
-                "resources": {"requests": {"storage": "1Gi"}},
-            },
-        },
-    ]
 
 
 def on_kwok(cluster: lc.Cluster) -> int:

@@ -70,6 +70,15 @@ fto_settings() {  # set again after the prescript, whose variables may bear the 
 }
 fto_settings
 
+fto_wait_for() {  # pid: sets waited to its exit status, also when a trap ends `wait` before it ends
+  wait "$1"
+  waited=$?
+  while kill -0 "$1" 2>/dev/null; do
+    wait "$1"
+    waited=$?
+  done
+}
+
 fto_say() { printf '[finetune-operator] %s\n' "$*"; }
 fto_one_line() { printf '%s' "$1" | tr '\r\n' '  ' | cut -c1-1000; }
 
@@ -301,12 +310,8 @@ fto_train() {  # sets verdict, reason, status and evidence from the trainer's ex
   "$trainer" --env_config "$FTO_ENV_CONFIG" --exp_config "$FTO_EXP_CONFIG" &
   trainer_pid=$!
   if [ "$stop" = yes ]; then kill -TERM "$trainer_pid" 2>/dev/null; fi
-  wait "$trainer_pid"
-  code=$?
-  while kill -0 "$trainer_pid" 2>/dev/null; do  # a trap ended `wait` early: wait for the trainer itself
-    wait "$trainer_pid"
-    code=$?
-  done
+  fto_wait_for "$trainer_pid"
+  code=$waited
   fto_stages_end_at_a_signal
   if [ "$stop" = yes ]; then fto_say "stopped by a signal: $trainer was told to stop (SIGTERM)"; fi
   sleep 2
@@ -394,13 +399,8 @@ trap 'stopping=yes; [ -z "$run_pid" ] || kill -TERM "$run_pid" 2>/dev/null' HUP 
 ( fto_run ) &
 run_pid=$!
 if [ "$stopping" = yes ]; then kill -TERM "$run_pid" 2>/dev/null; fi
-wait "$run_pid"
-run_status=$?
-while kill -0 "$run_pid" 2>/dev/null; do  # a trap ended `wait` early: wait for the run itself
-  wait "$run_pid"
-  run_status=$?
-done
-fto_judge "$run_status"
+fto_wait_for "$run_pid"
+fto_judge "$waited"
 """
 
 

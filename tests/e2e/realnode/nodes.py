@@ -85,35 +85,7 @@ def host_volume(cluster: lc.Cluster, node: RealNode, namespace: str, name: str) 
     directory = node.root / "volumes" / f"{namespace}-{name}"
     directory.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o1777)
-    pv_name = f"{namespace}-{name}"
-    cluster.apply(
-        [
-            {
-                "apiVersion": "v1",
-                "kind": "PersistentVolume",
-                "metadata": {"name": pv_name, "labels": {lc.NAMESPACE_LABEL: namespace}},
-                "spec": {
-                    "capacity": {"storage": "1Gi"},
-                    "accessModes": ["ReadWriteOnce"],
-                    "persistentVolumeReclaimPolicy": "Retain",
-                    "storageClassName": "",
-                    "hostPath": {"path": str(directory), "type": "Directory"},
-                    "claimRef": {"namespace": namespace, "name": name},
-                },
-            },
-            {
-                "apiVersion": "v1",
-                "kind": "PersistentVolumeClaim",
-                "metadata": {"name": name, "namespace": namespace},
-                "spec": {
-                    "accessModes": ["ReadWriteOnce"],
-                    "storageClassName": "",
-                    "volumeName": pv_name,
-                    "resources": {"requests": {"storage": "1Gi"}},
-                },
-            },
-        ]
-    )
+    cluster.apply(nodeconfig.host_volume_manifests(directory, namespace, name, {lc.NAMESPACE_LABEL: namespace}))
     cluster.wait_for(
         lambda: (cluster.get_json("pvc", name, "-n", namespace) or {}).get("status", {}).get("phase") == "Bound",
         what=f"PVC {namespace}/{name} bound",
