@@ -56,15 +56,21 @@ CASES: dict[str, Case] = {
         None,
         ("FileNotFoundError: [Errno 2] No such file or directory: '/config/train_data/other.yaml'",),
     ),
+    # The run's own stages: the entrypoint's reason and words (REALNODE-FINDINGS.md finding 2, fixed).
     "prescript": Case(
-        {"prescript": "echo preparing\nexit 5\n"}, 5, "PrescriptFailed", "BackoffLimitExceeded", None, ("preparing",)
+        {"prescript": "echo preparing\nexit 5\n"},
+        5,
+        "PrescriptFailed",
+        "PrescriptFailed",
+        "the Prescript stage exited with status 5",
+        ("preparing",),
     ),
     "postscript": Case(
         {"prescript": FAST, "postscript": "echo copying\nexit 4\n"},
         4,
         "PostscriptFailed",
-        "BackoffLimitExceeded",
-        None,
+        "PostscriptFailed",
+        "the postscript exited with status 4",
         ("copying", phisonai2.COMPLETE),
     ),
 }
