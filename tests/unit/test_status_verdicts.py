@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from finetune_operator.api.status import Condition, FineTuneJobStatus
-from finetune_operator.observe.pods import waiting_on
+from finetune_operator.observe.pods import newest_phase, waiting_on
 from finetune_operator.observe.status import (
     Observation,
     TrainerVerdict,
@@ -536,3 +536,30 @@ def test_a_deadline_stays_the_cause_when_the_trainer_logs_its_end() -> None:
     )
     other = _job(conditions=[_true("Failed", reason="BackoffLimitExceeded", message="limit")])
     assert verdict(_observation(other, trainer=said)).reason == "TrainerReportedFailure"
+
+
+@pytest.mark.parametrize(
+    ("phase", "expected"),
+    [
+        # The container ended, the kubelet said so, the Job controller has not counted it yet.
+        ("Succeeded", ("Running", "PodsFinished")),
+        ("Failed", ("Running", "PodsFinished")),
+        ("Running", ("Running", "PodsRunning")),
+        ("Pending", ("Pending", "PodsPending")),
+        (None, ("Pending", "PodsPending")),
+    ],
+)
+def test_an_active_pod_that_is_not_ready_is_judged_by_the_newest_pods_phase(
+    phase: str | None, expected: tuple[str, str]
+) -> None:
+    """Found on the real node: Running, then Pending for a moment as the container ended, then Succeeded."""
+    job = _job(active=1, ready=0, startTime=START)
+    got = verdict(_observation(job, newest_pod_phase=phase))
+    assert (got.phase, got.reason) == expected
+
+
+def test_the_newest_pod_is_the_replacement() -> None:
+    old = {"metadata": {"creationTimestamp": "2026-11-28T12:00:00Z"}, "status": {"phase": "Failed"}}
+    new = {"metadata": {"creationTimestamp": "2026-11-28T12:00:09Z"}, "status": {"phase": "Pending"}}
+    assert newest_phase([old, new]) == newest_phase([new, old]) == "Pending"
+    assert newest_phase([]) is None

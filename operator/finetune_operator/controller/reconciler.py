@@ -25,7 +25,7 @@ from finetune_operator.observe.following import Followed, first_step_due
 from finetune_operator.observe.merge_patch import merge_patch
 from finetune_operator.observe.outcome import pushed, trainer_verdict
 from finetune_operator.observe.owners import owns
-from finetune_operator.observe.pods import first_failed_rank, waiting_on
+from finetune_operator.observe.pods import first_failed_rank, newest_phase, waiting_on
 from finetune_operator.observe.progress import format_duration
 from finetune_operator.observe.status import (
     MODEL_PATH_MISMATCH,
@@ -135,6 +135,7 @@ async def reconcile_pass(ctl: Controller, body: dict[str, Any], job: dict[str, A
         failed_attempts=attempts.failed if ranks > 1 or attempts.failed else None,
         output=None if terminal else pushed(pods, job, ranks, facts.push_repository if facts is not None else None),
         waiting=waiting_on(pods),
+        newest_pod_phase=newest_phase(pods),
     )
     desired = await _after_ttl(ctl, body, observation, the_plan, job)
     if desired is None:

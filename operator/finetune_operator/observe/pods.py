@@ -60,6 +60,14 @@ def waiting_on(pods: list[dict[str, Any]]) -> tuple[str, str] | None:
     return None
 
 
+def newest_phase(pods: list[dict[str, Any]]) -> str | None:
+    """The phase of the newest of these pods (a retry's replacement is newer than the pod it replaces)."""
+    if not pods:
+        return None
+    newest = max(pods, key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "")
+    return (newest.get("status") or {}).get("phase")
+
+
 def _terminated(
     pod: dict[str, Any], kind: str = "containerStatuses", name: str = TRAINER_CONTAINER
 ) -> dict[str, Any] | None:

@@ -64,6 +64,7 @@ class Observation:
     cleaned_up: bool = False
     output: PushedOutput | None = None  # what the entrypoint pushed (spec.output.image)
     waiting: tuple[str, str] | None = None  # a container stuck waiting (observe.pods.waiting_on)
+    newest_pod_phase: str | None = None  # of the Job's own pods, the newest
 
 
 # Job failure reasons that are the platform's decision, not the trainer's failure, even when the trainer
@@ -165,6 +166,8 @@ def verdict(observation: Observation) -> Verdict:
         result = replace(result, completion_time=timestamp(observation.now))
     if result.phase == "Pending" and observation.waiting is not None:
         return replace(result, reason=observation.waiting[0], message=observation.waiting[1])
+    if result.reason == "PodsPending" and observation.ranks == 1:
+        result = _as_its_pod_says(result, observation.newest_pod_phase)
     if result.phase != "Failed":
         return result
     trainer = observation.trainer
@@ -180,6 +183,19 @@ def verdict(observation: Observation) -> Verdict:
         # Kept in the record: the pod and its log go with the TTL cleanup, this condition stays.
         message += "\nlast lines of the trainer's log:\n" + "\n".join(observation.log_lines)
     return Verdict("Failed", reason, message, True, result.completion_time, result.start_time)
+
+
+def _as_its_pod_says(result: Verdict, phase: str | None) -> Verdict:
+    """The Job counts its pod active but not ready: before the pod started, or after its container ended
+    (the kubelet reports the pod first, the Job controller counts it after). Its newest pod tells which:
+    a pod that ran is no step back to Pending (found on a real node: Running, Pending, Succeeded)."""
+    if phase in ("Succeeded", "Failed"):
+        return Verdict(
+            "Running", "PodsFinished", "the training pod finished; the Job is finishing", start_time=result.start_time
+        )
+    if phase == "Running":
+        return Verdict("Running", "PodsRunning", "the training pod is running", start_time=result.start_time)
+    return result
 
 
 def _kept(current: FineTuneJobStatus) -> Verdict:

@@ -43,6 +43,17 @@ def trainer_spec(node: RealNode, claim: str, prescript: str = "", **extra: Any) 
     return on_real_node(spec)
 
 
+def phase_story(cluster: lc.Cluster, namespace: str, uid: str) -> list[str]:
+    """The phases the FineTuneJob's phase Events told ("<phase>: ..."), in the order they were made."""
+    phases = ("Pending", "Running", "Suspended", "Succeeded", "Failed")
+    told = sorted(
+        (int(e["metadata"]["resourceVersion"]), e.get("message", "").split(":", 1)[0])
+        for e in cluster.events(namespace)
+        if e["involvedObject"].get("uid") == uid
+    )
+    return [phase for _, phase in told if phase in phases]
+
+
 def metrics(ftj: dict[str, Any]) -> dict[str, str]:
     return {m["name"]: m["value"] for m in ftj["status"].get("trainerStatus", {}).get("metrics", [])}
 
@@ -101,6 +112,9 @@ def test_a_finetunejob_on_the_real_node_succeeds_with_progress_from_the_real_log
         "step: 6",
         f"loss: {phisonai2.loss_at(5)}",
     ]
+    # The Events tell each phase once, in order: a real container's end (the kubelet reports the pod
+    # before the Job controller counts it) is no step back to Pending (found here: Running, Pending, ...).
+    assert phase_story(cluster, namespace, done["metadata"]["uid"]) == ["Pending", "Running", "Succeeded"]
     # What the trainer wrote is in the volume: its log, and a checkpoint per epoch.
     log = run_log(directory, done).read_text()
     assert phisonai2.COMPLETE in log

@@ -146,7 +146,13 @@ def test_a_suspended_run_is_no_longer_read_and_a_pending_one_still_is() -> None:
     world = World()
     body = _running(world)
     uid = body["metadata"]["uid"]
-    world.deliver_job(active=1, ready=0, failed=1)  # its pod failed and is replaced: still followed
+    # Its pod failed and is replaced (the replacement newer, Pending): still followed.
+    failed, replacement = copy.deepcopy(world.pods[("ns", "run")][0]), copy.deepcopy(world.pods[("ns", "run")][0])
+    failed["status"]["phase"] = "Failed"
+    replacement["metadata"].update(name="run-y", creationTimestamp="2026-11-28T12:00:30Z")
+    replacement["status"] = {"phase": "Pending"}
+    world.deliver_pods([failed, replacement])
+    world.deliver_job(active=1, ready=0, failed=1)
     world.event(world.stored(body))
     assert world.last_status()["phase"] == "Pending"
     assert world.controller.memory.of(uid).followed is not None
