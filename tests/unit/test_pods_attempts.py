@@ -221,20 +221,19 @@ def test_ranks_of() -> None:
 
 
 @pytest.mark.parametrize(
-    ("job", "num_nodes", "suspended", "due"),
+    ("job", "num_nodes", "due"),
     [
-        (_attempt_job(suspend=True, parallelism=2), 4, True, True),
-        (_attempt_job(suspend=True), 2, True, True),
-        (_attempt_job(suspend=True, parallelism=2), 2, True, False),
-        # The user has not suspended (or the Job still runs a pod): nothing changes in place.
-        (_attempt_job(suspend=True, parallelism=2), 4, False, False),
-        (_attempt_job(suspend=False, parallelism=2), 4, True, False),
-        ({**_attempt_job(suspend=True, parallelism=2), "status": {"active": 1}}, 4, True, False),
-        ({**_attempt_job(suspend=True, parallelism=2), "status": {"active": 0}}, 4, True, True),
+        (_attempt_job(suspend=True, parallelism=2), 4, True),
+        (_attempt_job(suspend=True), 2, True),
+        (_attempt_job(suspend=True, parallelism=2), 2, False),
+        # A Job that runs (or still runs a pod) is not remade in place.
+        (_attempt_job(suspend=False, parallelism=2), 4, False),
+        ({**_attempt_job(suspend=True, parallelism=2), "status": {"active": 1}}, 4, False),
+        ({**_attempt_job(suspend=True, parallelism=2), "status": {"active": 0}}, 4, True),
     ],
 )
-def test_resize_due(job: dict[str, Any], num_nodes: int, suspended: bool, due: bool) -> None:
-    assert resize_due(job, num_nodes, suspended) is due
+def test_resize_due(job: dict[str, Any], num_nodes: int, due: bool) -> None:
+    assert resize_due(job, num_nodes) is due
 
 
 def _failed_job(reason: str = "PodFailurePolicy") -> dict[str, Any]:

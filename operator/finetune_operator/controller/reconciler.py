@@ -210,10 +210,11 @@ def _attempt_change(
     if is_stale(job, attempts):
         message = f"a Job of attempt {attempts.attempt - 1} is being removed before attempt {attempts.attempt}"
         return AttemptChange(job, attempts, Verdict("Pending", "WaitingForPreviousAttempt", message))
-    if resize_due(job, spec.num_nodes, spec.suspend):
+    if resize_due(job, spec.num_nodes):
         after = Attempts(attempts.attempt + 1, attempts.failed)
         message = f"numNodes is now {spec.num_nodes}: the held Job is made anew with {spec.num_nodes} ranks"
-        return AttemptChange(job, after, Verdict("Suspended", "JobSuspended", message), ("Normal", "Resized", message))
+        held = Verdict("Suspended", "JobSuspended", message) if spec.suspend else Verdict("Pending", "Resized", message)
+        return AttemptChange(job, after, held, ("Normal", "Resized", message))
     if spec.num_nodes <= 1:
         return None
     pods = ctl.views.pods(body["metadata"]["namespace"], body["metadata"]["name"], job)

@@ -52,11 +52,13 @@ def ranks_of(job: dict[str, Any]) -> int:
     return int((job.get("spec") or {}).get("parallelism") or 1)
 
 
-def resize_due(job: dict[str, Any], num_nodes: int, suspended: bool) -> bool:
-    """The user changed numNodes while suspended: the held Job is made anew with the new count (its pod
-    template, NNODES and WORLD_SIZE included, cannot change in place)."""
+def resize_due(job: dict[str, Any], num_nodes: int) -> bool:
+    """numNodes changed while the Job is held (suspended, no pod): it is made anew with the new count
+    (its pod template, NNODES and WORLD_SIZE included, cannot change in place), also when the same change
+    resumed the FineTuneJob (refused by the CRD's rule, but a cluster may still run an older CRD) or a
+    queue holds the Job: a held Job is never let go with the count of before."""
     held = bool((job.get("spec") or {}).get("suspend")) and not (job.get("status") or {}).get("active")
-    return suspended and held and ranks_of(job) != num_nodes
+    return held and ranks_of(job) != num_nodes
 
 
 @dataclass(frozen=True)

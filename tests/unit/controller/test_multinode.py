@@ -178,3 +178,21 @@ def test_changing_the_node_count_while_suspended_makes_the_job_anew() -> None:
     world.event(world.stored(resized))
     job = world.kube.get("Job", "ns", "run")
     assert job is not None and job["spec"]["parallelism"] == 3 and job["spec"]["suspend"] is True
+
+
+def test_a_resize_and_resume_in_one_change_remakes_the_held_job_before_it_runs() -> None:
+    """The CRD refuses it (issue 20 #11); a cluster with an older CRD may still store it: the held Job
+    (2 ranks) is not resumed with the count of before, it is made anew with 4 and not suspended."""
+    world = World()
+    body = world.add({**TWO, "suspend": True})
+    world.event(body)
+    world.deliver_job()
+    both = world.edit(body, numNodes=4, suspend=False)
+    world.event(both)
+    assert world.kube.get("Job", "ns", "run") is None
+    assert world.kube.calls["patch_job"] == 0  # never resumed as it was
+    assert (world.last_status()["phase"], world.last_status()["attempt"]) == ("Pending", 2)
+    world.jobs.clear()
+    world.event(world.stored(both))
+    job = world.kube.get("Job", "ns", "run")
+    assert job is not None and job["spec"]["parallelism"] == 4 and job["spec"]["suspend"] is False
