@@ -1,7 +1,8 @@
 """The real node's parts that are not Go binaries: Debian packages and the node's two images.
 
 * ``runc`` and the CNI plugins (bridge, host-local, loopback) from Debian (``containernetworking-plugins``),
-  and ``gcc``/``libc6-dev`` for the pause binary: installed with apt when missing (root only);
+  ``nft`` for kube-proxy's nftables mode (``nftables``), and ``gcc``/``libc6-dev`` for the pause
+  binary: installed with apt when missing (root only);
 * the pause image: ``e2e/toolchain/pause/pause.c`` built with ``gcc -static``, one layer;
 * the stand-in trainer image (``e2e/standin/phisonai2.py`` as ``/usr/local/bin/phisonai2``, a PyYAML
   wheel from PyPI, a tiny model at the chart's default ``modelNameOrPath``) as one layer on the
@@ -39,6 +40,8 @@ IMAGE_SCRIPT = REPO_ROOT / "scripts" / "image"
 APT_PACKAGES: dict[str, tuple[str, ...]] = {
     "runc": ("/usr/sbin/runc",),
     "containernetworking-plugins": ("/usr/lib/cni/bridge", "/usr/lib/cni/host-local", "/usr/lib/cni/loopback"),
+    # kube-proxy's nftables mode runs nft (sigs.k8s.io/knftables); 1.0.6 in bookworm (it needs >= 1.0.1).
+    "nftables": ("/usr/sbin/nft",),
     "gcc": ("/usr/bin/gcc",),
     "libc6-dev": ("/usr/lib/x86_64-linux-gnu/libc.a",),
 }
