@@ -126,9 +126,9 @@ class RealNode:
         lay.kube_proxy_config.write_text(json.dumps(nodeconfig.kube_proxy_config(lay, network), indent=2) + "\n")
         self._start(nodeconfig.kube_proxy(lay, network), 60)
 
-    def nft(self, *args: str) -> str:
-        """``nft`` in kube-proxy's network namespace (e.g. ``list``, ``table``, ``ip``, ``kube-proxy``)."""
-        return nodehost.nsenter(self.layout.kube_proxy_netns, "nft", *args).stdout
+    def nsenter(self, *argv: str) -> str:
+        """A command's output from inside kube-proxy's network namespace (e.g. ``nft list ruleset``)."""
+        return nodehost.nsenter(self.layout.kube_proxy_netns, *argv).stdout
 
     def _ensure_built(self) -> None:
         if build_toolchain.is_node_built():
@@ -236,6 +236,16 @@ class RealNode:
         if check and proc.returncode != 0:
             raise ClusterError(f"ctr {' '.join(args)} failed (exit {proc.returncode}): {proc.stderr.strip()}")
         return proc
+
+    def import_image(self, archive: Path) -> None:
+        """Import an OCI archive (its ``org.opencontainers.image.ref.name`` or containerd's name
+        annotation names it) into the node's containerd, where the kubelet finds it without a pull."""
+        self.ctr("images", "import", "--snapshotter", "overlayfs", str(archive), timeout=300)
+
+    def conntrack(self) -> list[str]:
+        """The connections kube-proxy's namespace tracks (``/proc/net/nf_conntrack`` read from inside
+        it), e.g. a pod's to 10.96.0.1:443 and where it was DNATed to."""
+        return self.nsenter("cat", "/proc/net/nf_conntrack").splitlines()
 
     # -- down ----------------------------------------------------------------------------------
 
@@ -354,6 +364,12 @@ class RealNode:
             "cgroup_root": state.get("cgroup_root"),
             "trainer_image": (state.get("images") or {}).get("trainer"),
         }
+        if state.get("proxy_ip"):
+            relay = f"{state.get('node_ip')}:{(state.get('ports') or {}).get('apiserver_relay')}"
+            info["service_proxy"] = (
+                f"kube-proxy (nftables) in {state.get('netns')} at {state['proxy_ip']}; "
+                f"the kubernetes Service ends at {relay}"
+            )
         if client is not None:
             node = client.get_json("node", NODE_NAME) or {}
             conditions = node.get("status", {}).get("conditions", [])
