@@ -9,7 +9,7 @@ toolchain on the machine, from the wrapper modules under ``e2e/toolchain/<name>/
 go.mod/go.sum pin every version).
 
 Where the machine can run the real node (root, cgroup v1; see ``e2e/node_build.py``) it also
-builds the node's parts: kubelet, containerd (with its runc shim and ctr), CoreDNS and our fake
+builds the node's parts: kubelet, kube-proxy, containerd (with its runc shim and ctr), CoreDNS and our fake
 device plugin from the Go module proxy, installs runc and the CNI plugins with apt, and makes the
 node's images (a pause image from a static C program, the stand-in trainer on the project's local
 Debian base). Elsewhere it says in one line why they are skipped. The binaries land in a cache directory outside the
@@ -98,10 +98,11 @@ BINARIES: tuple[str, ...] = (
     "kstatus",
 )
 
-#: Binaries of the real node (kubelet, containerd, CoreDNS, the fake device plugin); checked by
+#: Binaries of the real node (kubelet, kube-proxy, containerd, CoreDNS, the fake device plugin); checked by
 #: ``is_node_built`` with the node's apt packages and images (``e2e/node_build.py``).
 NODE_BINARIES: tuple[str, ...] = (
     "kubelet",
+    "kube-proxy",
     "containerd",
     "containerd-shim-runc-v2",
     "ctr",
@@ -254,6 +255,7 @@ def _node_targets(pinned: dict[str, str], k8s_flags: tuple[str, ...]) -> list[Ta
     coredns_flags = (f"-X github.com/coredns/coredns/coremain.GitCommit={pinned['coredns']}",)
     return [
         Target("kubelet", "kubernetes", "k8s.io/kubernetes/cmd/kubelet", k8s_flags, node=True),
+        Target("kube-proxy", "kubernetes", "k8s.io/kubernetes/cmd/kube-proxy", k8s_flags, node=True),
         Target("containerd", "containerd", f"{pkg}/cmd/containerd", containerd_flags, tags=CONTAINERD_TAGS, node=True),
         Target(
             "containerd-shim-runc-v2",

@@ -14,9 +14,11 @@ from typing import Literal
 
 from .common import KWOK_NODE_ANNOTATION, parse_duration_ms
 
-#: How a health URL is reached: plain HTTP (etcd), as the admin (API server), or unverified TLS
+#: How a health URL is reached: plain HTTP (etcd), as the admin (API server), as the admin with the
+#: server's certificate checked against the cluster's CA but not its name (the API server through the
+#: real node's relay on the bridge address, which its certificate does not name), or unverified TLS
 #: (controller-manager, scheduler and kwok serve certificates nobody signed).
-HealthTLS = Literal["none", "admin", "insecure"]
+HealthTLS = Literal["none", "admin", "admin-ca", "insecure"]
 
 LOOPBACK = "127.0.0.1"
 SERVICE_CIDR = "10.96.0.0/16"

@@ -19,7 +19,7 @@ from .commands import Component, HealthTLS, Layout, Ports
 from .common import COMPONENTS, E2E_DIR, ENV_MARKER, GPU_PRESENT_LABEL, ClusterError, clusters_root, log, wait_until
 from .config import ClusterConfig, node_manifests
 from .handle import Cluster
-from .pki import admin_ssl, insecure_ssl, make_pki, write_kubeconfig
+from .pki import admin_ssl, admin_ssl_any_name, insecure_ssl, make_pki, write_kubeconfig
 from .processes import ProcessRecord, StateFile, is_same_process, pid_alive
 
 #: Order of ``down``: clients first, then the API server, then etcd (each exits quicker so).
@@ -117,13 +117,16 @@ class LocalCluster:
         self._save_state(self.phase)
         return record
 
-    def _tls(self, kind: HealthTLS) -> ssl.SSLContext | None:
+    def tls(self, kind: HealthTLS) -> ssl.SSLContext | None:
+        """The TLS context a health URL of this kind is reached with."""
         if kind == "admin":
             return admin_ssl(self.pki)
+        if kind == "admin-ca":
+            return admin_ssl_any_name(self.pki)
         return insecure_ssl() if kind == "insecure" else None
 
     def _wait_healthy(self, record: ProcessRecord, timeout: float) -> None:
-        processes.wait_healthy(record, self._tls(record.health_tls), timeout)
+        processes.wait_healthy(record, self.tls(record.health_tls), timeout)
 
     def _recorded_pids(self) -> dict[str, int]:
         """Live pids of the processes recorded in state.json (a reused pid is left alone)."""

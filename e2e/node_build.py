@@ -1,7 +1,8 @@
 """The real node's parts that are not Go binaries: Debian packages and the node's two images.
 
 * ``runc`` and the CNI plugins (bridge, host-local, loopback) from Debian (``containernetworking-plugins``),
-  and ``gcc``/``libc6-dev`` for the pause binary: installed with apt when missing (root only);
+  ``nft`` for kube-proxy's nftables mode (``nftables``), and ``gcc``/``libc6-dev`` for the pause
+  binary: installed with apt when missing (root only);
 * the pause image: ``e2e/toolchain/pause/pause.c`` built with ``gcc -static``, one layer;
 * the stand-in trainer image (``e2e/standin/phisonai2.py`` as ``/usr/local/bin/phisonai2``, a PyYAML
   wheel from PyPI, a tiny model at the chart's default ``modelNameOrPath``) as one layer on the
@@ -39,6 +40,8 @@ IMAGE_SCRIPT = REPO_ROOT / "scripts" / "image"
 APT_PACKAGES: dict[str, tuple[str, ...]] = {
     "runc": ("/usr/sbin/runc",),
     "containernetworking-plugins": ("/usr/lib/cni/bridge", "/usr/lib/cni/host-local", "/usr/lib/cni/loopback"),
+    # kube-proxy's nftables mode runs nft (sigs.k8s.io/knftables); 1.0.6 in bookworm (it needs >= 1.0.1).
+    "nftables": ("/usr/sbin/nft",),
     "gcc": ("/usr/bin/gcc",),
     "libc6-dev": ("/usr/lib/x86_64-linux-gnu/libc.a",),
 }
@@ -189,17 +192,27 @@ def pause_image(share: Path, logs: Path, log: Log) -> str:
     return "built"
 
 
+def image_cache_dir() -> Path:
+    """Where ``scripts/image`` keeps its OCI archives (the base's, the operator image's)."""
+    return Path(
+        os.environ.get("FTO_IMAGE_CACHE_DIR")
+        or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "finetune-operator" / "image"
+    )
+
+
+def operator_image_archive(name: str) -> Path:
+    """The OCI archive ``scripts/image build`` wrote for the operator image ``name`` (its tag is the
+    hash of its inputs), e.g. to import it into the real node's containerd."""
+    return image_cache_dir() / f"finetune-operator-{name.rsplit(':', 1)[1]}.oci.tar"
+
+
 def _base_archive(logs: Path) -> Path:
     """The project's local Debian base (``scripts/image base``: buildah, debootstrap; cached)."""
     out = _run(["bash", str(IMAGE_SCRIPT), "base"], "trainer-base", logs / "trainer-base.log").strip().splitlines()
     name = out[-1] if out else ""
     if ":" not in name:
         raise NodeBuildError(f"scripts/image base printed no image name: {out!r}")
-    cache = Path(
-        os.environ.get("FTO_IMAGE_CACHE_DIR")
-        or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "finetune-operator" / "image"
-    )
-    archive = cache / f"base-{name.rsplit(':', 1)[1]}.oci.tar"
+    archive = image_cache_dir() / f"base-{name.rsplit(':', 1)[1]}.oci.tar"
     if not archive.is_file():
         raise NodeBuildError(f"scripts/image base made {name} but its archive {archive} is missing")
     return archive

@@ -1,11 +1,20 @@
 """The real node's settings and command lines, from paths, ports and its network (pure: no I/O).
 
 One real node per cluster: containerd (its CRI plugin runs the pods with runc), the kubelet, CoreDNS
-for cluster names, our fake device plugin and an in-memory OCI registry that every image name maps
-to. The node's network is a private bridge with its own /24 (``NodeNetwork``; several real nodes on
-one machine get different slots): the kubelet and CoreDNS listen on the bridge's address, which only
-this host and its pods reach; everything else listens on 127.0.0.1. Pods get no default route, so
-no address off this machine is reachable from them.
+for cluster names, kube-proxy for ClusterIP Services, our fake device plugin and an in-memory OCI
+registry that every image name maps to. The node's network is a private bridge with its own /24
+(``NodeNetwork``; several real nodes on one machine get different slots): the kubelet, CoreDNS and
+the API server's relay listen on the bridge's address, which only this host and its pods reach;
+everything else listens on 127.0.0.1. Pods get no default route, so no address off this machine is
+reachable from them.
+
+kube-proxy runs in a network namespace of its own (a "service router" on the bridge, address
+``.2``), not in the host's: its nftables table (``ip kube-proxy``, a fixed name) would otherwise be
+shared by every real node of this machine (each cluster's kube-proxy would delete the others'
+Services), and its rules, conntrack entries and forwarding setting vanish with the namespace. Pods
+route the Service range to it; it DNATs (and masquerades, so replies come back through it) to the
+endpoints on the bridge. Its namespace's only route is the bridge's /24: a Service whose endpoint is
+anywhere else is dropped there, so Services add no way off this machine either.
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .commands import LOOPBACK, Component
+from .commands import LOOPBACK, SERVICE_CIDR, Component
 
 NODE_NAME = "real-node"
 #: Real and kwok nodes are told apart by this label (values "real", "kwok") ...
@@ -36,6 +45,16 @@ MAX_SOCKET_PATH = 107
 #: Subnets of the node bridges: slot k gets 10.245.k.0/24 (outside kwok's 10.244.0.0/16).
 SUBNET_PREFIX = "10.245"
 MAX_SLOTS = 32
+#: kube-proxy's health port, on its own namespace's bridge address (nothing else listens there).
+KUBE_PROXY_HEALTHZ_PORT = 10256
+#: kube-proxy's metrics port, on its own namespace's loopback (reachable from nowhere else).
+KUBE_PROXY_METRICS_PORT = 10249
+#: The identity of kube-proxy's client certificate: the built-in ClusterRoleBinding
+#: ``system:node-proxier`` grants this user what kube-proxy reads (Services, EndpointSlices, Nodes).
+KUBE_PROXY_USER = "system:kube-proxy"
+#: Who manages the ``kubernetes`` Service's EndpointSlice (the API server runs with
+#: ``--endpoint-reconciler-type=none``: it writes none itself).
+ENDPOINTS_MANAGER = "e2e.finetune.aidaptiv.io"
 
 
 @dataclass(frozen=True)
@@ -56,6 +75,16 @@ class NodeNetwork:
     def node_ip(self) -> str:
         """The bridge's address: the node's InternalIP, the kubelet's and CoreDNS's listen address."""
         return f"{SUBNET_PREFIX}.{self.slot}.1"
+
+    @property
+    def proxy_ip(self) -> str:
+        """kube-proxy's namespace's address on the bridge: the pods' gateway to the Service range."""
+        return f"{SUBNET_PREFIX}.{self.slot}.2"
+
+    @property
+    def proxy_link(self) -> str:
+        """The host's end of the veth pair into kube-proxy's namespace (a port of the bridge)."""
+        return f"fto-kp{self.slot}"
 
     @property
     def range_start(self) -> str:
@@ -136,6 +165,20 @@ class NodeLayout:
         return self.root / "Corefile"
 
     @property
+    def kube_proxy_netns(self) -> Path:
+        """kube-proxy's network namespace, bind-mounted on this file (so the unmount of everything
+        under the work dir at `down` also frees it, with every nftables rule in it)."""
+        return self.root / "kube-proxy.netns"
+
+    @property
+    def kube_proxy_config(self) -> Path:
+        return self.root / "kube-proxy.yaml"
+
+    @property
+    def kube_proxy_kubeconfig(self) -> Path:
+        return self.root / "kube-proxy.kubeconfig"
+
+    @property
     def nvme(self) -> Path:
         """Host side of every ai100 pod's /mnt/nvme0."""
         return self.root / "nvme0"
@@ -163,6 +206,9 @@ class NodePorts:
     coredns_health: int
     device_plugin: int
     registry: int
+    #: On the bridge address (not 127.0.0.1): the relay to the API server, the endpoint of the
+    #: ``kubernetes`` Service.
+    apiserver_relay: int
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -275,7 +321,8 @@ def containerd_config(layout: NodeLayout, ports: NodePorts, pause_image: str, ru
 
 def cni_conflist(layout: NodeLayout, network: NodeNetwork) -> dict[str, Any]:
     """A bridge the node made itself (with its address): no gateway role for the plugin (it would turn
-    on IP forwarding), no masquerade, no routes: pods reach the bridge's /24 and nothing else."""
+    on IP forwarding), no masquerade, one route: pods reach the bridge's /24 and, through kube-proxy's
+    namespace, the Service range, and nothing else."""
     return {
         "cniVersion": "1.0.0",
         "name": f"fto-{network.slot}",
@@ -299,6 +346,9 @@ def cni_conflist(layout: NodeLayout, network: NodeNetwork) -> dict[str, Any]:
                             }
                         ]
                     ],
+                    # The Service range goes to kube-proxy's namespace (the bridge's .2), nothing else
+                    # beyond the /24: a pod still has no default route.
+                    "routes": [{"dst": SERVICE_CIDR, "gw": network.proxy_ip}],
                     "dataDir": str(layout.cni_ipam_dir),
                 },
             }
@@ -461,8 +511,123 @@ def status_patch(capacity: NodeCapacity) -> list[dict[str, Any]]:
     ]
 
 
+def apiserver_relay(network: NodeNetwork, ports: NodePorts, apiserver_port: int, python: str) -> Component:
+    """The API server on the bridge address (``e2e/tcprelay.py``), where kube-proxy's namespace and the
+    pods reach it; the API server itself keeps listening on 127.0.0.1 only. Healthy when the API
+    server answers through it (its certificate names 10.96.0.1 and kubernetes.default.svc, not the
+    bridge address: checked against the cluster's CA, not by name)."""
+    listen = f"{network.node_ip}:{ports.apiserver_relay}"
+    argv = [python, str(Path(__file__).resolve().parent / "tcprelay.py"), "--listen", listen]
+    argv += ["--connect", f"{LOOPBACK}:{apiserver_port}"]
+    return Component("apiserver-relay", argv, f"https://{listen}/readyz", "admin-ca")
+
+
+def kube_proxy_kubeconfig(network: NodeNetwork, ports: NodePorts, pki: Path) -> dict[str, Any]:
+    """kube-proxy reaches the API server through the relay on the bridge (its namespace has no way to
+    the host's 127.0.0.1), naming the server as the certificate does (``tls-server-name``)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "local",
+                "cluster": {
+                    "server": f"https://{network.node_ip}:{ports.apiserver_relay}",
+                    "certificate-authority": str(pki / "ca.crt"),
+                    "tls-server-name": "kubernetes.default.svc",
+                },
+            }
+        ],
+        "users": [
+            {
+                "name": "kube-proxy",
+                "user": {
+                    "client-certificate": str(pki / "kube-proxy.crt"),
+                    "client-key": str(pki / "kube-proxy.key"),
+                },
+            }
+        ],
+        "contexts": [{"name": "local", "context": {"cluster": "local", "user": "kube-proxy"}}],
+        "current-context": "local",
+    }
+
+
+def kube_proxy_config(layout: NodeLayout, network: NodeNetwork) -> dict[str, Any]:
+    """The KubeProxyConfiguration: nftables mode (its own table; the kernel here has nf_tables built in,
+    and Debian's nft 1.0.6), every Service connection masqueraded (the endpoint answers kube-proxy's
+    namespace, which un-NATs the reply; without it a pod's reply would go straight back to a client
+    that expects it from the Service's address), and nothing machine-wide touched: no conntrack
+    table size or timeouts (kube-proxy would write the host's nf_conntrack_max and hash size), no
+    OOM score (no CAP_SYS_RESOURCE here)."""
+    return {
+        "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+        "kind": "KubeProxyConfiguration",
+        "clientConnection": {"kubeconfig": str(layout.kube_proxy_kubeconfig), "qps": 50, "burst": 100},
+        "hostnameOverride": NODE_NAME,
+        "mode": "nftables",
+        "nftables": {"masqueradeAll": True},
+        "detectLocalMode": "ClusterCIDR",
+        "clusterCIDR": network.subnet,
+        "healthzBindAddress": f"{network.proxy_ip}:{KUBE_PROXY_HEALTHZ_PORT}",
+        "metricsBindAddress": f"{LOOPBACK}:{KUBE_PROXY_METRICS_PORT}",
+        "nodePortAddresses": [f"{network.proxy_ip}/32"],
+        "oomScoreAdj": 0,
+        "conntrack": {
+            "maxPerCore": 0,
+            "min": 0,
+            "tcpEstablishedTimeout": "0s",
+            "tcpCloseWaitTimeout": "0s",
+        },
+        "configSyncPeriod": "15m",
+    }
+
+
+def kube_proxy(layout: NodeLayout, network: NodeNetwork) -> Component:
+    """kube-proxy, started inside its namespace by nsenter (which execs it: the pid is kube-proxy's)."""
+    argv = [
+        "nsenter",
+        f"--net={layout.kube_proxy_netns}",
+        "--",
+        str(layout.bins / "kube-proxy"),
+        f"--config={layout.kube_proxy_config}",
+        "--v=2",
+    ]
+    health = f"http://{network.proxy_ip}:{KUBE_PROXY_HEALTHZ_PORT}/healthz"
+    # nft (knftables runs it) and nsenter are in /usr/sbin and /usr/bin.
+    return Component("kube-proxy", argv, health, "none", {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+
+
+def kubernetes_endpoint_slice(network: NodeNetwork, ports: NodePorts) -> dict[str, Any]:
+    """The endpoint of the ``kubernetes`` Service (10.96.0.1:443): the API server's relay on the bridge.
+    An EndpointSlice may not name a loopback address, and kube-proxy must DNAT to an address the
+    pods' packets can reach: the bridge's."""
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": "kubernetes",
+            "namespace": "default",
+            "labels": {
+                "kubernetes.io/service-name": "kubernetes",
+                "endpointslice.kubernetes.io/managed-by": ENDPOINTS_MANAGER,
+            },
+        },
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [network.node_ip], "conditions": {"ready": True}}],
+        "ports": [{"name": "https", "port": ports.apiserver_relay, "protocol": "TCP"}],
+    }
+
+
 #: Start order of the node's processes; the teardown stops them in reverse (after the kubelet).
-NODE_COMPONENTS = ("node-registry", "containerd", "coredns", "kubelet", "fto-device-plugin")
+NODE_COMPONENTS = (
+    "node-registry",
+    "containerd",
+    "coredns",
+    "kubelet",
+    "fto-device-plugin",
+    "apiserver-relay",
+    "kube-proxy",
+)
 
 
 def host_volume_manifests(directory: Path, namespace: str, claim: str, labels: dict[str, str]) -> list[dict[str, Any]]:

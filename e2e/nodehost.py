@@ -1,6 +1,6 @@
 """What a real node changes on the host, and how each change is undone: the bridge, the cgroups, the
-mounts, the kernel settings the kubelet sets, and the few machine-wide paths the kubelet and
-containerd hard-code.
+mounts, kube-proxy's network namespace, the kernel settings the kubelet sets, and the few
+machine-wide paths the kubelet and containerd hard-code.
 
 Several real nodes (of several clusters) may run on one machine; each takes a *slot* (its bridge
 ``fto-br<slot>`` and subnet) under a machine-wide lock in ``/run/finetune-operator``. The kernel
@@ -15,6 +15,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -111,6 +112,106 @@ def delete_bridge(name: str) -> None:
         run("ip", "link", "delete", port, check=False)
     if link_exists(name):
         run("ip", "link", "delete", name)
+
+
+# -- kube-proxy's network namespace ------------------------------------------------------------
+
+
+def nsenter(netns: Path, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run a command in the network namespace bound on ``netns`` (its mounts and all else: the host's)."""
+    return run("nsenter", f"--net={netns}", "--", *argv, check=check)
+
+
+def create_proxy_netns(netns: Path, link: str, bridge: str, address: str) -> None:
+    """A network namespace bound on the file ``netns``, joined to the bridge by a veth pair: ``link``
+    (the host's end, a port of the bridge) and ``eth0`` inside with ``address`` (CIDR). Inside, IPv4
+    forwarding is on (kube-proxy DNATs a pod's packet to another pod: forwarded back out of eth0) and
+    IPv6 off; its only route is the bridge's subnet, so nothing it forwards can leave this machine.
+    Undone by deleting ``link`` (the pair goes with it) and unmounting ``netns``, once no process is
+    left in it (then the kernel frees the namespace and every rule and conntrack entry in it)."""
+    netns.touch()
+    run("unshare", f"--net={netns}", "true")
+    try:
+        run("ip", "link", "add", link, "type", "veth", "peer", "name", "eth0", "netns", str(netns))
+        _write_sysctl(Path(f"/proc/sys/net/ipv6/conf/{link}/disable_ipv6"), "1")
+        run("ip", "link", "set", link, "master", bridge)
+        run("ip", "link", "set", link, "up")
+        # /proc/sys/net is the namespace of the process that opens it: written from inside.
+        nsenter(netns, "sh", "-c", "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6 "
+                "&& echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6 "
+                "&& echo 1 > /proc/sys/net/ipv4/ip_forward")  # fmt: skip
+        nsenter(netns, "ip", "link", "set", "lo", "up")
+        nsenter(netns, "ip", "addr", "add", address, "dev", "eth0")
+        nsenter(netns, "ip", "link", "set", "eth0", "up")
+    except ClusterError:
+        delete_proxy_netns(netns, link)
+        raise
+
+
+def delete_proxy_netns(netns: Path, link: str) -> None:
+    """Delete the veth pair and unbind the namespace (freed when its last process has gone)."""
+    if link_exists(link):
+        run("ip", "link", "delete", link, check=False)
+    if netns.exists():
+        if str(netns) in mounts_under(netns):
+            run("umount", str(netns), check=False)
+        with contextlib.suppress(OSError):
+            netns.unlink()
+
+
+def netns_inode(netns: Path) -> int:
+    """The namespace's inode number (``net:[N]`` in /proc/PID/ns/net and in mountinfo)."""
+    return os.stat(netns).st_ino
+
+
+def netns_holders(inode: int) -> list[str]:
+    """What still keeps the network namespace ``net:[inode]`` alive, by exact listing: processes in it,
+    open file descriptors of it, and bind mounts of it (empty: the kernel has freed it, and with it
+    every nftables rule, route and conntrack entry it had)."""
+    name = f"net:[{inode}]"
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if os.readlink(entry / "ns" / "net") == name:
+                found.append(f"process {entry.name}")
+        with contextlib.suppress(OSError):
+            for fd in (entry / "fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd) == name:
+                        found.append(f"fd {entry.name}/{fd.name}")
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        if len(fields) > 4 and fields[3] == name:
+            found.append(f"mount {_unescape(fields[4])}")
+    return found
+
+
+#: The host's netfilter rules, as its tools list them: nftables (every family), and iptables in both of
+#: its back ends (legacy xtables tables are listed only where they exist).
+NETFILTER_LISTINGS: tuple[tuple[str, ...], ...] = (
+    ("nft", "-s", "list", "ruleset"),
+    ("iptables-nft-save",),
+    ("ip6tables-nft-save",),
+    ("iptables-legacy-save",),
+    ("ip6tables-legacy-save",),
+)
+
+
+def netfilter_ruleset(listings: tuple[tuple[str, ...], ...] = NETFILTER_LISTINGS) -> dict[str, list[str]]:
+    """The host network namespace's netfilter rules and chains, by exact listing: each tool's output
+    without its comments (the date of the listing) and packet counters (traffic moves them). A tool
+    that is not installed lists nothing."""
+    found: dict[str, list[str]] = {}
+    for argv in listings:
+        try:
+            proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=60)
+        except FileNotFoundError:
+            continue
+        lines = [re.sub(r" \[\d+:\d+\]$", "", line) for line in proc.stdout.splitlines()]
+        found[argv[0]] = [line for line in lines if line.strip() and not line.startswith("#")]
+    return found
 
 
 # -- mounts ------------------------------------------------------------------------------------

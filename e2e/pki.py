@@ -118,6 +118,15 @@ def admin_ssl(pki: Path) -> ssl.SSLContext:
     return ctx
 
 
+def admin_ssl_any_name(pki: Path) -> ssl.SSLContext:
+    """As ``admin_ssl``, but the server's name is not checked, only that the cluster's CA signed its
+    certificate: the API server through the real node's relay, on an address its certificate does not
+    name (the bridge's, chosen after the certificate was made)."""
+    ctx = admin_ssl(pki)
+    ctx.check_hostname = False
+    return ctx
+
+
 def insecure_ssl() -> ssl.SSLContext:
     """TLS without verification: controller-manager and scheduler serve self-signed certificates."""
     ctx = ssl.create_default_context()

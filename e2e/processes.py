@@ -53,8 +53,8 @@ class ProcessRecord:
 
 
 def _health_tls(value: str) -> HealthTLS:
-    if value == "admin":
-        return "admin"
+    if value in ("admin", "admin-ca"):
+        return "admin" if value == "admin" else "admin-ca"
     return "insecure" if value == "insecure" else "none"
 
 

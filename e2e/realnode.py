@@ -1,13 +1,16 @@
-"""A real node beside the kwok nodes: kubelet + containerd (runc) + CoreDNS + a fake device plugin.
+"""A real node beside the kwok nodes: kubelet + containerd (runc) + CoreDNS + kube-proxy + a fake
+device plugin.
 
 ``RealNode(local).up()`` starts it in a cluster that ``LocalCluster`` brought up (``e2e/cluster up
 --real-node``, or ``ClusterConfig(real_node=True)``); ``down()`` undoes everything it did, in this
 order (otherwise mounts and cgroups leak into the next run): cordon the node and delete its pods
 (the kubelet stops their containers), delete the Node (the API server never dials its address
-again), stop the kubelet, remove what containers are left (``ctr``), stop containerd, CoreDNS, the
-device plugin and the node's registry by pid, unmount everything under the node's directory, delete
-the bridge, remove the cgroups, put back the kernel settings the kubelet changed (when no other real
-node runs) and the kubelet's machine-wide leftovers.
+again) and the ``kubernetes`` Service's endpoint, stop the kubelet, remove what containers are left
+(``ctr``), stop kube-proxy, the API server's relay, containerd, CoreDNS, the device plugin and the
+node's registry by pid, unmount everything under the node's directory (kube-proxy's network
+namespace too: the kernel then frees it with its nftables rules), delete the bridge (and the veth
+into that namespace), remove the cgroups, put back the kernel settings the kubelet changed (when no
+other real node runs) and the kubelet's machine-wide leftovers.
 
 The node's settings are in ``e2e/nodeconfig.py``; the host changes in ``e2e/nodehost.py``.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -104,6 +108,27 @@ class RealNode:
         self._start(nodeconfig.device_plugin(self.layout, ports, self.capacity), 60)
         self._wait_ready(client)
         self.advertise(client)
+        self._start_service_proxy(client, network, ports)
+
+    def _start_service_proxy(self, client: Cluster, network: NodeNetwork, ports: NodePorts) -> None:
+        """ClusterIP Services for the node's pods: the API server's relay on the bridge, the
+        ``kubernetes`` Service's endpoint on it, and kube-proxy in its own network namespace (see
+        ``e2e/nodeconfig.py``), healthy once it has written the Services' rules."""
+        lay = self.layout
+        self._save(proxy_link=network.proxy_link, proxy_ip=network.proxy_ip, netns=str(lay.kube_proxy_netns))
+        nodehost.create_proxy_netns(lay.kube_proxy_netns, network.proxy_link, network.bridge, f"{network.proxy_ip}/24")
+        self._save(netns_inode=nodehost.netns_inode(lay.kube_proxy_netns))
+        self._start(nodeconfig.apiserver_relay(network, ports, self.local.ports["apiserver"], sys.executable), 30)
+        client.apply(nodeconfig.kubernetes_endpoint_slice(network, ports))
+        add_leaf(self.local.pki, "kube-proxy", f"/CN={nodeconfig.KUBE_PROXY_USER}", "clientAuth")
+        kube_proxy_kubeconfig = nodeconfig.kube_proxy_kubeconfig(network, ports, self.local.pki)
+        lay.kube_proxy_kubeconfig.write_text(json.dumps(kube_proxy_kubeconfig, indent=2) + "\n")
+        lay.kube_proxy_config.write_text(json.dumps(nodeconfig.kube_proxy_config(lay, network), indent=2) + "\n")
+        self._start(nodeconfig.kube_proxy(lay, network), 60)
+
+    def nsenter(self, *argv: str) -> str:
+        """A command's output from inside kube-proxy's network namespace (e.g. ``nft list ruleset``)."""
+        return nodehost.nsenter(self.layout.kube_proxy_netns, *argv).stdout
 
     def _ensure_built(self) -> None:
         if build_toolchain.is_node_built():
@@ -158,7 +183,7 @@ class RealNode:
 
     def _start(self, component: Any, timeout: float) -> ProcessRecord:
         record = self.local.start_process(component)
-        processes.wait_healthy(record, None, timeout)
+        processes.wait_healthy(record, self.local.tls(record.health_tls), timeout)
         return record
 
     def _wait_ready(self, client: Cluster) -> None:
@@ -212,6 +237,16 @@ class RealNode:
             raise ClusterError(f"ctr {' '.join(args)} failed (exit {proc.returncode}): {proc.stderr.strip()}")
         return proc
 
+    def import_image(self, archive: Path) -> None:
+        """Import an OCI archive (its ``org.opencontainers.image.ref.name`` or containerd's name
+        annotation names it) into the node's containerd, where the kubelet finds it without a pull."""
+        self.ctr("images", "import", "--snapshotter", "overlayfs", str(archive), timeout=300)
+
+    def conntrack(self) -> list[str]:
+        """The connections kube-proxy's namespace tracks (``/proc/net/nf_conntrack`` read from inside
+        it), e.g. a pod's to 10.96.0.1:443 and where it was DNATed to."""
+        return self.nsenter("cat", "/proc/net/nf_conntrack").splitlines()
+
     # -- down ----------------------------------------------------------------------------------
 
     def down(self, client: Cluster | None) -> None:
@@ -222,14 +257,19 @@ class RealNode:
         bridge = state.get("bridge") or self.bridge_by_alias()
         if client is not None:
             self._delete_pods(client)
+            self._delete_endpoints(client)
         self._stop(("kubelet",))
         self._remove_containers()
-        self._stop(("fto-device-plugin", "coredns", "containerd", "node-registry"))
+        self._stop(("kube-proxy", "apiserver-relay", "fto-device-plugin", "coredns", "containerd", "node-registry"))
         self._stop_shims()
-        left = nodehost.unmount_under(self.local.workdir)  # the kubelet's root dir and containerd's dirs
+        # The kubelet's root dir, containerd's dirs and kube-proxy's namespace (its last holder: no
+        # process is left in it, so the kernel frees it and its rules now).
+        left = nodehost.unmount_under(self.local.workdir)
         if left:
             raise ClusterError(f"real node: still mounted after unmounting: {left}")
         with nodehost.machine_lock():
+            if state.get("proxy_link"):
+                nodehost.delete_proxy_netns(self.layout.kube_proxy_netns, str(state["proxy_link"]))
             if bridge:
                 nodehost.delete_bridge(str(bridge))
             stuck = nodehost.remove_cgroups(self.cgroup_root)
@@ -270,6 +310,14 @@ class RealNode:
         except TimeoutError as exc:
             log(f"real node: {exc}; removing their containers with ctr")
         client.kubectl("delete", "node", NODE_NAME, "--ignore-not-found", "--wait=true", check=False)
+
+    def _delete_endpoints(self, client: Cluster) -> None:
+        """The ``kubernetes`` Service's endpoint named this node's bridge: gone with it (the API server
+        keeps none of its own here)."""
+        slice_ = client.get_json("endpointslice", "kubernetes", "-n", "default") or {}
+        labels = slice_.get("metadata", {}).get("labels", {})
+        if labels.get("endpointslice.kubernetes.io/managed-by") == nodeconfig.ENDPOINTS_MANAGER:
+            client.kubectl("delete", "endpointslice", "kubernetes", "-n", "default", "--ignore-not-found", check=False)
 
     def _records(self, names: tuple[str, ...]) -> list[ProcessRecord]:
         return [r for r in processes.StateFile(self.local.state_file).records() if r.name in names]
@@ -316,6 +364,12 @@ class RealNode:
             "cgroup_root": state.get("cgroup_root"),
             "trainer_image": (state.get("images") or {}).get("trainer"),
         }
+        if state.get("proxy_ip"):
+            relay = f"{state.get('node_ip')}:{(state.get('ports') or {}).get('apiserver_relay')}"
+            info["service_proxy"] = (
+                f"kube-proxy (nftables) in {state.get('netns')} at {state['proxy_ip']}; "
+                f"the kubernetes Service ends at {relay}"
+            )
         if client is not None:
             node = client.get_json("node", NODE_NAME) or {}
             conditions = node.get("status", {}).get("conditions", [])
@@ -325,13 +379,18 @@ class RealNode:
         return info
 
 
-def host_leftovers(workdir: Path, cluster_name: str, bridge: str | None) -> dict[str, list[str]]:
+def host_leftovers(
+    workdir: Path, cluster_name: str, bridge: str | None, netns_inode: int | None = None
+) -> dict[str, list[str]]:
     """What a real node of ``workdir`` left on this host, by exact listing (empty lists: nothing):
-    processes with its marker, mounts under the work dir, its bridge, its cgroup directories."""
+    processes with its marker, mounts under the work dir, its bridge and the veth into kube-proxy's
+    namespace, its cgroup directories, and what still holds kube-proxy's namespace (``netns_inode``)."""
     marker = f"{ENV_MARKER}={workdir}".encode()
+    ours = set() if bridge is None else {bridge, bridge.replace("fto-br", "fto-kp", 1)}
     return {
         "processes": [f"{pid} {processes.proc_name(pid)}" for pid in sorted(processes.marker_pids(marker))],
         "mounts": nodehost.mounts_under(workdir),
-        "links": [name for name in nodehost.links() if bridge is not None and name == bridge],
+        "links": [name for name in nodehost.links() if name in ours],
         "cgroups": [str(p) for p in nodehost.cgroup_dirs(nodeconfig.cgroup_root(cluster_name))],
+        "netns": [] if netns_inode is None else nodehost.netns_holders(netns_inode),
     }

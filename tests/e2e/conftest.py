@@ -13,6 +13,9 @@
   arguments: ``.kill_component("kube-apiserver")``, ``.start_component("etcd")``,
   ``.restart_component(name)``, ``.wait_healthy()``. A test that kills something restarts it.
 * ``namespace`` (per test): a fresh namespace, deleted after the test.
+* ``operator_image`` (session): the operator's container image of this checkout (``scripts/image
+  build``, `make image`: rebuilt only when its inputs changed); skips where it cannot be built (not
+  root, outside CI).
 
 Every test under tests/e2e is marked ``e2e``, so ``pytest -m "not e2e"`` needs no cluster.
 Environment: ``E2E_KUBECONFIG`` (use an existing cluster), ``E2E_CLUSTER_NAME`` (name of the
@@ -22,6 +25,7 @@ local cluster, default "pytest-<pid>"), ``E2E_KEEP_CLUSTER=1`` (leave the local 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -131,3 +135,20 @@ def running(operator: OperatorProcess) -> OperatorProcess:
     if operator.process is None or operator.process.poll() is not None:
         operator.start()
     return operator
+
+
+@pytest.fixture(scope="session")
+def operator_image() -> str:
+    """The image of this checkout: built by `scripts/image build` unless its inputs are unchanged."""
+    if os.geteuid() != 0 and not os.environ.get("CI"):
+        pytest.skip("building and running the image here needs root (rootful buildah and podman)")
+    result = subprocess.run(
+        ["bash", str(REPO_ROOT / "scripts" / "image"), "build"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=1800,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"scripts/image build failed ({result.returncode}):\n{result.stderr[-6000:]}")
+    return result.stdout.strip().splitlines()[-1]

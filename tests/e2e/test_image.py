@@ -22,7 +22,6 @@ rlimits are set explicitly (podman's defaults need CAP_SYS_RESOURCE, which this 
 from __future__ import annotations
 
 import json
-import os
 import resource
 import shutil
 import signal
@@ -43,7 +42,6 @@ from e2e import localcluster as lc
 from tests.e2e.test_install import CHART, Release, helm
 
 ROOT = Path(__file__).resolve().parents[2]
-IMAGE_SCRIPT = ROOT / "scripts" / "image"
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 # The runtime that works here: crun refuses this machine's hybrid cgroup layout, runc does not.
 PODMAN = ("podman", "--runtime", "runc")
@@ -90,16 +88,9 @@ def _cpus(quantity: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def image() -> str:
-    """The image of this checkout: built by `scripts/image build` unless its inputs are unchanged."""
-    if os.geteuid() != 0 and not os.environ.get("CI"):
-        pytest.skip("building and running the image here needs root (rootful buildah and podman)")
-    result = subprocess.run(
-        ["bash", str(IMAGE_SCRIPT), "build"], capture_output=True, text=True, check=False, timeout=1800
-    )
-    if result.returncode != 0:
-        pytest.fail(f"scripts/image build failed ({result.returncode}):\n{result.stderr[-6000:]}")
-    return result.stdout.strip().splitlines()[-1]
+def image(operator_image: str) -> str:
+    """The image of this checkout (the session's ``operator_image``)."""
+    return operator_image
 
 
 # -- the chart ------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 //go:build tools
 
 // Package tools keeps the Kubernetes commands built for the e2e control plane
-// and its real node (kubelet) in this wrapper module's requirements.
+// and its real node (kubelet, kube-proxy) in this wrapper module's requirements.
 package tools
 
 import (
@@ -9,5 +9,6 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
 	_ "k8s.io/kubernetes/cmd/kubelet"
 )

@@ -1,5 +1,6 @@
 """The real node itself: how it is told apart from kwok's, what `status` says, and that `down` leaves
-nothing of it on this host (checked by exact listings: processes, mounts, links, cgroups)."""
+nothing of it on this host (checked by exact listings: processes, mounts, links, cgroups, kube-proxy's
+network namespace, the host's netfilter rules)."""
 
 from __future__ import annotations
 
@@ -81,9 +82,10 @@ def own_cluster() -> Iterator[lc.LocalCluster]:
             local.down(quiet=True)
 
 
-def test_down_leaves_no_process_mount_link_or_cgroup(own_cluster: lc.LocalCluster) -> None:
+def test_down_leaves_no_process_mount_link_cgroup_or_netfilter_rule(own_cluster: lc.LocalCluster) -> None:
     alone = not any(name.startswith("fto-br") for name in nodehost.links())
     settings = nodehost.read_sysctls()
+    host_rules = nodehost.netfilter_ruleset()
     handle = own_cluster.up()
     node = RealNode.of(own_cluster)
     namespace = handle.create_namespace()
@@ -110,24 +112,37 @@ def test_down_leaves_no_process_mount_link_or_cgroup(own_cluster: lc.LocalCluste
     handle.apply(running, namespace)
     handle.wait_pod_phase(namespace, ["Running"], pod="busy", timeout=120)
     state = own_cluster.load_state() or {}
-    bridge = state["real_node"]["bridge"]
-    before = realnode.host_leftovers(own_cluster.workdir, own_cluster.config.name, bridge)
+    bridge, netns_inode = state["real_node"]["bridge"], state["real_node"]["netns_inode"]
+    before = realnode.host_leftovers(own_cluster.workdir, own_cluster.config.name, bridge, netns_inode)
     veths = nodehost.bridge_ports(bridge)
+    # kube-proxy's rules are in its own namespace, none in the host's (kube-proxy there would share its
+    # fixed table name with every other real node's): the Service's map holds the kubernetes Service.
+    proxy_rules = realnode.RealNode(own_cluster).nsenter("nft", "list", "map", "ip", "kube-proxy", "service-ips")
+    assert "10.96.0.1 . tcp . 443 : goto service-" in proxy_rules, proxy_rules
+    assert nodehost.netfilter_ruleset() == host_rules
     container_pids = nodehost.cgroup_pids(nodeconfig.cgroup_root(own_cluster.config.name))
     # The listings see what is there (else an empty listing after `down` would prove nothing).
     names = {line.split()[1] for line in before["processes"]}
-    assert {"containerd", "kubelet", "coredns", "fto-device-plugin", "kube-apiserver", "etcd"} <= names, before
+    expected = {"containerd", "kubelet", "coredns", "fto-device-plugin", "kube-proxy", "kube-apiserver", "etcd"}
+    assert expected <= names, before
     assert any(name.startswith("containerd-shim") for name in names), before
     assert any("/netns/" in m for m in before["mounts"]) and any(
         "kubernetes.io~empty-dir" in m for m in before["mounts"]
     )
-    assert before["links"] == [bridge] and veths, nodehost.links()
+    proxy_link = bridge.replace("fto-br", "fto-kp")
+    assert before["links"] == sorted([bridge, proxy_link]) and proxy_link in veths, nodehost.links()
     assert before["cgroups"] and container_pids, describe_pod(handle, namespace, "busy")
+    kube_proxy = next(int(line.split()[0]) for line in before["processes"] if line.split()[1] == "kube-proxy")
+    netns_file = str(own_cluster.workdir / "node" / "kube-proxy.netns")
+    assert {f"process {kube_proxy}", f"mount {netns_file}"} <= set(before["netns"]), before["netns"]
 
     own_cluster.down()
 
-    after = realnode.host_leftovers(own_cluster.workdir, own_cluster.config.name, bridge)
-    assert after == {"processes": [], "mounts": [], "links": [], "cgroups": []}
+    after = realnode.host_leftovers(own_cluster.workdir, own_cluster.config.name, bridge, netns_inode)
+    assert after == {"processes": [], "mounts": [], "links": [], "cgroups": [], "netns": []}
+    # The host's netfilter rules and chains are as they were before the node (nftables and both
+    # iptables back ends, listed exactly): kube-proxy added none there, and its namespace is gone.
+    assert nodehost.netfilter_ruleset() == host_rules
     assert [pid for pid in sorted(container_pids) if Path(f"/proc/{pid}").exists()] == []
     assert not own_cluster.workdir.exists()
     assert [name for name in nodehost.links() if name in (bridge, *veths)] == []

@@ -7,6 +7,7 @@ import json
 import textwrap
 
 from e2e import localcluster as lc
+from e2e import realnode
 from tests.e2e.realnode.nodes import RealNode, container_state, describe_pod, logs, on_real_node, pod
 
 AI100 = "phison.com/ai100"
@@ -230,8 +231,9 @@ def test_more_devices_than_the_node_has_stay_pending(cluster: lc.Cluster, namesp
 def test_pods_reach_cluster_names_and_nothing_off_this_host(
     cluster: lc.Cluster, namespace: str, real_node: RealNode
 ) -> None:
-    """No default route in a pod (only the bridge's /24), cluster names resolve through the node's
-    CoreDNS, any other name is refused by it (it forwards nothing)."""
+    """No default route in a pod (only the bridge's /24, and the Service range through kube-proxy's
+    namespace, whose only route is that /24 again), cluster names resolve through the node's CoreDNS,
+    any other name is refused by it (it forwards nothing)."""
     cluster.apply(
         {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "named"}, "spec": {"ports": [{"port": 80}]}},
         namespace,
@@ -265,12 +267,90 @@ def test_pods_reach_cluster_names_and_nothing_off_this_host(
     assert found["status"]["phase"] == "Succeeded", describe_pod(cluster, namespace, "network")
     seen = json.loads(logs(cluster, namespace, "network"))
     subnet = real_node.node_ip.rsplit(".", 1)[0]
-    # /proc/net/route: interface, destination and gateway in little-endian hex; one route, no gateway.
-    destination = "".join(f"{int(part):02X}" for part in reversed([*subnet.split("."), "0"]))
-    assert seen["routes"] == [["eth0", destination, "00000000"]]
+
+    # /proc/net/route: interface, destination and gateway in little-endian hex: the bridge's /24 without
+    # a gateway, and 10.96.0.0/16 (the Service range) through kube-proxy's namespace (the bridge's .2).
+    def hex_address(address: str) -> str:
+        return "".join(f"{int(part):02X}" for part in reversed(address.split(".")))
+
+    assert sorted(seen["routes"]) == sorted(
+        [
+            ["eth0", hex_address(f"{subnet}.0"), "00000000"],
+            ["eth0", hex_address("10.96.0.0"), hex_address(f"{subnet}.2")],
+        ]
+    )
+    # ... and kube-proxy's namespace routes nothing beyond the bridge: a packet it DNATs anywhere else
+    # (no default route) is dropped there.
+    proxy_routes = realnode.RealNode(real_node.cluster).nsenter("ip", "-4", "route", "show", "table", "all")
+    assert [r.strip() for r in proxy_routes.splitlines() if not r.startswith(("local ", "broadcast "))] == [
+        f"{subnet}.0/24 dev eth0 proto kernel scope link src {subnet}.2"
+    ], proxy_routes
     assert seen["nameserver"] == real_node.node_ip
     assert seen["service"] == [service_ip]
     # CoreDNS answers the cluster's names (NOERROR) and refuses every other (REFUSED): nothing is asked
     # upstream; the resolver calls that a temporary failure (EAI_AGAIN).
     assert (seen["rcode_cluster"], seen["rcode_outside"]) == (0, 5)
     assert seen["outside"] == "error -3"
+
+
+def test_cluster_ip_services_reach_the_api_server_and_a_pod(
+    cluster: lc.Cluster, namespace: str, real_node: RealNode
+) -> None:
+    """kube-proxy on the node: `kubernetes.default` (10.96.0.1:443, DNATed to the API server's relay on
+    the bridge) answers a pod as its ServiceAccount, RBAC applying (its `default` account may read
+    /version, not list pods); and a Service of a pod on the node answers another pod on its ClusterIP
+    (DNATed and masqueraded in kube-proxy's namespace, and back)."""
+    server = pod("web", real_node, "", container={"command": ["python3", "-m", "http.server", "8080"]})
+    server["metadata"]["labels"] = {"app": "web"}
+    cluster.apply(server, namespace)
+    cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "web"},
+            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]},
+        },
+        namespace,
+    )
+    _wait_pod(cluster, namespace, "web", ("Running",))
+    program = textwrap.dedent(
+        """        import json, os, ssl, time, urllib.error, urllib.request
+        account = "/var/run/secrets/kubernetes.io/serviceaccount"
+        context = ssl.create_default_context(cafile=account + "/ca.crt")
+        token = open(account + "/token").read()
+        def api(path):
+            url = "https://kubernetes.default.svc" + path
+            request = urllib.request.Request(url, headers={"Authorization": "Bearer " + token})
+            try:
+                with urllib.request.urlopen(request, context=context, timeout=10) as response:
+                    return response.status, json.loads(response.read())
+            except urllib.error.HTTPError as error:
+                return error.code, json.loads(error.read())
+        version = api("/version")
+        pods = api("/api/v1/namespaces/default/pods")
+        web = None
+        for attempt in range(60):  # the web server may still be starting; bounded
+            try:
+                with urllib.request.urlopen("http://web/", timeout=5) as response:
+                    web = response.status
+                    break
+            except OSError:
+                time.sleep(0.5)
+        print(json.dumps({
+            "env": [os.environ["KUBERNETES_SERVICE_HOST"], os.environ["KUBERNETES_SERVICE_PORT"]],
+            "version": [version[0], version[1].get("gitVersion")],
+            "pods": [pods[0], pods[1].get("reason")],
+            "web": web,
+        }))
+        """
+    )
+    cluster.apply(pod("client", real_node, "", container={"command": ["python3", "-c", program]}), namespace)
+    found = _wait_pod(cluster, namespace, "client")
+    assert found["status"]["phase"] == "Succeeded", describe_pod(cluster, namespace, "client")
+    seen = json.loads(logs(cluster, namespace, "client"))
+    assert seen == {
+        "env": ["10.96.0.1", "443"],
+        "version": [200, "v1.36.3"],
+        "pods": [403, "Forbidden"],
+        "web": 200,
+    }
