@@ -62,8 +62,8 @@ class JobWatch:
         self.handle = path.open("w")
         self.process = subprocess.Popen(argv, stdout=self.handle, stderr=subprocess.DEVNULL)
 
-    def events(self) -> list[tuple[str, str, str]]:
-        """(type, attempt annotation, uid) of each event, in order."""
+    def events(self) -> list[tuple[str, str, str, bool]]:
+        """(type, attempt annotation, uid, whether the Job has failed) of each event, in order."""
         decoder, text, found, position = json.JSONDecoder(), self.path.read_text(), [], 0
         while position < len(text):
             while position < len(text) and text[position].isspace():
@@ -77,6 +77,10 @@ class JobWatch:
                     event["type"],
                     job["metadata"]["annotations"].get("finetune.aidaptiv.io/attempt", ""),
                     job["metadata"]["uid"],
+                    any(
+                        c.get("type") == "Failed" and c.get("status") == "True"
+                        for c in (job.get("status") or {}).get("conditions") or []
+                    ),
                 )
             )
         return found
@@ -194,13 +198,22 @@ def test_a_failed_attempt_is_retried_as_a_group_once_at_a_time_across_an_operato
     retries = [e for e in cluster.events(namespace) if e["reason"] == "Retrying"]
     assert len(retries) == 1, [(e["involvedObject"], e.get("source"), e["message"]) for e in retries]
     assert "attempt 1 failed: rank 1 failed first (exit code 3): NCCL error" in retries[0]["message"]
-    # Every Job the namespace ever had: attempt 1, then attempt 2 only once attempt 1 was gone.
+    # Every Job the namespace ever had: attempt 1, then attempt 2 only once attempt 1 had failed (its
+    # ranks ended); attempt 1's Job is kept, never deleted (issue 20 #14), with its failed rank's pod.
     events = watch.events()
-    added = [(attempt, uid) for kind, attempt, uid in events if kind == "ADDED"]
+    added = [(attempt, uid) for kind, attempt, uid, _ in events if kind == "ADDED"]
     assert [attempt for attempt, _ in added] == ["1", "2"], events
-    first_gone = next(i for i, (kind, _, uid) in enumerate(events) if kind == "DELETED" and uid == added[0][1])
-    second_made = next(i for i, (kind, _, uid) in enumerate(events) if kind == "ADDED" and uid == added[1][1])
-    assert first_gone < second_made
+    first_failed = next(i for i, (_, _, uid, failed) in enumerate(events) if failed and uid == added[0][1])
+    second_made = next(i for i, (kind, _, uid, _) in enumerate(events) if kind == "ADDED" and uid == added[1][1])
+    assert first_failed < second_made
+    assert not [e for e in events if e[0] == "DELETED"], events
+    jobs = {j["metadata"]["uid"]: j for j in cluster.get_json("jobs", "-n", namespace)["items"]}
+    assert jobs[added[0][1]]["metadata"]["name"] == "again"
+    assert jobs[added[1][1]]["metadata"]["name"] == f"again-a2-{ftj['metadata']['uid'][:5]}"
+    assert ftj["status"]["jobName"] == f"again-a2-{ftj['metadata']['uid'][:5]}"
+    kept = cluster.pods(namespace, f"batch.kubernetes.io/controller-uid={added[0][1]}")
+    assert {(p["metadata"]["labels"][INDEX], p["status"]["phase"]) for p in kept} >= {("1", "Failed")}
+    assert "its Job again is kept with its pods and their logs" in retries[0]["message"]
 
 
 def test_the_node_count_changed_while_suspended_is_used_on_resume(
@@ -212,12 +225,16 @@ def test_the_node_count_changed_while_suspended_is_used_on_resume(
     wait_phase(cluster, namespace, "resized", "Suspended", running)
     body["spec"]["numNodes"] = 3
     cluster.apply(body, namespace=namespace)
+    remade = f"resized-a2-{get_ftj(cluster, namespace, 'resized')['metadata']['uid'][:5]}"
     cluster.wait_for(
         lambda: (
-            ((cluster.get_json("job", "resized", "-n", namespace) or {}).get("spec") or {}).get("parallelism") == 3
+            (
+                ((cluster.get_json("job", remade, "-n", namespace) or {}).get("spec") or {}).get("parallelism") == 3
+                and cluster.get_json("job", "resized", "-n", namespace) is None
+            )
             or None
         ),
-        what="the Job made anew with 3 ranks",
+        what="the Job made anew with 3 ranks, the held one gone",
         timeout=60,
         state=running.log,
     )

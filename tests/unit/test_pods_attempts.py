@@ -236,20 +236,24 @@ def test_resize_due(job: dict[str, Any], num_nodes: int, due: bool) -> None:
     assert resize_due(job, num_nodes) is due
 
 
+KEPT = "its Job run is kept with its pods and their logs"
+
+
 def _failed_job(reason: str = "PodFailurePolicy") -> dict[str, Any]:
-    return {"status": {"conditions": [{"type": "Failed", "status": "True", "reason": reason, "message": "m"}]}}
+    conditions = [{"type": "Failed", "status": "True", "reason": reason, "message": "m"}]
+    return {"metadata": {"name": "run"}, "status": {"conditions": conditions}}
 
 
 def test_a_failed_attempt_with_retries_left_starts_the_next() -> None:
     assert retry(_failed_job(), 2, Attempts(1, 0), 2, "rank 1 failed first") == Retry(
         Attempts(2, 1),
         Verdict("Pending", "Retrying", "attempt 1 failed: rank 1 failed first; starting attempt 2 of all 2 ranks"),
-        "attempt 1 failed: rank 1 failed first; starting attempt 2 of all 2 ranks (1 of 2 retries)",
+        "attempt 1 failed: rank 1 failed first; starting attempt 2 of all 2 ranks (1 of 2 retries; " + KEPT + ")",
     )
     assert retry(_failed_job(), 4, Attempts(3, 1), 2, "c") == Retry(
         Attempts(4, 2),
         Verdict("Pending", "Retrying", "attempt 3 failed: c; starting attempt 4 of all 4 ranks"),
-        "attempt 3 failed: c; starting attempt 4 of all 4 ranks (2 of 2 retries)",
+        "attempt 3 failed: c; starting attempt 4 of all 4 ranks (2 of 2 retries; " + KEPT + ")",
     )
 
 

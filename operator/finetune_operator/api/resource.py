@@ -19,7 +19,8 @@ DNS_1035_LABEL = r"[a-z]([-a-z0-9]*[a-z0-9])?"
 
 
 def rank_zero_address(name: str, namespace: str | None) -> str:
-    """The stable DNS name of rank 0 of a multi-node FineTuneJob: pod `<name>-0` of Service `<name>`."""
+    """The DNS name of rank 0 of a multi-node Job: pod `<job>-0` of Service `<job>` (the first attempt's
+    Job has the FineTuneJob's name; a later attempt's has its own, and its ranks are told it)."""
     return f"{name}-0.{name}.{namespace or 'default'}.svc"
 
 

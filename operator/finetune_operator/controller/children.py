@@ -62,26 +62,28 @@ async def create(ctl: Controller, body: dict[str, Any], plan: Plan, remembered: 
     assert plan.ftj is not None
     metadata = body["metadata"]
     namespace, name, uid = metadata["namespace"], metadata["name"], metadata["uid"]
+    manifest = await asyncio.to_thread(manifests.job, plan.ftj, attempt)
+    job_name = manifest["metadata"]["name"]
     try:
-        job = await ctl.kube.create_job(await asyncio.to_thread(manifests.job, plan.ftj, attempt))
+        job = await ctl.kube.create_job(manifest)
         _tell_created(remembered, job)
     except Refused as error:
         return Outcome(None, refused=f"the Job is invalid: {str(error)[:MESSAGE_LIMIT]}")
     except Conflict:
-        found = await ctl.kube.read_job(namespace, name)
+        found = await ctl.kube.read_job(namespace, job_name)
         kind, owner_name, owner_uid = controller_of(found) if found is not None else (None, None, None)
         if found is None:
             job = None  # gone meanwhile: the next pass creates it
-            blocked = _waiting(f"Job {name}")
+            blocked = _waiting(f"Job {job_name}")
         elif owner_uid == uid and attempt_of(found) == attempt:
             job = found  # ours: made by this operator before a restart
             blocked = None
         elif owner_uid == uid:
             job, blocked = None, _waiting(f"the Job of attempt {attempt_of(found)}", "WaitingForPreviousAttempt")
         elif kind == "FineTuneJob" and owner_name == name:
-            job, blocked = None, _waiting(f"Job {name}")
+            job, blocked = None, _waiting(f"Job {job_name}")
         else:
-            job, blocked = None, _conflict(f"a Job named {name}")
+            job, blocked = None, _conflict(f"a Job named {job_name}")
         if job is None:
             _recheck(ctl, body, remembered, "children", WAIT_FOR_PREVIOUS_SECONDS if not blocked.stalled else None)
             return Outcome(None, blocked=blocked)

@@ -20,6 +20,7 @@ from finetune_operator.controller.memory import Memory, Unposted
 from finetune_operator.controller.metrics import Metrics
 from finetune_operator.controller.ports import Clock, KubePort, Timers
 from finetune_operator.controller.reconciler import reconcile_pass
+from finetune_operator.observe.attempts import attempt_of
 from finetune_operator.observe.owners import owns
 from finetune_operator.observe.peering import is_active
 
@@ -60,13 +61,16 @@ class Views:
         self._jobs: Index = jobs if jobs is not None else {}
         self._pods: Index = pods if pods is not None else {}
 
-    @staticmethod
-    def _last(index: Index, key: Key) -> dict[str, Any] | None:
-        found = list(index.get(key, []))
-        return found[-1] if found else None
+    def job(self, owner: dict[str, Any]) -> dict[str, Any] | None:
+        """The FineTuneJob's Job of the latest attempt (a failed attempt's Job is kept beside the next
+        one's); only its own Jobs count: anyone who may create Jobs can copy its label and annotations."""
+        found = self.jobs(owner)
+        return max(found, key=attempt_of) if found else None
 
-    def job(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self._last(self._jobs, (namespace, name))
+    def jobs(self, owner: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every Job of the FineTuneJob (its controller, by uid)."""
+        metadata = owner["metadata"]
+        return [job for job in self._jobs.get((metadata["namespace"], metadata["name"]), []) if owns(owner, job)]
 
     def pods(self, namespace: str, name: str, job: dict[str, Any] | None) -> list[dict[str, Any]]:
         """The pods of this Job (its controller by uid): not every pod with the FineTuneJob's label,
@@ -103,8 +107,7 @@ class Controller:
 
     async def on_finetunejob(self, event_type: str | None, body: dict[str, Any]) -> None:
         if self._noted(event_type, body):
-            metadata = body["metadata"]
-            await self.reconcile(body, self.views.job(metadata["namespace"], metadata["name"]))
+            await self.reconcile(body, self.views.job(body))
 
     def dispatch(self, event_type: str | None, body: dict[str, Any]) -> None:
         """A FineTuneJob event from the watch: noted now, its pass run in a task of its own (at most
@@ -118,7 +121,7 @@ class Controller:
         async with self.passes:
             body = self.memory.body(namespace, name)  # the latest the watch brought, by now
             if body is not None:
-                await self.reconcile(body, self.views.job(namespace, name))
+                await self.reconcile(body, self.views.job(body))
 
     def _noted(self, event_type: str | None, body: dict[str, Any]) -> bool:
         """Remember what the watch says of a FineTuneJob; True when it calls for a pass."""
@@ -139,6 +142,9 @@ class Controller:
         owner = self.memory.body(job["metadata"]["namespace"], owner_name)
         if owner is None or not owns(owner, job):
             return
+        current = self.views.job(owner)
+        if current is not None and attempt_of(job) < attempt_of(current):
+            return  # a failed attempt's Job, kept (or removed at cleanup): the training is the newer one's
         remembered = self.memory.of(owner["metadata"]["uid"])
         if event_type == "DELETED":
             remembered.created_job = None
@@ -198,7 +204,7 @@ class Controller:
         body = self.memory.body(namespace, name)
         if body is None:
             return
-        await self.reconcile(body, self.views.job(namespace, name))
+        await self.reconcile(body, self.views.job(body))
 
     def requeue(self, namespace: str, name: str, uid: str, purpose: str, delay: float) -> None:
         self.timers.schedule((uid, purpose), delay, lambda: self.reconcile_from_views(namespace, name))

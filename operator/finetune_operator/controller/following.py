@@ -51,7 +51,8 @@ async def _read_and_reconcile(ctl: Controller, followed: Followed) -> None:
 
 async def read_progress(ctl: Controller, followed: Followed, final: bool) -> bool:
     """One read of the log's tail, folded in; True if the status should change (progress or condition)."""
-    job = ctl.views.job(followed.namespace, followed.name)
+    body = ctl.memory.body(followed.namespace, followed.name)
+    job = ctl.views.job(body) if body is not None else None
     pod = training_pod(ctl.views.pods(followed.namespace, followed.name, job))
     if pod is None:
         return False

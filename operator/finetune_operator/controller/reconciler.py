@@ -20,7 +20,7 @@ from finetune_operator.api.base import ANNOTATION_REQUESTED_SUSPEND
 from finetune_operator.api.status import NORMAL_PHASES, TERMINAL_PHASES, FineTuneJobStatus
 from finetune_operator.controller import children, following
 from finetune_operator.controller.memory import Remembered, Told
-from finetune_operator.observe.attempts import Attempts, failure_cause, is_stale, resize_due, retry
+from finetune_operator.observe.attempts import Attempts, failure_cause, is_kept, is_stale, resize_due, retry
 from finetune_operator.observe.following import Followed, first_step_due
 from finetune_operator.observe.merge_patch import merge_patch
 from finetune_operator.observe.outcome import pushed, trainer_verdict
@@ -39,6 +39,7 @@ from finetune_operator.observe.status import (
 from finetune_operator.observe.times import parse_timestamp
 from finetune_operator.observe.ttl import Retention, cleanup_deadline
 from finetune_operator.render.manifests import suspend_text
+from finetune_operator.render.objects import attempt_job_name
 from finetune_operator.render.plan import Facts, Plan, Powers, plan
 
 if TYPE_CHECKING:
@@ -70,8 +71,8 @@ async def reconcile_pass(ctl: Controller, body: dict[str, Any], job: dict[str, A
         remembered.told_phase, remembered.told_phase_known = current.phase, True
     terminal = current.phase in TERMINAL_PHASES
 
-    if job is not None and not owns(body, job):
-        job = None
+    if job is not None and (not owns(body, job) or is_kept(job, Attempts.recorded(current))):
+        job = None  # not ours; or a failed attempt's, kept for its logs: the next attempt's Job is made
     if job is None:
         job = remembered.created_job  # created by us, not yet delivered by the watch
     else:
@@ -123,7 +124,7 @@ async def reconcile_pass(ctl: Controller, body: dict[str, Any], job: dict[str, A
         generation=metadata.get("generation") or 0,
         status=current,
         job=job,
-        job_name=name,
+        job_name=job["metadata"]["name"] if job is not None else attempt_job_name(name, uid, attempts.attempt),
         now=ctl.clock.now(),
         invalid=invalid if job is None else None,
         blocked=blocked,
@@ -150,8 +151,9 @@ async def reconcile_pass(ctl: Controller, body: dict[str, Any], job: dict[str, A
     told = change.event if change is not None else None
     await _write_status(ctl, body, remembered, current, desired, verdict(observation), told)
     if change is not None:
-        # Recorded first: a crash from here on finds the old Job stale, and deletes it (never repeats).
-        await _replace_job(ctl, body, change, remembered)
+        # Recorded first: a crash from here on finds the old Job stale (kept if it failed, else deleted)
+        # and makes the next attempt's Job; no attempt is skipped or repeated.
+        await _next_attempt(ctl, body, change, remembered)
     if followed is not None and desired.phase == "Running" and first_step_due(followed):
         await ctl.post(body, "Normal", "TrainingStarted", "the trainer finished its first step")
     if noted and note is not None:
@@ -202,6 +204,7 @@ class AttemptChange:
     attempts: Attempts
     verdict: Verdict
     event: tuple[str, str, str] | None = None  # type, reason, message
+    keep: bool = False  # a failed attempt's Job stays, with its pods and their logs
 
 
 def _attempt_change(
@@ -223,12 +226,17 @@ def _attempt_change(
     again = retry(job, spec.num_nodes, attempts, spec.backoff_limit, cause, failure)
     if again is None:
         return None
-    return AttemptChange(job, again.attempts, again.verdict, ("Warning", "Retrying", again.event))
+    return AttemptChange(job, again.attempts, again.verdict, ("Warning", "Retrying", again.event), keep=True)
 
 
-async def _replace_job(ctl: Controller, body: dict[str, Any], change: AttemptChange, remembered: Remembered) -> None:
-    metadata = change.job["metadata"]
-    await ctl.kube.delete_job(body["metadata"]["namespace"], metadata["name"], metadata["uid"])
+async def _next_attempt(ctl: Controller, body: dict[str, Any], change: AttemptChange, remembered: Remembered) -> None:
+    """A failed attempt's Job stays (the next pass makes the next one's at once); any other goes first
+    (its deletion, seen by the Job watch, brings the next pass)."""
+    metadata, owner = change.job["metadata"], body["metadata"]
+    if change.keep:
+        ctl.requeue(owner["namespace"], owner["name"], owner["uid"], "children", 0.0)
+    else:
+        await ctl.kube.delete_job(owner["namespace"], metadata["name"], metadata["uid"])
     remembered.created_job = None
     remembered.config_map_seen = False
     remembered.service_seen = False  # the Job's Service goes with it; the next attempt's Job gets its own
@@ -310,13 +318,17 @@ async def _after_ttl(
     if deadline > now:
         ctl.requeue(metadata["namespace"], metadata["name"], metadata["uid"], "ttl", (deadline - now).total_seconds())
         return derive_status(replace(observation, cleanup_after=deadline))
-    if job is not None:
-        await ctl.kube.delete_job(metadata["namespace"], job["metadata"]["name"], job["metadata"]["uid"])
+    jobs = {j["metadata"]["uid"]: j for j in [*ctl.views.jobs(body), *([job] if job is not None else [])]}
+    for each in jobs.values():  # the last attempt's and the failed attempts' kept beside it
+        await ctl.kube.delete_job(metadata["namespace"], each["metadata"]["name"], each["metadata"]["uid"])
     if spec.ttl_policy == "DeleteFineTuneJob":
         await ctl.post(body, "Normal", "TTLExpired", "deleting the FineTuneJob (ttlPolicy: DeleteFineTuneJob)")
         await ctl.kube.delete_finetunejob(metadata["namespace"], metadata["name"], metadata["uid"])
         return None
-    await ctl.post(body, "Normal", "TTLExpired", "deleted the Job, its pods and the ConfigMap")
+    gone = "the Job, its pods and the ConfigMap"
+    if len(jobs) > 1:
+        gone = f"the Jobs of all {len(jobs)} attempts, their pods and ConfigMaps"
+    await ctl.post(body, "Normal", "TTLExpired", f"deleted {gone}")
     return derive_status(replace(observation, cleaned_up=True))
 
 

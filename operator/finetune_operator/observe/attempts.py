@@ -1,10 +1,13 @@
 """Attempts of a group of ranks (numNodes > 1): which Job belongs to which attempt, and what to do when
 one fails or the node count changes. Pure decisions; the controller acts on them.
 
-Every attempt is a new Job of the same name (so the ranks' host names, and rank 0's address, stay the
-same), annotated with its number. The number is recorded in status *before* the old Job is deleted,
-so a crash at any point neither skips nor repeats one, and two attempts never run at once: the name
-can hold one Job only, and a Job of an older attempt is deleted before the next is made.
+Every attempt is a new Job, annotated with its number: the first has the FineTuneJob's name, each
+later one a name of its own (its ranks are told their rank 0's address). A failed attempt's Job is
+kept, with its pods and their logs, until the FineTuneJob's own cleanup (its TTL, or its deletion), as a
+single-node Job keeps its failed pods. The number is recorded in status *before* the next Job is made,
+so a crash at any point neither skips nor repeats one; and two attempts never run at once: the next
+is made only once the Job of the one before has failed (its pods ended), and a Job of an older attempt
+that did not fail (a held Job remade with a new node count) is deleted, and waited for, first.
 """
 
 from __future__ import annotations
@@ -44,8 +47,14 @@ def attempt_of(job: dict[str, Any]) -> int:
 
 
 def is_stale(job: dict[str, Any], attempts: Attempts) -> bool:
-    """A Job of an attempt before the one recorded: left behind by a crash, to be deleted, never judged."""
+    """A Job of an attempt before the one recorded: never judged again."""
     return attempt_of(job) < attempts.attempt
+
+
+def is_kept(job: dict[str, Any], attempts: Attempts) -> bool:
+    """A failed attempt's Job, kept for its pods' logs until the FineTuneJob's cleanup; any other Job of
+    an attempt before the one recorded (a held one remade, left behind by a crash) is to be deleted."""
+    return is_stale(job, attempts) and job_verdict(job, ranks_of(job)).phase == "Failed"
 
 
 def ranks_of(job: dict[str, Any]) -> int:
@@ -86,7 +95,9 @@ def retry(
     after = Attempts(attempts.attempt + 1, attempts.failed + 1)
     limit = backoff_limit + 1
     message = f"attempt {attempts.attempt} failed: {cause}; starting attempt {after.attempt} of all {ranks} ranks"
-    return Retry(after, Verdict("Pending", "Retrying", message), f"{message} ({after.failed} of {limit - 1} retries)")
+    kept = f"its Job {(job.get('metadata') or {}).get('name')} is kept with its pods and their logs"
+    event = f"{message} ({after.failed} of {limit - 1} retries; {kept})"
+    return Retry(after, Verdict("Pending", "Retrying", message), event)
 
 
 def _said(failure: RankFailure | None) -> TrainerVerdict:

@@ -61,9 +61,9 @@ def dump_yaml(data: Any) -> str:
     return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True, width=4096)
 
 
-def exp_config(ftj: FineTuneJob) -> str:
+def exp_config(ftj: FineTuneJob, attempt: int = 1) -> str:
     settings = ftj.spec.exp_config.model_dump(mode="python")
-    settings["process_settings"]["multi_node_settings"] = multinode.multi_node_settings(ftj)
+    settings["process_settings"]["multi_node_settings"] = multinode.multi_node_settings(ftj, attempt)
     return dump_yaml(settings)
 
 
@@ -144,11 +144,11 @@ def log_file_value(ftj: FineTuneJob, multi_node: bool) -> str:
     return literal(posixpath.join(directory, name)) + RANK + literal(extension)
 
 
-def config_files(ftj: FineTuneJob) -> dict[str, str]:
-    """ConfigMap data: the three trainer files and the user's two scripts."""
+def config_files(ftj: FineTuneJob, attempt: int = 1) -> dict[str, str]:
+    """ConfigMap data of an attempt: the three trainer files and the user's two scripts."""
     spec = ftj.spec
     return {
-        EXP_CONFIG_FILE: exp_config(ftj),
+        EXP_CONFIG_FILE: exp_config(ftj, attempt),
         ENV_CONFIG_FILE: env_config(ftj, RANK_IN_FILE if ftj.spec.num_nodes > 1 else None),
         TRAIN_DATA_FILE: dataset_config(spec),
         PRESCRIPT_FILE: spec.prescript,

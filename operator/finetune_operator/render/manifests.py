@@ -54,7 +54,7 @@ def config_map(ftj: FineTuneJob, job: dict[str, Any] | None = None, attempt: int
         "kind": "ConfigMap",
         "metadata": meta,
         "immutable": True,
-        "data": configs.config_files(ftj),
+        "data": configs.config_files(ftj, attempt),
     }
 
 
@@ -121,11 +121,11 @@ def _user_mounts(ftj: FineTuneJob) -> list[dict[str, Any]]:
     return mounts
 
 
-def _environment(ftj: FineTuneJob) -> list[dict[str, Any]]:
+def _environment(ftj: FineTuneJob, attempt: int) -> list[dict[str, Any]]:
     # Several ranks: each its own env_config and log, named by its rank (NODE_RANK comes first then).
     # User text as literal(): the kubelet expands $(VAR) and $$ in env values.
     rank = configs.RANK if multinode.is_multi_node(ftj) else None
-    wiring = multinode.rank_environment(ftj) if rank is not None else []
+    wiring = multinode.rank_environment(ftj, attempt) if rank is not None else []
     return [
         *wiring,
         {"name": ep.ENV_OUTPUT_DIR, "value": literal(configs.output_dir(ftj))},
@@ -150,7 +150,7 @@ def _env_config_environment(ftj: FineTuneJob) -> list[dict[str, Any]]:
     ]
 
 
-def _container(ftj: FineTuneJob) -> dict[str, Any]:
+def _container(ftj: FineTuneJob, attempt: int) -> dict[str, Any]:
     spec = ftj.spec
     container: dict[str, Any] = {
         "name": ep.CONTAINER_NAME,
@@ -158,7 +158,7 @@ def _container(ftj: FineTuneJob) -> dict[str, Any]:
         "imagePullPolicy": spec.image.pull_policy,
         "command": ["/bin/sh", "-c"],
         "args": [literal(ep.ENTRYPOINT)],  # the kubelet would turn the script's own $$ into $
-        "env": _environment(ftj),
+        "env": _environment(ftj, attempt),
         "resources": _resources(spec),
         "volumeMounts": _volume_mounts(ftj),
         "terminationMessagePath": ep.TERMINATION_MESSAGE_PATH,
@@ -250,7 +250,7 @@ def _pod_spec(ftj: FineTuneJob, attempt: int) -> dict[str, Any]:
         # The trainer needs no Kubernetes API and no service environment variables.
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "containers": [_container(ftj)],
+        "containers": [_container(ftj, attempt)],
         "volumes": _volumes(ftj, attempt),
     }
     # Helpers get the defaults and the user's identity, never the user's powers or relaxations.
@@ -292,10 +292,11 @@ def job(ftj: FineTuneJob, attempt: int = 1) -> dict[str, Any]:
         job_spec["podFailurePolicy"] = {"rules": [*oci.failure_rules(ftj), dict(DISRUPTION_IS_NO_FAILURE)]}
     if spec.active_deadline_seconds is not None:
         job_spec["activeDeadlineSeconds"] = spec.active_deadline_seconds
-    meta = metadata(ftj, job_name(ftj))
+    meta = metadata(ftj, job_name(ftj, attempt))
     meta["annotations"] = {ANNOTATION_REQUESTED_SUSPEND: suspend_text(spec.suspend)}
     if multinode.is_multi_node(ftj):
-        multinode.wire(ftj, job_spec)
+        multinode.wire(ftj, job_spec, attempt)
+    if multinode.is_multi_node(ftj) or attempt > 1:  # a group's, or one remade with a new node count
         meta["annotations"][ANNOTATION_ATTEMPT] = str(attempt)
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": job_spec}
 
@@ -309,4 +310,4 @@ def render(ftj: FineTuneJob, attempt: int = 1) -> list[dict[str, Any]]:
     The operator makes them Job first, then the Service and the ConfigMap, both owned by the Job (its
     pods wait for the ConfigMap volume meanwhile, so no rank starts before its Service exists)."""
     made = [job(ftj, attempt), config_map(ftj, attempt=attempt)]
-    return [multinode.service(ftj), *made] if multinode.is_multi_node(ftj) else made
+    return [multinode.service(ftj, attempt=attempt), *made] if multinode.is_multi_node(ftj) else made

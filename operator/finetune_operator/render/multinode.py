@@ -16,7 +16,7 @@ from typing import Any
 from finetune_operator.api.base import TRAINER_CONTAINER
 from finetune_operator.api.resource import FineTuneJob, rank_zero_address
 from finetune_operator.render.expansion import literal
-from finetune_operator.render.objects import metadata, owner_reference, selector_labels
+from finetune_operator.render.objects import job_name, metadata, owner_reference, selector_labels
 
 # Set by the Job controller on each pod of an Indexed Job.
 COMPLETION_INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
@@ -33,26 +33,26 @@ def is_multi_node(ftj: FineTuneJob) -> bool:
     return ftj.spec.num_nodes > 1
 
 
-def master_address(ftj: FineTuneJob) -> str:
-    """Where rank 0 runs, as every rank (and the trainer's exp_config) is told."""
-    return rank_zero_address(ftj.metadata.name, ftj.metadata.namespace)
+def master_address(ftj: FineTuneJob, attempt: int = 1) -> str:
+    """Where rank 0 of this attempt runs, as every rank (and the trainer's exp_config) is told."""
+    return rank_zero_address(job_name(ftj, attempt), ftj.metadata.namespace)
 
 
-def multi_node_settings(ftj: FineTuneJob) -> dict[str, Any]:
-    """exp_config's process_settings.multi_node_settings for this FineTuneJob."""
+def multi_node_settings(ftj: FineTuneJob, attempt: int = 1) -> dict[str, Any]:
+    """exp_config's process_settings.multi_node_settings for this FineTuneJob's attempt."""
     given = ftj.spec.exp_config.process_settings.multi_node_settings
     if not is_multi_node(ftj):
         return given.model_dump(mode="python")  # numNodes 1: the chart's manual mode, as given
-    return {"enable": True, "master_addr": master_address(ftj)}
+    return {"enable": True, "master_addr": master_address(ftj, attempt)}
 
 
-def service(ftj: FineTuneJob, job: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The headless Service that gives each rank a stable name. Made for one attempt's Job (when given):
-    owned by it, so it goes with the attempt, and selecting only that Job's pods by the controller-uid
-    label the Job controller sets, so that no other pod with the FineTuneJob's labels is published
-    under a rank's name."""
+def service(ftj: FineTuneJob, job: dict[str, Any] | None = None, attempt: int = 1) -> dict[str, Any]:
+    """The headless Service that gives each rank a name, named like its Job (the pods' subdomain). Made
+    for one attempt's Job (when given): owned by it, so it goes with the attempt's Job, and selecting
+    only that Job's pods by the controller-uid label the Job controller sets, so that no other pod with
+    the FineTuneJob's labels is published under a rank's name."""
     port = ftj.spec.exp_config.process_settings.master_port
-    meta = metadata(ftj, ftj.metadata.name)
+    meta = metadata(ftj, job["metadata"]["name"] if job is not None else job_name(ftj, attempt))
     selector = selector_labels(ftj)
     if job is not None:
         meta["ownerReferences"] = [owner_reference("batch/v1", "Job", job)]
@@ -70,12 +70,12 @@ def service(ftj: FineTuneJob, job: dict[str, Any] | None = None) -> dict[str, An
     }
 
 
-def rank_environment(ftj: FineTuneJob) -> list[dict[str, Any]]:
+def rank_environment(ftj: FineTuneJob, attempt: int = 1) -> list[dict[str, Any]]:
     spec = ftj.spec
     gpus = spec.exp_config.process_settings.num_gpus
     rank: dict[str, Any] = {"fieldRef": {"fieldPath": f"metadata.annotations['{COMPLETION_INDEX_ANNOTATION}']"}}
     values: dict[str, dict[str, Any]] = {
-        "MASTER_ADDR": {"value": master_address(ftj)},
+        "MASTER_ADDR": {"value": master_address(ftj, attempt)},
         "MASTER_PORT": {"value": str(spec.exp_config.process_settings.master_port)},
         "NODE_RANK": {"valueFrom": rank},
         "NNODES": {"value": str(spec.num_nodes)},
@@ -98,7 +98,7 @@ def _ranks_apart(ftj: FineTuneJob) -> dict[str, Any]:
     return {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "podAffinityTerm": term}]}
 
 
-def wire(ftj: FineTuneJob, job_spec: dict[str, Any]) -> None:
+def wire(ftj: FineTuneJob, job_spec: dict[str, Any], attempt: int = 1) -> None:
     """Turn a single-pod Job spec into the Indexed Job of all ranks (in place)."""
     nodes = ftj.spec.num_nodes
     pod = job_spec["template"]["spec"]
@@ -108,7 +108,7 @@ def wire(ftj: FineTuneJob, job_spec: dict[str, Any]) -> None:
     job_spec["podFailurePolicy"]["rules"].append(
         {"action": "FailJob", "onExitCodes": {"containerName": TRAINER_CONTAINER, "operator": "NotIn", "values": [0]}}
     )
-    pod["subdomain"] = ftj.metadata.name
+    pod["subdomain"] = job_name(ftj, attempt)  # the Service is named like the Job
     affinity = dict(pod.get("affinity") or {})
     # Ranks on different nodes, unless the user placed them themselves.
     affinity.setdefault("podAntiAffinity", _ranks_apart(ftj))

@@ -11,9 +11,23 @@ from finetune_operator.api.resource import FineTuneJob
 COPIED_LABELS = ("kueue.x-k8s.io/queue-name", "kueue.x-k8s.io/priority-class")
 
 
-def job_name(ftj: FineTuneJob) -> str:
-    """The Job keeps the FineTuneJob's name, as the chart's Job kept `job.name`."""
-    return ftj.metadata.name
+# A Job's name and `-<rank>` make each rank's host name, a DNS label of at most 63 characters.
+MAX_ATTEMPT_JOB_NAME = 60
+
+
+def job_name(ftj: FineTuneJob, attempt: int = 1) -> str:
+    """The first attempt's Job keeps the FineTuneJob's name, as the chart's Job kept `job.name`. Each
+    later attempt's Job has a name of its own, so that a failed attempt's Job, with its pods and their
+    logs, stays beside the next one (until the FineTuneJob's cleanup); the uid's start keeps it apart
+    from the Jobs of a FineTuneJob that happens to be named like it."""
+    return attempt_job_name(ftj.metadata.name, ftj.metadata.uid, attempt)
+
+
+def attempt_job_name(name: str, uid: str | None, attempt: int) -> str:
+    if attempt == 1:
+        return name
+    suffix = f"-a{attempt}-{uid[:5]}" if uid else f"-a{attempt}"
+    return name[: MAX_ATTEMPT_JOB_NAME - len(suffix)] + suffix
 
 
 def config_map_name(ftj: FineTuneJob, attempt: int = 1) -> str:

@@ -55,6 +55,14 @@ def test_killing_one_ranks_container_retries_the_whole_group(
         e for e in cluster.events(namespace) if e["reason"] == "Retrying" and e["involvedObject"]["name"] == "gang"
     ]
     assert retrying and "rank 1" in retrying[0]["message"], retrying
+    # Attempt 2 ran under a Job (and rank 0's address) of its own, its ranks meeting through CoreDNS; the
+    # failed attempt's Job is kept beside it, with the killed rank's pod and its log (issue 20 #14).
+    uid5 = ftj["metadata"]["uid"][:5]
+    assert done["status"]["jobName"] == f"gang-a2-{uid5}"
+    kept = cluster.get_json("job", "gang", "-n", namespace)
+    assert kept is not None and condition(kept, "Failed")["status"] == "True"
+    killed = cluster.kubectl("logs", "-n", namespace, rank1["metadata"]["name"]).stdout
+    assert "[PHISON START]" in killed, killed[-2000:]
 
 
 def test_the_training_goes_on_while_the_kubelet_is_killed_and_started_again(

@@ -11,9 +11,11 @@ from collections.abc import Awaitable, Callable, Hashable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from finetune_operator.api.base import LABEL_NAME
 from finetune_operator.controller.controller import Controller, Peering, Settings, Views
 from finetune_operator.controller.following import read_progress
 from finetune_operator.controller.kube import Conflict
+from finetune_operator.observe.attempts import attempt_of
 from finetune_operator.observe.following import LogTail, log_tail
 from finetune_operator.observe.times import timestamp
 
@@ -274,13 +276,27 @@ class World:
         self.controller.memory.remember_body(edited)
         return edited
 
+    def newest_job(self, namespace: str = "ns", name: str = "run") -> dict[str, Any] | None:
+        """The stored Job of the FineTuneJob's latest attempt (a failed attempt's Job stays beside it)."""
+        found = [
+            obj
+            for (kind, ns, _), obj in self.kube.objects.items()
+            if kind == "Job"
+            and ns == namespace
+            and name in (obj["metadata"].get("name"), obj["metadata"].get("labels", {}).get(LABEL_NAME))
+        ]
+        return max(found, key=attempt_of) if found else None
+
     def deliver_job(self, namespace: str = "ns", name: str = "run", **status: Any) -> dict[str, Any]:
-        """The Job as the watch delivers it, with this status."""
-        job = copy.deepcopy(self.kube.get("Job", namespace, name))
-        assert job is not None, "no Job was created"
+        """The Job of the latest attempt as the watch delivers it, with this status (the index keeps the
+        FineTuneJob's other Jobs it holds)."""
+        stored = self.newest_job(namespace, name)
+        assert stored is not None, "no Job was created"
+        job = copy.deepcopy(stored)
         job["status"] = {**job.get("status", {}), **status}
-        self.kube.objects[("Job", namespace, name)]["status"] = copy.deepcopy(job["status"])
-        self.jobs[(namespace, name)] = [job]
+        stored["status"] = copy.deepcopy(job["status"])
+        others = [j for j in self.jobs.get((namespace, name), []) if j["metadata"]["uid"] != job["metadata"]["uid"]]
+        self.jobs[(namespace, name)] = [*others, job]
         return job
 
     def deliver_pods(
@@ -288,7 +304,7 @@ class World:
     ) -> list[dict[str, Any]]:
         """Pods as the Job controller makes them (controlled by the Job, by default the one created last)
         and the pod watch delivers them."""
-        owner = job if job is not None else self.kube.get("Job", namespace, name)
+        owner = job if job is not None else self.newest_job(namespace, name)
         assert owner is not None, "no Job to own the pods"
         ref = {"kind": "Job", "name": owner["metadata"]["name"], "uid": owner["metadata"]["uid"], "controller": True}
         for pod in pods:

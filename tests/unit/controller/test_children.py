@@ -81,9 +81,20 @@ def test_our_own_job_of_this_attempt_is_adopted_and_its_configmap_made() -> None
     assert case.delay("children") is None
 
 
-def test_our_job_of_another_attempt_is_waited_for() -> None:
+def test_a_later_attempts_job_has_a_name_of_its_own_and_ours_found_there_is_adopted() -> None:
     case = Case(TWO)
-    case.put("Job", "run", case.ours(), annotations={"finetune.aidaptiv.io/attempt": "1"})
+    case.put("Job", "run", case.ours(), annotations={"finetune.aidaptiv.io/attempt": "1"})  # kept, failed
+    second = f"run-a2-{case.uid[:5]}"
+    found = case.put("Job", second, case.ours(), annotations={"finetune.aidaptiv.io/attempt": "2"})
+    case.remembered.service_seen = True
+    assert case.create(attempt=2) == Outcome(found)
+    assert case.kube.calls["read_job"] == 1  # the create met the name, the read found our own
+
+
+def test_our_job_of_another_attempt_under_the_name_is_waited_for() -> None:
+    case = Case(TWO)
+    second = f"run-a2-{case.uid[:5]}"
+    case.put("Job", second, case.ours(), annotations={"finetune.aidaptiv.io/attempt": "1"})
     case.remembered.service_seen = True
     case.remembered.pod_create_checks = 2
     assert case.create(attempt=2) == Outcome(
@@ -202,18 +213,18 @@ def test_our_own_service_is_used(owner_kind: str) -> None:
     "owner",
     [
         None,  # gone between the create and the read
-        {"kind": "Job", "name": "run", "uid": "the-job-of-attempt-1"},
-        {"kind": "FineTuneJob", "name": "run", "uid": "a-deleted-namesake"},
+        {"kind": "Job", "name": "run", "uid": "the-job-of-a-deleted-namesake"},
+        {"kind": "FineTuneJob", "name": "run", "uid": "a-deleted-namesake"},  # by an earlier version
     ],
 )
-def test_a_service_of_an_earlier_attempt_or_a_deleted_namesake_is_waited_for(owner: dict[str, Any] | None) -> None:
+def test_a_service_of_a_deleted_namesake_is_waited_for(owner: dict[str, Any] | None) -> None:
     case = Case(TWO)
     if owner is None:
         case.kube.fail_next("create_service", Conflict("exists"))
     else:
         case.put("Service", "run", owner)
     case.remembered.pod_create_checks = 2
-    outcome = case.create(attempt=2)
+    outcome = case.create()
     assert outcome.job is not None and outcome.blocked is None and outcome.refused is None
     assert case.delay("children") == 2.0
     # The Job stays; its ranks wait for the ConfigMap, made once the Service is this Job's.

@@ -89,20 +89,37 @@ def test_a_failed_attempt_starts_all_ranks_anew_naming_the_rank_that_failed_firs
         "attempt 1 failed: rank 1 failed first (exit code 1): NCCL error: unhandled system error; "
         "starting attempt 2 of all 2 ranks"
     )
-    assert world.kube.get("Job", "ns", "run") is None  # deleted after the status said so
+    # The failed attempt's Job stays, with its pods and their logs (issue 20 #14), and the Event says so.
+    assert world.kube.get("Job", "ns", "run") is not None and world.kube.calls["delete_job"] == 0
     assert world.kube.reasons().count("Retrying") == 1
-    # The Job watch tells the deletion: the next attempt is made, with its own ConfigMap.
-    world.jobs.clear()
-    world.pods.clear()
-    world.run(world.controller.on_job("DELETED", first_job, "run"))
-    second = world.kube.get("Job", "ns", "run")
+    assert world.kube.events[-1][3].endswith("(1 of 1 retries; its Job run is kept with its pods and their logs)")
+    # The next pass (at once, by its timer) makes the next attempt's Job under a name of its own, with its
+    # own ConfigMap and Service, and its ranks told their rank 0's address.
+    assert world.timers.delay_of((_uid(body), "children")) == 0.0
+    world.run(world.timers.fire((_uid(body), "children")))
+    second_name = f"run-a2-{_uid(body)[:5]}"
+    second = world.kube.get("Job", "ns", second_name)
     assert second is not None and second["metadata"]["annotations"]["finetune.aidaptiv.io/attempt"] == "2"
-    assert world.kube.get("ConfigMap", "ns", f"run-config-{_uid(body)[:8]}-2") is not None
-    # Each attempt's ranks have their own Service, owned by (and selecting the pods of) that attempt's Job.
-    service = world.kube.get("Service", "ns", "run")
+    assert world.kube.calls["create_job"] == 2
+    pod = second["spec"]["template"]["spec"]
+    assert pod["subdomain"] == second_name
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["MASTER_ADDR"] == f"{second_name}-0.{second_name}.ns.svc"
+    configmap = world.kube.get("ConfigMap", "ns", f"run-config-{_uid(body)[:8]}-2")
+    assert configmap is not None
+    assert f"master_addr: {second_name}-0.{second_name}.ns.svc" in configmap["data"]["exp_config.yaml"]
+    service = world.kube.get("Service", "ns", second_name)
     assert world.kube.calls["create_service"] == 2 and service is not None
     assert service["metadata"]["ownerReferences"][0]["uid"] == second["metadata"]["uid"]
     assert service["spec"]["selector"]["batch.kubernetes.io/controller-uid"] == second["metadata"]["uid"]
+    assert world.kube.get("Service", "ns", "run") is not None  # the first attempt's, with its Job
+    # The kept Job's events change nothing; the new one's pods are the training's.
+    world.deliver_job(active=2, ready=2)
+    world.run(world.controller.on_job("MODIFIED", first_job, "run"))
+    world.event(world.stored(body))
+    status = world.last_status()
+    assert (status["phase"], status["attempt"], status["jobName"]) == ("Running", 2, second_name)
+    assert world.kube.calls["create_job"] == 2 and world.kube.calls["delete_job"] == 0
 
 
 def test_the_last_attempt_failing_fails_the_finetunejob_with_the_rank_named() -> None:
@@ -131,36 +148,40 @@ def test_a_deadline_is_not_retried() -> None:
     assert world.kube.calls["delete_job"] == 0
 
 
-def test_after_a_crash_between_the_record_and_the_delete_the_old_attempt_is_removed_not_judged() -> None:
+def test_after_a_crash_between_the_record_and_the_next_job_the_failed_attempt_is_kept_not_judged() -> None:
     world = World()
     body = world.add(TWO)
     world.event(body)
     world.deliver_job(active=0, failed=2, conditions=FAILED_JOB)
-    world.kube.fail_next("delete_job", RuntimeError("the operator died here"))
     world.event(world.stored(body))
     assert world.last_status()["attempt"] == 2
-    assert world.kube.get("Job", "ns", "run") is not None
+    world.timers.pending.clear()  # the operator died before its next pass
     world.controller.memory.forget(_uid(body))  # a new process, which finds the failed Job of attempt 1
     world.run(world.controller.on_finetunejob("ADDED", world.stored(body)))
-    assert world.kube.get("Job", "ns", "run") is None
+    assert world.kube.get("Job", "ns", "run") is not None and world.kube.calls["delete_job"] == 0
+    second = world.kube.get("Job", "ns", f"run-a2-{_uid(body)[:5]}")
+    assert second is not None and second["metadata"]["annotations"]["finetune.aidaptiv.io/attempt"] == "2"
     status = world.last_status()
     assert (status["phase"], status["attempt"], status["failedAttempts"]) == ("Pending", 2, 1)
     assert world.kube.reasons().count("Retrying") == 1  # the retry was announced once
-    assert world.kube.calls["create_job"] == 1
+    assert world.kube.calls["create_job"] == 2
 
 
-def test_a_job_of_an_older_attempt_found_under_the_name_is_waited_for() -> None:
+def test_a_held_job_of_an_older_attempt_is_deleted_and_not_judged() -> None:
+    """Not a failed one: a held Job remade with a new node count, left by a crash before its delete."""
     world = World()
-    body = world.add(TWO)
+    body = world.add({**TWO, "suspend": True})
     world.event(body)
-    world.deliver_job(active=0, failed=2, conditions=FAILED_JOB)
-    world.event(world.stored(body))  # attempt 2 recorded, attempt 1's Job deleted
-    stale = world.jobs[("ns", "run")][0]
-    world.kube.objects[("Job", "ns", "run")] = stale  # as if still being removed when the create comes
-    world.jobs.clear()
-    world.run(world.controller.on_finetunejob("MODIFIED", world.stored(body)))
+    world.deliver_job()
+    world.kube.fail_next("delete_job", RuntimeError("the operator died here"))
+    resized = world.edit(body, numNodes=3)
+    world.event(resized)
+    assert world.last_status()["attempt"] == 2
+    world.controller.memory.forget(_uid(body))
+    world.run(world.controller.on_finetunejob("ADDED", world.stored(resized)))
+    assert world.kube.get("Job", "ns", "run") is None
     assert world.condition("Reconciling")["reason"] == "WaitingForPreviousAttempt"
-    assert world.kube.calls["create_job"] == 2  # tried, refused by the name, nothing adopted
+    assert world.kube.calls["create_job"] == 1
 
 
 def test_changing_the_node_count_while_suspended_makes_the_job_anew() -> None:
@@ -176,7 +197,7 @@ def test_changing_the_node_count_while_suspended_makes_the_job_anew() -> None:
     assert "Resized" in world.kube.reasons()
     world.jobs.clear()
     world.event(world.stored(resized))
-    job = world.kube.get("Job", "ns", "run")
+    job = world.kube.get("Job", "ns", f"run-a2-{_uid(body)[:5]}")
     assert job is not None and job["spec"]["parallelism"] == 3 and job["spec"]["suspend"] is True
 
 
@@ -194,5 +215,33 @@ def test_a_resize_and_resume_in_one_change_remakes_the_held_job_before_it_runs()
     assert (world.last_status()["phase"], world.last_status()["attempt"]) == ("Pending", 2)
     world.jobs.clear()
     world.event(world.stored(both))
-    job = world.kube.get("Job", "ns", "run")
+    job = world.kube.get("Job", "ns", f"run-a2-{_uid(body)[:5]}")
     assert job is not None and job["spec"]["parallelism"] == 4 and job["spec"]["suspend"] is False
+
+
+def test_failed_attempts_jobs_are_kept_until_the_finetunejobs_cleanup_and_then_all_go() -> None:
+    """Issue 20 #14: a multi-node run keeps every failed attempt's Job, pods and logs for
+    ttlSecondsAfterFailure, as a single-node Job keeps its failed pods; its cleanup removes them all."""
+    world = World()
+    body = world.add({**TWO, "ttlSecondsAfterFailure": 60})
+    uid = _uid(body)
+    world.event(body)
+    world.deliver_pods([_rank(1, "Failed", "2026-11-28T12:00:05Z", 1)])
+    world.deliver_job(active=0, failed=1, conditions=FAILED_JOB)
+    world.event(world.stored(body))
+    world.run(world.timers.fire((uid, "children")))
+    second = world.kube.get("Job", "ns", f"run-a2-{uid[:5]}")
+    assert second is not None
+    world.deliver_job(active=0, failed=1, conditions=FAILED_JOB)  # attempt 2, the last, fails too
+    world.event(world.stored(body))
+    status = world.last_status()
+    assert (status["phase"], status["attempt"], status["failedAttempts"]) == ("Failed", 2, 1)
+    assert status["cleanupAfter"] == "2026-11-28T12:01:00Z"
+    assert world.kube.get("Job", "ns", "run") is not None and world.kube.get("Job", "ns", second["metadata"]["name"])
+    assert len([k for k in world.kube.objects if k[0] == "ConfigMap"]) == 2
+    world.clock.advance(60)
+    world.stored(body)
+    world.run(world.timers.fire((uid, "ttl")))
+    assert [k for k in world.kube.objects if k[0] in ("Job", "ConfigMap", "Service")] == []
+    assert world.kube.events[-1][2:] == ("TTLExpired", "deleted the Jobs of all 2 attempts, their pods and ConfigMaps")
+    assert world.kube.calls["delete_job"] == 2

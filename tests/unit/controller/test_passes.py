@@ -451,26 +451,26 @@ def test_a_retry_is_announced_as_a_warning_and_its_attempt_gets_its_own_configma
     # Pending before and after: no phase Event, the retry's own.
     assert world.kube.events == [
         ("run", "Normal", "JobCreated", "Pending: created Job run"),
-        ("run", "Warning", "Retrying", f"{message} (1 of 2 retries)"),
+        ("run", "Warning", "Retrying", f"{message} (1 of 2 retries; its Job run is kept with its pods and their logs)"),
     ]
     assert world.timers.delay_of((uid, "retry")) is None  # the pass went through
-    # The next pass makes attempt 2, even before the Job watch told the deletion of attempt 1.
-    world.jobs.clear()
+    # The next pass makes attempt 2 beside the kept Job of attempt 1.
     world.event(world.stored(body))
-    job = world.kube.get("Job", "ns", "run")
+    job = world.kube.get("Job", "ns", f"run-a2-{uid[:5]}")
     assert job is not None and job["metadata"]["annotations"]["finetune.aidaptiv.io/attempt"] == "2"
     assert world.kube.get("ConfigMap", "ns", f"run-config-{uid[:8]}-2") is not None
 
 
 def test_a_stale_job_says_which_attempt_it_is_removed_for() -> None:
     world = World()
-    body = world.add(TWO)
+    body = world.add({**TWO, "suspend": True})
     world.event(body)
-    world.deliver_job(active=0, failed=2, conditions=RANKS_FAILED)
+    world.deliver_job()
     world.kube.fail_next("delete_job", RuntimeError("the operator died here"))
-    world.event(world.stored(body))
+    resized = world.edit(body, numNodes=3)
+    world.event(resized)
     world.controller.memory.forget(body["metadata"]["uid"])
-    world.event(world.stored(body))
+    world.event(world.stored(resized))
     assert world.condition("Reconciling")["message"] == "a Job of attempt 1 is being removed before attempt 2"
     assert world.condition("Reconciling")["reason"] == "WaitingForPreviousAttempt"
 

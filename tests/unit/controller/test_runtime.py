@@ -634,13 +634,28 @@ def test_each_pass_is_measured_and_counted_by_its_result() -> None:
     assert registry.get_sample_value("controller_runtime_reconcile_errors_total", labels) == 1
 
 
+OWNER = {"metadata": {"namespace": "ns", "name": "run", "uid": "ftj-1"}}
+
+
+def _job(uid: str, attempt: str | None, owner_uid: str = "ftj-1") -> dict[str, Any]:
+    annotations = {} if attempt is None else {"finetune.aidaptiv.io/attempt": attempt}
+    refs = [{"kind": "FineTuneJob", "uid": owner_uid, "controller": True}]
+    return {"metadata": {"uid": uid, "annotations": annotations, "ownerReferences": refs}}
+
+
 def test_views_are_empty_until_kopf_gives_its_indices() -> None:
     job = {"metadata": {"uid": "job-1"}}
     views = Views()
-    assert (views.job("ns", "run"), views.pods("ns", "run", job)) == (None, [])
-    index = {("ns", "run"): [{"v": 1}, {"v": 2}]}
-    filled = Views(jobs=index, pods=index)
-    assert filled.job("ns", "run") == {"v": 2}  # the watch's latest
+    assert (views.job(OWNER), views.jobs(OWNER), views.pods("ns", "run", job)) == (None, [], [])
+
+
+def test_the_job_is_the_latest_attempts_of_those_the_finetunejob_controls() -> None:
+    first, second, third = _job("j1", None), _job("j2", "2"), _job("j3", "3")
+    foreign = _job("x", "9", owner_uid="someone")  # the label and annotation copied: not its Job
+    views = Views(jobs={("ns", "run"): [second, foreign, third, first]})
+    assert views.job(OWNER) == third
+    assert views.jobs(OWNER) == [second, third, first]
+    assert Views(jobs={("ns", "run"): [foreign]}).job(OWNER) is None
 
 
 def test_the_pods_of_a_job_are_those_it_controls() -> None:
@@ -660,8 +675,8 @@ def test_the_pods_of_a_job_are_those_it_controls() -> None:
     assert [p["metadata"]["name"] for p in views.pods("ns", "run", {"metadata": {"uid": "job-1"}})] == ["a", "f"]
     assert views.pods("ns", "run", None) == []
     assert views.pods("ns", "other", {"metadata": {"uid": "job-1"}}) == []
-    assert Views(jobs={}).job("ns", "run") is None
-    assert Controller(World().kube).views.job("ns", "run") is None
+    assert Views(jobs={}).job(OWNER) is None
+    assert Controller(World().kube).views.job(OWNER) is None
 
 
 def test_a_new_controller_holds_what_it_was_given() -> None:
