@@ -245,3 +245,24 @@ def test_failed_attempts_jobs_are_kept_until_the_finetunejobs_cleanup_and_then_a
     assert [k for k in world.kube.objects if k[0] in ("Job", "ConfigMap", "Service")] == []
     assert world.kube.events[-1][2:] == ("TTLExpired", "deleted the Jobs of all 2 attempts, their pods and ConfigMaps")
     assert world.kube.calls["delete_job"] == 2
+
+
+def test_a_group_resized_to_one_node_runs_its_remade_job_and_does_not_remove_it_again() -> None:
+    """Found while making attempts' Jobs their own names: a single-node Job carried no attempt, so the
+    Job remade for attempt 2 looked like attempt 1's, stale, and was deleted and made again for ever."""
+    world = World()
+    body = world.add({**TWO, "suspend": True})
+    world.event(body)
+    world.deliver_job()
+    one = world.edit(body, numNodes=1)
+    world.event(one)
+    world.jobs.clear()
+    world.event(world.stored(one))
+    remade = world.newest_job()
+    assert remade is not None and remade["spec"].get("parallelism", 1) == 1
+    assert remade["metadata"]["annotations"]["finetune.aidaptiv.io/attempt"] == "2"
+    world.deliver_job()
+    world.event(world.stored(one))
+    world.event(world.stored(one))
+    assert (world.kube.calls["create_job"], world.kube.calls["delete_job"]) == (2, 1)
+    assert (world.last_status()["phase"], world.last_status()["attempt"]) == ("Suspended", 2)
