@@ -21,6 +21,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check operator tests e2e scripts benchmarks
 	$(BIN)/ruff format --check operator tests e2e scripts benchmarks
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 # Regenerate the CRD from the models (a unit test fails while crds/ is stale).
 crd: $(STAMP)

@@ -11,7 +11,7 @@ strings, as `kubectl` (sigs.k8s.io/yaml) reads them, so a FineTuneJob means the 
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import Any
 
 import yaml
 
@@ -25,22 +25,17 @@ class YamlInputError(ValueError):
 
 
 class _Loader(yaml.SafeLoader):
-    yaml_implicit_resolvers: ClassVar[dict[Any, list[tuple[str, Any]]]] = {
-        first: [(tag, pattern) for tag, pattern in resolvers if tag != _TIMESTAMP]
-        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-    }
-
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self.depth = 0
 
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         # The composer recurses once per level: refuse before Python's own stack limit does.
         self.depth += 1
         try:
             if self.depth > MAX_DEPTH:
                 raise YamlInputError(f"nested more than {MAX_DEPTH} levels deep")
-            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+            return super().compose_node(parent, index)
         finally:
             self.depth -= 1
 
@@ -64,7 +59,14 @@ class _Loader(yaml.SafeLoader):
                 if key.value in seen:
                     raise YamlInputError(f"the key {key.value[:40]!r} appears twice (line {key.start_mark.line + 1})")
                 seen.add(key.value)
-        return super().construct_mapping(node, deep=deep)  # type: ignore[no-any-return]
+        return super().construct_mapping(node, deep=deep)
+
+
+# Timestamps stay strings, as the API server reads them (a class attribute of the loader's own).
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != _TIMESTAMP]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 
 
 def expanded_size(root: yaml.Node, limit: int) -> int:
@@ -109,6 +111,8 @@ def load_all(text: str, what: str = "the text", max_nodes: int = MAX_NODES) -> l
         documents = []
         while loader.check_node():
             node = loader.get_node()
+            if node is None:  # check_node said there is one: never, but the type allows it
+                break
             if expanded_size(node, max_nodes) > max_nodes:
                 raise YamlInputError(
                     f"{what} expands to more than {max_nodes} values (YAML aliases repeat what they name)"

@@ -51,7 +51,7 @@ def registry_for(controller: Controller) -> kopf.OperatorRegistry:
     """kopf's handlers, bound to this controller."""
     registry = kopf.OperatorRegistry()
 
-    @kopf.on.startup(id="start", registry=registry)
+    @kopf.on.startup(id="start", registry=registry)  # type: ignore[arg-type]  # indices come as keywords
     async def start(
         settings: kopf.OperatorSettings,
         jobs_by_owner: kopf.Index[Any, Any],
@@ -73,21 +73,21 @@ def registry_for(controller: Controller) -> kopf.OperatorRegistry:
     # Explicit ids: kopf names handlers by qualified name, and indices reach handlers as keywords.
     # (No index of FineTuneJobs: the controller keeps the bodies of the live ones itself.)
     @kopf.index("batch", "v1", "jobs", labels={LABEL_NAME: kopf.PRESENT}, id="jobs_by_owner", registry=registry)
-    async def jobs_by_owner(body: kopf.Body, namespace: str, **_: Any) -> dict[Any, Any]:
+    async def jobs_by_owner(body: kopf.Body, namespace: str | None, **_: Any) -> dict[Any, Any]:
         """The Jobs the operator made, by (namespace, FineTuneJob name): read from the watch, never polled."""
         return {(namespace, body["metadata"]["labels"][LABEL_NAME]): slim_job(body)}
 
     @kopf.index("", "v1", "pods", labels={LABEL_NAME: kopf.PRESENT}, id="pods_by_owner", registry=registry)
-    async def pods_by_owner(body: kopf.Body, namespace: str, **_: Any) -> dict[Any, Any]:
+    async def pods_by_owner(body: kopf.Body, namespace: str | None, **_: Any) -> dict[Any, Any]:
         """Training pods by (namespace, FineTuneJob name), slimmed to what progress reading needs."""
         return {(namespace, body["metadata"]["labels"][LABEL_NAME]): slim_pod(dict(body))}
 
     @kopf.on.event(*FTJ, id="finetunejob_changed", registry=registry)
-    async def finetunejob_changed(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
+    async def finetunejob_changed(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         controller.dispatch(event.get("type"), thin_body(body))
 
     @kopf.on.event("batch", "v1", "jobs", labels={LABEL_NAME: kopf.PRESENT}, id="job_changed", registry=registry)
-    async def job_changed(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
+    async def job_changed(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         await controller.on_job(event.get("type"), slim_job(body), body["metadata"]["labels"][LABEL_NAME])
 
     return registry

@@ -64,6 +64,7 @@ async def create(ctl: Controller, body: dict[str, Any], plan: Plan, remembered: 
     namespace, name, uid = metadata["namespace"], metadata["name"], metadata["uid"]
     manifest = await asyncio.to_thread(manifests.job, plan.ftj, attempt)
     job_name = manifest["metadata"]["name"]
+    job: dict[str, Any] | None
     try:
         job = await ctl.kube.create_job(manifest)
         _tell_created(remembered, job)
@@ -85,7 +86,8 @@ async def create(ctl: Controller, body: dict[str, Any], plan: Plan, remembered: 
         else:
             job, blocked = None, _conflict(f"a Job named {job_name}")
         if job is None:
-            _recheck(ctl, body, remembered, "children", WAIT_FOR_PREVIOUS_SECONDS if not blocked.stalled else None)
+            stalled = blocked is not None and blocked.stalled
+            _recheck(ctl, body, remembered, "children", None if stalled else WAIT_FOR_PREVIOUS_SECONDS)
             return Outcome(None, blocked=blocked)
     remembered.created_job = job
     remembered.config_map_due = True

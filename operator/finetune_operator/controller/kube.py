@@ -40,9 +40,9 @@ def api_client_from_environment() -> kubernetes.client.ApiClient:
     """In-cluster config inside a pod, else the current kubeconfig context."""
     configuration = kubernetes.client.Configuration()
     try:
-        kubernetes.config.load_incluster_config(client_configuration=configuration)
+        kubernetes.config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config(client_configuration=configuration)
+        kubernetes.config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     return kubernetes.client.ApiClient(configuration)
 
 
@@ -192,7 +192,8 @@ class Kube:
     def _log_bytes(self, name: str, namespace: str, **query: Any) -> bytes:
         """The log as the kubelet wrote it: the client's own decoding is strict UTF-8 and raises on a
         latin-1 byte or on a character the byte limit cut. Read and released in the worker thread."""
-        response = self.core.read_namespaced_pod_log(name, namespace, _preload_content=False, **query)
+        # Without preloading, the client gives urllib3's response, not the str its signature names.
+        response: Any = self.core.read_namespaced_pod_log(name, namespace, _preload_content=False, **query)
         try:
             return bytes(response.data)
         finally:

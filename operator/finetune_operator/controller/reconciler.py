@@ -373,7 +373,7 @@ async def _write_status(
             logger.debug(
                 "status of %s/%s: %s; changed %s", metadata["namespace"], metadata["name"], desired.phase, changed
             )
-        stored = body.get("status") if isinstance(body.get("status"), dict) else {}
+        stored: dict[str, Any] = body["status"] if isinstance(body.get("status"), dict) else {}
         try:
             await ctl.kube.patch_status(
                 metadata["namespace"], metadata["name"], merge_patch({**stored, **before}, wanted)

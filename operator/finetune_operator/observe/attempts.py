@@ -15,16 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from finetune_operator.api.base import ANNOTATION_ATTEMPT, LOADER_CONTAINER
+from finetune_operator.api.base import ANNOTATION_ATTEMPT, LOADER_CONTAINER, MODEL_LOAD_FAILED, OUTPUT_PUSH_FAILED
 from finetune_operator.api.status import FineTuneJobStatus
 from finetune_operator.observe.pods import RankFailure
 from finetune_operator.observe.status import Verdict, job_verdict
-from finetune_operator.observe.termination import (
-    MODEL_LOAD_FAILED,
-    OUTPUT_PUSH_FAILED,
-    TrainerVerdict,
-    trainer_verdict_from_termination,
-)
+from finetune_operator.observe.termination import TrainerVerdict, trainer_verdict_from_termination
 
 # A deadline is the user's limit for the whole training, not a failure another attempt could mend.
 NOT_RETRIED = {"DeadlineExceeded"}

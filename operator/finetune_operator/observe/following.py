@@ -14,7 +14,8 @@ from datetime import datetime
 from typing import Any, Literal
 
 from finetune_operator.api.status import Condition, TrainerStatus
-from finetune_operator.observe.progress import Progress, parse_log, strip_ansi, trainer_status
+from finetune_operator.observe.log_values import strip_ansi
+from finetune_operator.observe.progress import Progress, parse_log, trainer_status
 from finetune_operator.observe.times import timestamp
 
 TAIL_LINES = 400

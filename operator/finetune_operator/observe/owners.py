@@ -15,4 +15,5 @@ def controller_of(obj: dict[str, Any]) -> tuple[str | None, str | None, str | No
 
 def owns(owner: dict[str, Any], child: dict[str, Any]) -> bool:
     """The child names this owner (by uid) as its controller."""
-    return controller_of(child)[2] == owner["metadata"]["uid"]
+    uid: str = owner["metadata"]["uid"]
+    return controller_of(child)[2] == uid

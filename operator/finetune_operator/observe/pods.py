@@ -176,7 +176,7 @@ def slim_job(body: Any) -> dict[str, Any]:
 
 def slim_body(body: Any) -> dict[str, Any]:
     """A FineTuneJob without its managedFields and kubectl's last-applied copy of itself."""
-    plain = _plain(body)
+    plain: dict[str, Any] = _plain(body)
     metadata = plain["metadata"]
     metadata.pop("managedFields", None)
     if _LAST_APPLIED in (metadata.get("annotations") or {}):

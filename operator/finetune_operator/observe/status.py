@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from finetune_operator.api.base import ANNOTATION_REQUESTED_SUSPEND
 from finetune_operator.api.status import TERMINAL_PHASES, Condition, FineTuneJobStatus, OutputStatus, Phase
@@ -77,10 +77,8 @@ def _normalized(text: str | None) -> str | None:
 
 
 def _job_condition(job: dict[str, Any], kind: str) -> dict[str, Any] | None:
-    for condition in (job.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == kind and condition.get("status") == "True":
-            return condition
-    return None
+    conditions: list[dict[str, Any]] = (job.get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c.get("type") == kind and c.get("status") == "True"), None)
 
 
 def job_verdict(job: dict[str, Any], ranks: int = 1) -> Verdict:
@@ -123,8 +121,9 @@ def job_verdict(job: dict[str, Any], ranks: int = 1) -> Verdict:
     elif ready > 0:
         return Verdict("Running", "PodsRunning", "the training pod is running", start_time=start)
     finishing = _job_condition(job, "SuccessCriteriaMet") or _job_condition(job, "FailureTarget")
-    ended = (status.get("succeeded") or 0) + (status.get("failed") or 0) + sum(len(v or []) for v in uncounted.values())
-    if finishing is not None or ((status.get("active") or 0) == 0 and ended > 0):
+    pods_ended = (status.get("succeeded") or 0) + (status.get("failed") or 0)
+    pods_ended += sum(len(v or []) for v in uncounted.values())
+    if finishing is not None or ((status.get("active") or 0) == 0 and pods_ended > 0):
         # Between the pod's end and the Job's final condition: not back to Pending.
         return Verdict("Running", "PodsFinished", "the training pod finished; the Job is finishing", start_time=start)
     if (status.get("active") or 0) > 0 and (status.get("failed") or 0) > 0:
@@ -216,14 +215,14 @@ def _kept(current: FineTuneJobStatus) -> Verdict:
 def _condition(
     kind: str, on: bool, reason: str, message: str, observation: Observation, previous: dict[str, Condition]
 ) -> Condition:
-    status = "True" if on else "False"
+    status: Literal["True", "False"] = "True" if on else "False"
     before = previous.get(kind)
-    changed = before is None or before.status != status
+    since = timestamp(observation.now) if before is None or before.status != status else before.last_transition_time
     return Condition(
         type=kind,
         status=status,
         observed_generation=observation.generation,
-        last_transition_time=timestamp(observation.now) if changed else before.last_transition_time,
+        last_transition_time=since,
         reason=reason,
         message=message,
     )
