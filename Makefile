@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lint unit e2e test test-image bench crd manifests toolchain demo demo-down clean
+.PHONY: install lint verify unit e2e test test-image bench crd manifests toolchain demo demo-down clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,9 @@ image:
 
 unit: $(STAMP)
 	bash scripts/pytest-strict $(BIN)/python -m pytest -m "not e2e" $(PYTEST_ARGS)
+
+# The fast loop before a commit: ruff, import contracts, mypy --strict and the unit tests (no cluster).
+verify: lint unit
 
 e2e: $(STAMP) toolchain
 	bash scripts/pytest-strict $(BIN)/python -m pytest -m e2e $(PYTEST_ARGS)

@@ -63,6 +63,7 @@ def _signalled(tmp_path: Path, prescript: str = "") -> tuple[int, str, dict[str,
         "FTO_PRESCRIPT": str(scripts / "prescript.sh"),
         "FTO_POSTSCRIPT": str(scripts / "postscript.sh"),
         "FTO_TERMINATION_LOG": str(tmp_path / "termination-log"),
+        "FTO_LOG_DRAIN_SECONDS": "0",
     }
     stdout = tmp_path / "stdout"
     with stdout.open("wb") as out_file:

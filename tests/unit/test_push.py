@@ -187,6 +187,7 @@ def run_entrypoint(
         "FTO_PRESCRIPT": str(scripts / "prescript.sh"),
         "FTO_POSTSCRIPT": str(scripts / "postscript.sh"),
         "FTO_TERMINATION_LOG": str(termination),
+        "FTO_LOG_DRAIN_SECONDS": "0",
         ENV_PUSH_WORK_DIR: str(work),
         **env,
     }

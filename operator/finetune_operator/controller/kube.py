@@ -3,7 +3,9 @@
 The official client is synchronous; every call runs in a worker thread so that handlers never block
 kopf's event loop. Every call is counted (metrics, and tests that bound API traffic), and the
 client's errors become the few the controller acts on: `Conflict` (the name is taken), `Refused`
-(the API server will never accept this object), `NotFound`; anything else is worth a retry.
+(the API server will never accept this object); a read of what is not there (404) answers None, and
+a delete of what is gone (404, or a namesake with another uid: 409) is done. Anything else is worth a
+retry.
 """
 
 from __future__ import annotations

@@ -62,8 +62,8 @@ class Remembered:
     pod_create_condition: Condition | None = None
     unposted: list[Unposted] = field(default_factory=list)
     event_failures: int = 0
-    plan: Plan | None = None  # the plan of the spec, for plan_key (generation and labels)
-    plan_key: Any = None
+    plan: Plan | None = None  # the plan of the spec it was made from (its facts only, between passes)
+    plan_key: Any = None  # (generation, labels) of that spec: the plan is made again when either changes
     job_seen: dict[str, Any] | None = None  # the Job as the last Job event showed it
 
 

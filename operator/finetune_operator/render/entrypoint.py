@@ -23,10 +23,13 @@ ENV_ENV_CONFIG = "FTO_ENV_CONFIG"
 ENV_ENV_CONFIG_TEMPLATE = "FTO_ENV_CONFIG_TEMPLATE"
 ENV_EXP_CONFIG = "FTO_EXP_CONFIG"
 ENV_PRESCRIPT = "FTO_PRESCRIPT"
+# Seconds the log's tail is let run after the trainer's end, for its last lines to reach the pod log
+# (tail -F reads every second). Never set in a pod; the tests set 0.
+ENV_LOG_DRAIN_SECONDS = "FTO_LOG_DRAIN_SECONDS"
 ENV_POSTSCRIPT = "FTO_POSTSCRIPT"
 
 # The push step (issue 14): after a successful training, rank 0 pushes outputDir as an OCI artifact.
-ENV_PUSH_FORMAT = "FTO_PUSH_FORMAT"  # empty or unset: no push; else one of PUSH_FORMATS
+ENV_PUSH_FORMAT = "FTO_PUSH_FORMAT"  # empty or unset: no push; else one of the PUSH_FORMAT_ names
 ENV_PUSH_REFERENCE = "FTO_PUSH_REFERENCE"  # registry/repository:tag, validated by the operator
 ENV_PUSH_INSECURE = "FTO_PUSH_INSECURE"  # "true": plain HTTP (crane --insecure, kit --plain-http)
 ENV_PUSH_TOOLS = "FTO_PUSH_TOOLS"  # directory of the copied tool binaries: crane, and kit for ModelKit/ModelPack
@@ -39,7 +42,6 @@ ENV_DOCKER_CONFIG = "DOCKER_CONFIG"  # directory holding the push Secret's confi
 PUSH_FORMAT_MODELKIT = "ModelKit"
 PUSH_FORMAT_MODELPACK = "ModelPack"
 PUSH_FORMAT_IMAGE = "Image"
-PUSH_FORMATS = (PUSH_FORMAT_MODELKIT, PUSH_FORMAT_MODELPACK, PUSH_FORMAT_IMAGE)
 REASON_PUSH_FAILED = OUTPUT_PUSH_FAILED
 
 # Lines the push step adds to the termination message after a successful push.
@@ -314,7 +316,7 @@ fto_train() {  # sets verdict, reason, status and evidence from the trainer's ex
   code=$waited
   fto_stages_end_at_a_signal
   if [ "$stop" = yes ]; then fto_say "stopped by a signal: $trainer was told to stop (SIGTERM)"; fi
-  sleep 2
+  sleep "${FTO_LOG_DRAIN_SECONDS:-2}"
   kill "$tail_pid" 2>/dev/null
   wait "$tail_pid" 2>/dev/null
 

@@ -20,7 +20,6 @@ from finetune_operator.render.objects import job_name, metadata, owner_reference
 
 # Set by the Job controller on each pod of an Indexed Job.
 COMPLETION_INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
-COMPLETION_INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
 # Set by the Job controller on each of its pods: the Job's uid, which no earlier or foreign pod carries.
 JOB_CONTROLLER_UID_LABEL = "batch.kubernetes.io/controller-uid"
 ENV_MULTI_NODE_FILE = "FTO_MULTI_NODE_ENV_FILE"
