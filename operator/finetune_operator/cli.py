@@ -111,7 +111,7 @@ def command_parse_log(args: argparse.Namespace, out: TextIO) -> None:
 
 def command_run(args: argparse.Namespace, out: TextIO) -> None:
     # Imported here: the other commands need neither kopf nor a cluster.
-    from finetune_operator.controller.controller import Settings
+    from finetune_operator.controller.context import Settings
     from finetune_operator.controller.run import CrdMissing, Options, run
 
     try:

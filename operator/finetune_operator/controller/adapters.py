@@ -14,7 +14,8 @@ from typing import Any
 import kopf
 
 from finetune_operator.api.base import GROUP, LABEL_NAME, PLURAL, VERSION
-from finetune_operator.controller.controller import Controller, Views
+from finetune_operator.controller.context import Views
+from finetune_operator.controller.controller import Controller
 from finetune_operator.controller.kube import COMPONENT
 from finetune_operator.observe.pods import slim_job, slim_pod, thin_body
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from finetune_operator.api.status import Condition
+from finetune_operator.controller.context import PassContext
 from finetune_operator.controller.kube import Conflict, Refused
 from finetune_operator.controller.memory import Remembered, Told
 from finetune_operator.observe.attempts import attempt_of
@@ -27,9 +28,6 @@ from finetune_operator.observe.times import parse_timestamp, timestamp
 from finetune_operator.render import manifests, multinode
 from finetune_operator.render.objects import config_map_name
 from finetune_operator.render.plan import Plan
-
-if TYPE_CHECKING:
-    from finetune_operator.controller.controller import Controller
 
 WAIT_FOR_PREVIOUS_SECONDS = 2.0
 MAX_RECHECK_SECONDS = 60.0
@@ -58,7 +56,7 @@ def _conflict(what: str) -> Verdict:
     )
 
 
-async def create(ctl: Controller, body: dict[str, Any], plan: Plan, remembered: Remembered, attempt: int) -> Outcome:
+async def create(ctl: PassContext, body: dict[str, Any], plan: Plan, remembered: Remembered, attempt: int) -> Outcome:
     assert plan.ftj is not None
     metadata = body["metadata"]
     namespace, name, uid = metadata["namespace"], metadata["name"], metadata["uid"]
@@ -104,7 +102,7 @@ def _tell_created(remembered: Remembered, job: dict[str, Any]) -> None:
 
 
 async def _ensure_service(
-    ctl: Controller, body: dict[str, Any], plan: Plan, job: dict[str, Any], remembered: Remembered
+    ctl: PassContext, body: dict[str, Any], plan: Plan, job: dict[str, Any], remembered: Remembered
 ) -> Outcome | None:
     """The headless Service of this Job's ranks: owned by the Job (it goes with the attempt, and with a
     Job withdrawn) and selecting only the Job's own pods (its controller-uid), so that no other pod
@@ -138,7 +136,7 @@ async def _ensure_service(
 
 
 async def ensure_config_map(
-    ctl: Controller, body: dict[str, Any], plan: Plan, job: dict[str, Any], remembered: Remembered, attempt: int
+    ctl: PassContext, body: dict[str, Any], plan: Plan, job: dict[str, Any], remembered: Remembered, attempt: int
 ) -> Outcome:
     """The Job's ConfigMap exists and is the Job's; if it cannot be, the Job goes (its pod must never
     run with another object's files)."""
@@ -169,24 +167,24 @@ async def ensure_config_map(
     return Outcome(job)
 
 
-async def _config_map_is_the_jobs(ctl: Controller, namespace: str, name: str, job: dict[str, Any]) -> bool:
+async def _config_map_is_the_jobs(ctl: PassContext, namespace: str, name: str, job: dict[str, Any]) -> bool:
     found = await ctl.kube.read_config_map(namespace, name)
     return found is not None and controller_of(found)[2] == job["metadata"]["uid"]
 
 
-async def _withdraw(ctl: Controller, body: dict[str, Any], job: dict[str, Any], remembered: Remembered) -> None:
+async def _withdraw(ctl: PassContext, body: dict[str, Any], job: dict[str, Any], remembered: Remembered) -> None:
     """Delete the Job just made: its ConfigMap cannot be made, so no half-made set stays behind."""
     await ctl.kube.delete_job(body["metadata"]["namespace"], job["metadata"]["name"], job["metadata"]["uid"])
     remembered.created_job = None
 
 
-def _pod_started(ctl: Controller, body: dict[str, Any], job: dict[str, Any]) -> bool:
+def _pod_started(ctl: PassContext, body: dict[str, Any], job: dict[str, Any]) -> bool:
     """A pod of the Job ran: its ConfigMap (and Service) were there."""
     pods = ctl.views.pods(body["metadata"]["namespace"], body["metadata"]["name"], job)
     return any((pod.get("status") or {}).get("phase") in STARTED_PHASES for pod in pods)
 
 
-def _recheck(ctl: Controller, body: dict[str, Any], remembered: Remembered, purpose: str, delay: float | None) -> None:
+def _recheck(ctl: PassContext, body: dict[str, Any], remembered: Remembered, purpose: str, delay: float | None) -> None:
     """Look again later: after `delay`, or with a backoff that grows with each look (at most a minute)."""
     remembered.pod_create_checks += 1
     seconds = delay if delay is not None else min(2.0**remembered.pod_create_checks, MAX_RECHECK_SECONDS)
@@ -195,7 +193,7 @@ def _recheck(ctl: Controller, body: dict[str, Any], remembered: Remembered, purp
 
 
 async def pod_create_condition(
-    ctl: Controller, body: dict[str, Any], job: dict[str, Any], remembered: Remembered
+    ctl: PassContext, body: dict[str, Any], job: dict[str, Any], remembered: Remembered
 ) -> Condition | None:
     """PodCreateFailed, with the API server's own words, while the Job controller cannot create the pod
     (Pod Security, quota, a webhook): the Job's status never says so, only its FailedCreate Events."""

@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from finetune_operator.api.status import TERMINAL_PHASES
+from finetune_operator.controller.context import Key, Settings, Views
 from finetune_operator.controller.following import follow_logs
 from finetune_operator.controller.memory import Memory, Unposted
 from finetune_operator.controller.metrics import Metrics
@@ -26,20 +26,9 @@ from finetune_operator.observe.peering import is_active
 
 logger = logging.getLogger("finetune_operator")
 
-Key = tuple[str, str]
-Index = Mapping[Key, Iterable[dict[str, Any]]]
 MAX_BACKOFF_SECONDS = 60.0
 # Passes of watch events at once: enough to keep the API busy; the rest wait holding a slim body only.
 PASS_LIMIT = 16
-
-
-@dataclass(frozen=True)
-class Settings:
-    log_interval: float = 15.0
-    allow_privileged: bool = False
-    allow_any_toleration: bool = False
-    # How soon a Job that has no pod yet is looked at again for the Job controller's FailedCreate.
-    pod_create_recheck: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -51,33 +40,6 @@ class Peering:
     identity: str
     priority: int
     lifetime: int  # seconds without a keep-alive before peers presume this replica dead
-
-
-class Views:
-    """Read-only views of kopf's indices of the children (what the watches delivered), keyed by
-    (namespace, FineTuneJob name). The FineTuneJobs' own latest bodies are in Memory."""
-
-    def __init__(self, jobs: Index | None = None, pods: Index | None = None) -> None:
-        self._jobs: Index = jobs if jobs is not None else {}
-        self._pods: Index = pods if pods is not None else {}
-
-    def job(self, owner: dict[str, Any]) -> dict[str, Any] | None:
-        """The FineTuneJob's Job of the latest attempt (a failed attempt's Job is kept beside the next
-        one's); only its own Jobs count: anyone who may create Jobs can copy its label and annotations."""
-        found = self.jobs(owner)
-        return max(found, key=attempt_of) if found else None
-
-    def jobs(self, owner: dict[str, Any]) -> list[dict[str, Any]]:
-        """Every Job of the FineTuneJob (its controller, by uid)."""
-        metadata = owner["metadata"]
-        return [job for job in self._jobs.get((metadata["namespace"], metadata["name"]), []) if owns(owner, job)]
-
-    def pods(self, namespace: str, name: str, job: dict[str, Any] | None) -> list[dict[str, Any]]:
-        """The pods of this Job (its controller by uid): not every pod with the FineTuneJob's label,
-        which anyone who may create pods in the namespace can set."""
-        if job is None:
-            return []
-        return [pod for pod in self._pods.get((namespace, name), []) if owns(job, pod)]
 
 
 class Controller:

@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING
 
 from finetune_operator.api.base import TRAINER_CONTAINER
+from finetune_operator.controller.context import PassContext
 from finetune_operator.observe.following import (
     LIMIT_BYTES,
     TAIL_LINES,
@@ -25,9 +25,6 @@ from finetune_operator.observe.following import (
 )
 from finetune_operator.observe.pods import training_pod
 
-if TYPE_CHECKING:
-    from finetune_operator.controller.controller import Controller
-
 logger = logging.getLogger("finetune_operator.progress")
 
 CONCURRENT_READS = 8
@@ -35,7 +32,7 @@ CONCURRENT_READS = 8
 SHORT_TAIL_LINES = 20
 
 
-async def follow_logs(ctl: Controller) -> None:
+async def follow_logs(ctl: PassContext) -> None:
     while True:
         await asyncio.sleep(ctl.settings.log_interval)
         await ctl.check_active()
@@ -44,12 +41,12 @@ async def follow_logs(ctl: Controller) -> None:
         await gather_bounded([_read_and_reconcile(ctl, followed) for followed in ctl.memory.followed()])
 
 
-async def _read_and_reconcile(ctl: Controller, followed: Followed) -> None:
+async def _read_and_reconcile(ctl: PassContext, followed: Followed) -> None:
     if await read_progress(ctl, followed, final=False):
         await ctl.reconcile_from_views(followed.namespace, followed.name)
 
 
-async def read_progress(ctl: Controller, followed: Followed, final: bool) -> bool:
+async def read_progress(ctl: PassContext, followed: Followed, final: bool) -> bool:
     """One read of the log's tail, folded in; True if the status should change (progress or condition)."""
     body = ctl.memory.body(followed.namespace, followed.name)
     job = ctl.views.job(body) if body is not None else None

@@ -12,13 +12,14 @@ import asyncio
 import logging
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pydantic
 
 from finetune_operator.api.base import ANNOTATION_REQUESTED_SUSPEND
 from finetune_operator.api.status import NORMAL_PHASES, TERMINAL_PHASES, FineTuneJobStatus
 from finetune_operator.controller import children, following
+from finetune_operator.controller.context import PassContext
 from finetune_operator.controller.memory import Remembered, Told
 from finetune_operator.observe.attempts import Attempts, failure_cause, is_kept, is_stale, resize_due, retry
 from finetune_operator.observe.following import Followed, first_step_due
@@ -42,9 +43,6 @@ from finetune_operator.render.manifests import suspend_text
 from finetune_operator.render.objects import attempt_job_name
 from finetune_operator.render.plan import Facts, Plan, Powers, plan
 
-if TYPE_CHECKING:
-    from finetune_operator.controller.controller import Controller
-
 logger = logging.getLogger("finetune_operator")
 
 
@@ -62,7 +60,7 @@ def recorded_status(body: dict[str, Any], remembered: Remembered) -> FineTuneJob
         return FineTuneJobStatus()  # not the operator's writing: the next write replaces it
 
 
-async def reconcile_pass(ctl: Controller, body: dict[str, Any], job: dict[str, Any] | None) -> None:
+async def reconcile_pass(ctl: PassContext, body: dict[str, Any], job: dict[str, Any] | None) -> None:
     metadata = body["metadata"]
     namespace, name, uid = metadata["namespace"], metadata["name"], metadata["uid"]
     remembered = ctl.memory.of(uid)
@@ -167,7 +165,7 @@ def _children_due(job: dict[str, Any] | None, remembered: Remembered) -> bool:
     return job is None or not remembered.config_map_seen
 
 
-async def _plan(ctl: Controller, body: dict[str, Any], remembered: Remembered, needs_model: bool) -> Plan | None:
+async def _plan(ctl: PassContext, body: dict[str, Any], remembered: Remembered, needs_model: bool) -> Plan | None:
     """The plan of this generation, made once (per generation and labels, which the children copy) off
     the event loop; a pass that may make children gets one with its model, from the spec the watch
     kept (a small one) or read again (a large one is not kept: thin_body). None if the object is gone."""
@@ -188,7 +186,7 @@ async def _plan(ctl: Controller, body: dict[str, Any], remembered: Remembered, n
 
 
 async def _with_model(
-    ctl: Controller, body: dict[str, Any], remembered: Remembered, the_plan: Plan, job: dict[str, Any] | None
+    ctl: PassContext, body: dict[str, Any], remembered: Remembered, the_plan: Plan, job: dict[str, Any] | None
 ) -> Plan:
     """The plan with its model, for a pass that finds children to make after all."""
     if the_plan.ftj is not None or not _children_due(job, remembered):
@@ -208,7 +206,7 @@ class AttemptChange:
 
 
 def _attempt_change(
-    ctl: Controller, body: dict[str, Any], spec: Facts, job: dict[str, Any], attempts: Attempts
+    ctl: PassContext, body: dict[str, Any], spec: Facts, job: dict[str, Any], attempts: Attempts
 ) -> AttemptChange | None:
     if is_stale(job, attempts):
         message = f"a Job of attempt {attempts.attempt - 1} is being removed before attempt {attempts.attempt}"
@@ -229,7 +227,7 @@ def _attempt_change(
     return AttemptChange(job, again.attempts, again.verdict, ("Warning", "Retrying", again.event), keep=True)
 
 
-async def _next_attempt(ctl: Controller, body: dict[str, Any], change: AttemptChange, remembered: Remembered) -> None:
+async def _next_attempt(ctl: PassContext, body: dict[str, Any], change: AttemptChange, remembered: Remembered) -> None:
     """A failed attempt's Job stays (the next pass makes the next one's at once); any other goes first
     (its deletion, seen by the Job watch, brings the next pass)."""
     metadata, owner = change.job["metadata"], body["metadata"]
@@ -243,7 +241,7 @@ async def _next_attempt(ctl: Controller, body: dict[str, Any], change: AttemptCh
 
 
 async def _children(
-    ctl: Controller,
+    ctl: PassContext,
     body: dict[str, Any],
     the_plan: Plan,
     job: dict[str, Any] | None,
@@ -258,7 +256,7 @@ async def _children(
     return outcome
 
 
-async def _follow_suspend(ctl: Controller, body: dict[str, Any], suspend: bool, job: dict[str, Any]) -> None:
+async def _follow_suspend(ctl: PassContext, body: dict[str, Any], suspend: bool, job: dict[str, Any]) -> None:
     """Pass a *change* of spec.suspend to the Job; a queue controller's own suspend is left alone."""
 
     annotations = dict(job["metadata"].get("annotations") or {})
@@ -302,7 +300,7 @@ def _follow_progress(
 
 
 async def _after_ttl(
-    ctl: Controller, body: dict[str, Any], observation: Observation, the_plan: Plan, job: dict[str, Any] | None
+    ctl: PassContext, body: dict[str, Any], observation: Observation, the_plan: Plan, job: dict[str, Any] | None
 ) -> FineTuneJobStatus | None:
     """The status, with the TTL applied: cleaned up now if due, else when it will be (and a timer)."""
     desired = derive_status(observation)
@@ -347,7 +345,7 @@ def _summary(status: FineTuneJobStatus) -> str:
 
 
 async def _write_status(
-    ctl: Controller,
+    ctl: PassContext,
     body: dict[str, Any],
     remembered: Remembered,
     current: FineTuneJobStatus,
@@ -397,6 +395,6 @@ def _event_of(
     return Told(desired.phase, kind, why.reason, f"{why.phase}: {why.message}{_summary(desired)}")
 
 
-async def _tell(ctl: Controller, body: dict[str, Any], remembered: Remembered, event: Told) -> None:
+async def _tell(ctl: PassContext, body: dict[str, Any], remembered: Remembered, event: Told) -> None:
     remembered.told_phase = event.phase
     await ctl.post(body, event.kind, event.reason, event.message)

@@ -16,7 +16,8 @@ import prometheus_client
 from finetune_operator.api.base import GROUP, PLURAL, VERSION
 from finetune_operator.api.crd import CRD_NAME, crd
 from finetune_operator.controller.adapters import registry_for
-from finetune_operator.controller.controller import Controller, Peering, Settings
+from finetune_operator.controller.context import Settings
+from finetune_operator.controller.controller import Controller, Peering
 from finetune_operator.controller.kube import Kube
 from finetune_operator.controller.metrics import Metrics
 from finetune_operator.observe.peering import priority_by_age

@@ -12,7 +12,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from finetune_operator.api.base import LABEL_NAME
-from finetune_operator.controller.controller import Controller, Peering, Settings, Views
+from finetune_operator.controller.context import Settings, Views
+from finetune_operator.controller.controller import Controller, Peering
 from finetune_operator.controller.following import read_progress
 from finetune_operator.controller.kube import Conflict
 from finetune_operator.observe.attempts import attempt_of

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 
-from finetune_operator.controller.controller import Settings
+from finetune_operator.controller.context import Settings
 from finetune_operator.controller.kube import Refused
 from tests.unit.controller.fakes import World
 

@@ -20,7 +20,8 @@ from finetune_operator.api.crd import crd
 from finetune_operator.api.status import Metric, TrainerStatus
 from finetune_operator.controller import run as run_module
 from finetune_operator.controller.adapters import configure, registry_for
-from finetune_operator.controller.controller import Controller, Peering, Settings, Views
+from finetune_operator.controller.context import Settings, Views
+from finetune_operator.controller.controller import Controller, Peering
 from finetune_operator.controller.following import gather_bounded
 from finetune_operator.controller.memory import Memory
 from finetune_operator.controller.metrics import Metrics

@@ -1,0 +1,21 @@
+"""The operator's modules import one another without a loop (issue 22): a module of a pass is given the
+narrow `PassContext` and never imports the Controller back, not even for its type (grimp counts
+`TYPE_CHECKING` imports too, as a reader must)."""
+
+from __future__ import annotations
+
+import grimp
+
+
+def _loops(package: str) -> list[tuple[str, str]]:
+    graph = grimp.build_graph(package)
+    return sorted(
+        (importer, imported)
+        for importer in graph.modules
+        for imported in graph.find_modules_directly_imported_by(importer)
+        if graph.chain_exists(importer=imported, imported=importer)
+    )
+
+
+def test_no_module_of_the_operator_imports_itself_back_through_others() -> None:
+    assert _loops("finetune_operator") == []
