@@ -273,3 +273,11 @@ def test_a_blocked_finetunejob_is_pending_and_stalled_not_reconciling() -> None:
     assert status.phase == "Pending"
     assert _conditions(status)["Stalled"] == ("True", "NameConflict")
     assert _conditions(status)["Reconciling"] == ("False", "Stalled")
+
+
+def test_backoff_doubles_to_its_limit_and_never_overflows() -> None:
+    from finetune_operator.observe.times import backoff
+
+    assert [backoff(n, 60.0) for n in (0, 1, 2, 5, 6, 7)] == [1.0, 2.0, 4.0, 32.0, 60.0, 60.0]
+    # 2.0 ** 1024 raises OverflowError: a pass retried after so many failures in a row must not.
+    assert backoff(1024, 60.0) == 60.0 and backoff(10**9, 3600.0) == 3600.0

@@ -91,3 +91,14 @@ def cel_literal(value: Any) -> str:
     if isinstance(value, str):
         return cel_string(value)
     raise TypeError(f"no CEL literal for {value!r}")
+
+
+def suspend_annotation(suspend: bool) -> dict[str, str]:
+    """The annotation that records the suspend the operator last asked of a Job."""
+    return {ANNOTATION_REQUESTED_SUSPEND: "true" if suspend else "false"}
+
+
+def requested_suspend(job: dict[str, Any]) -> bool | None:
+    """The suspend the operator last asked of this Job; None if it never said (not its Job, or older)."""
+    said = ((job.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_REQUESTED_SUSPEND)
+    return {"true": True, "false": False}.get(said) if isinstance(said, str) else None

@@ -24,7 +24,7 @@ from finetune_operator.observe.attempts import attempt_of
 from finetune_operator.observe.owners import controller_of
 from finetune_operator.observe.pods import STARTED_PHASES
 from finetune_operator.observe.status import Verdict, has_pods, job_verdict
-from finetune_operator.observe.times import parse_timestamp, timestamp
+from finetune_operator.observe.times import backoff, parse_timestamp, timestamp
 from finetune_operator.render import manifests, multinode
 from finetune_operator.render.objects import config_map_name
 from finetune_operator.render.plan import Plan
@@ -187,7 +187,7 @@ def _pod_started(ctl: PassContext, body: dict[str, Any], job: dict[str, Any]) ->
 def _recheck(ctl: PassContext, body: dict[str, Any], remembered: Remembered, purpose: str, delay: float | None) -> None:
     """Look again later: after `delay`, or with a backoff that grows with each look (at most a minute)."""
     remembered.pod_create_checks += 1
-    seconds = delay if delay is not None else min(2.0**remembered.pod_create_checks, MAX_RECHECK_SECONDS)
+    seconds = delay if delay is not None else backoff(remembered.pod_create_checks, MAX_RECHECK_SECONDS)
     metadata = body["metadata"]
     ctl.requeue(metadata["namespace"], metadata["name"], metadata["uid"], purpose, seconds)
 

@@ -23,6 +23,7 @@ from finetune_operator.controller.reconciler import reconcile_pass
 from finetune_operator.observe.attempts import attempt_of
 from finetune_operator.observe.owners import owns
 from finetune_operator.observe.peering import is_active
+from finetune_operator.observe.times import backoff
 
 logger = logging.getLogger("finetune_operator")
 
@@ -140,7 +141,7 @@ class Controller:
             except Exception as error:  # kopf does not retry event handlers: requeue ourselves
                 self._record(started, failed=True)
                 remembered.failures += 1
-                delay = min(2.0**remembered.failures, MAX_BACKOFF_SECONDS)
+                delay = backoff(remembered.failures, MAX_BACKOFF_SECONDS)
                 logger.warning(
                     "reconcile of %s/%s failed (%s: %s); retrying in %.0fs",
                     metadata["namespace"],
@@ -190,7 +191,7 @@ class Controller:
             except Exception as error:
                 logger.info("could not post event %s on %s: %s", event.reason, event.owner["metadata"]["name"], error)
                 remembered.event_failures += 1
-                delay = min(2.0**remembered.event_failures, MAX_BACKOFF_SECONDS)
+                delay = backoff(remembered.event_failures, MAX_BACKOFF_SECONDS)
                 self.timers.schedule((uid, "events"), delay, lambda: self.post_unposted(uid))
                 return
             remembered.unposted.pop(0)

@@ -20,11 +20,10 @@ import kubernetes
 import pydantic
 from kubernetes.client.exceptions import ApiException
 
-from finetune_operator.api.base import ANNOTATION_REQUESTED_SUSPEND, GROUP, PLURAL, VERSION
+from finetune_operator.api.base import GROUP, PLURAL, VERSION, suspend_annotation
 from finetune_operator.observe.following import LogTail, log_tail
 from finetune_operator.observe.pods import slim_body
 from finetune_operator.observe.times import timestamp
-from finetune_operator.render.manifests import suspend_text
 
 COMPONENT = "finetune-operator"  # the "From" of its Events
 EVENT_MESSAGE_LIMIT = 1024
@@ -174,7 +173,7 @@ class Kube:
 
     async def set_job_suspend(self, namespace: str, name: str, suspend: bool) -> None:
         patch = {
-            "metadata": {"annotations": {ANNOTATION_REQUESTED_SUSPEND: suspend_text(suspend)}},
+            "metadata": {"annotations": suspend_annotation(suspend)},
             "spec": {"suspend": suspend},
         }
         await self._call("patch_job", self.batch.patch_namespaced_job, name, namespace, patch)

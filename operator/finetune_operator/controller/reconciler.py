@@ -16,7 +16,7 @@ from typing import Any
 
 import pydantic
 
-from finetune_operator.api.base import ANNOTATION_REQUESTED_SUSPEND
+from finetune_operator.api.base import requested_suspend, suspend_annotation
 from finetune_operator.api.status import NORMAL_PHASES, TERMINAL_PHASES, FineTuneJobStatus
 from finetune_operator.controller import children, following
 from finetune_operator.controller.context import PassContext
@@ -39,7 +39,6 @@ from finetune_operator.observe.status import (
 )
 from finetune_operator.observe.times import parse_timestamp
 from finetune_operator.observe.ttl import Retention, cleanup_deadline
-from finetune_operator.render.manifests import suspend_text
 from finetune_operator.render.objects import attempt_job_name
 from finetune_operator.render.plan import Facts, Plan, Powers, plan
 
@@ -259,18 +258,16 @@ async def _children(
 async def _follow_suspend(ctl: PassContext, body: dict[str, Any], suspend: bool, job: dict[str, Any]) -> None:
     """Pass a *change* of spec.suspend to the Job; a queue controller's own suspend is left alone."""
 
-    annotations = dict(job["metadata"].get("annotations") or {})
-    if annotations.get(ANNOTATION_REQUESTED_SUSPEND) == suspend_text(suspend):
+    if requested_suspend(job) == suspend:
         return
     await ctl.kube.set_job_suspend(body["metadata"]["namespace"], job["metadata"]["name"], suspend)
     job.setdefault("spec", {})["suspend"] = suspend
-    annotations[ANNOTATION_REQUESTED_SUSPEND] = suspend_text(suspend)
-    job["metadata"]["annotations"] = annotations
+    job["metadata"]["annotations"] = {**(job["metadata"].get("annotations") or {}), **suspend_annotation(suspend)}
     await ctl.post(
         body,
         "Normal",
         "Suspended" if suspend else "Resumed",
-        f"spec.suspend is now {suspend_text(suspend)}: passed to Job {job['metadata']['name']}",
+        f"spec.suspend is now {'true' if suspend else 'false'}: passed to Job {job['metadata']['name']}",
     )
 
 

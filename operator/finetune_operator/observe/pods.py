@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from finetune_operator.api.base import LOADER_CONTAINER, TRAINER_CONTAINER
+from finetune_operator.observe.containers import ends
 
 STARTED_PHASES = ("Running", "Succeeded", "Failed")
 # Set by the Job controller on each pod of an Indexed Job: the rank, with numNodes > 1.
@@ -71,13 +72,8 @@ def newest_phase(pods: list[dict[str, Any]]) -> str | None:
 def _terminated(
     pod: dict[str, Any], kind: str = "containerStatuses", name: str = TRAINER_CONTAINER
 ) -> dict[str, Any] | None:
-    for status in (pod.get("status") or {}).get(kind) or []:
-        if status.get("name") == name:
-            terminated = (status.get("state") or {}).get("terminated") or (status.get("lastState") or {}).get(
-                "terminated"
-            )
-            return terminated or None
-    return None
+    found = ends(pod, name, kind)
+    return found[0] if found else None
 
 
 def _ended(pod: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
@@ -123,14 +119,8 @@ def first_failed_rank(pods: list[dict[str, Any]]) -> RankFailure | None:
 
 def termination_message(pod: dict[str, Any] | None) -> str | None:
     """The entrypoint's summary in the trainer container's termination message, if it ended."""
-    for status in ((pod or {}).get("status") or {}).get("containerStatuses") or []:
-        if status.get("name") != TRAINER_CONTAINER:
-            continue
-        for state in (status.get("state") or {}, status.get("lastState") or {}):
-            terminated = state.get("terminated")
-            if terminated and terminated.get("message"):
-                return str(terminated["message"])
-    return None
+    said = [str(terminated["message"]) for terminated in ends(pod, TRAINER_CONTAINER) if terminated.get("message")]
+    return said[0] if said else None
 
 
 def slim_pod(body: dict[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
-from finetune_operator.api.base import ANNOTATION_REQUESTED_SUSPEND
+from finetune_operator.api.base import requested_suspend
 from finetune_operator.api.status import TERMINAL_PHASES, Condition, FineTuneJobStatus, OutputStatus, Phase
 from finetune_operator.observe.termination import PushedOutput
 from finetune_operator.observe.termination import TrainerVerdict as TrainerVerdict
@@ -103,7 +103,7 @@ def job_verdict(job: dict[str, Any], ranks: int = 1) -> Verdict:
         return Verdict("Failed", reason, message, completion_time=ended, start_time=start)
     if (job.get("spec") or {}).get("suspend"):
         metadata = job.get("metadata") or {}
-        if (metadata.get("annotations") or {}).get(ANNOTATION_REQUESTED_SUSPEND) == "false":
+        if requested_suspend(job) is False:
             # Suspended by someone else than the operator: a queue controller holds it until admitted.
             queue = (metadata.get("labels") or {}).get("kueue.x-k8s.io/queue-name")
             message = f"waiting for admission by queue {queue}" if queue else "held by a queue controller"

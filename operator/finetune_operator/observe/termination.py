@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from finetune_operator.api.base import LOADER_CONTAINER, MODEL_LOAD_FAILED, OUTPUT_PUSH_FAILED
+from finetune_operator.observe.containers import ends
 
 # Entrypoint reasons that mean the trainer (not the platform) failed.
 TRAINER_FAILURES = {"TrainerExitCode", "TrainerReportedFailure", "TrainingIncomplete"}
@@ -107,14 +108,10 @@ def of_repository(reference: str, repository: str) -> bool:
 
 def loader_failure(pod: dict[str, Any] | None) -> TrainerVerdict | None:
     """The model copy's failure in this pod, with the copy's own last words."""
-    for status in ((pod or {}).get("status") or {}).get("initContainerStatuses") or []:
-        if status.get("name") != LOADER_CONTAINER:
-            continue
-        for state in (status.get("state") or {}, status.get("lastState") or {}):
-            ended = state.get("terminated") or {}
-            code = ended.get("exitCode")
-            if isinstance(code, int) and code != 0:
-                said = str(ended.get("message") or "").strip()[-MAX_MESSAGE:]
-                text = f"the model copy ({LOADER_CONTAINER}) exited with code {code}"
-                return TrainerVerdict("failed", f"{text}: {said}" if said else text, MODEL_LOAD_FAILED)
+    for ended in ends(pod, LOADER_CONTAINER, "initContainerStatuses"):
+        code = ended.get("exitCode")
+        if isinstance(code, int) and code != 0:
+            said = str(ended.get("message") or "").strip()[-MAX_MESSAGE:]
+            text = f"the model copy ({LOADER_CONTAINER}) exited with code {code}"
+            return TrainerVerdict("failed", f"{text}: {said}" if said else text, MODEL_LOAD_FAILED)
     return None

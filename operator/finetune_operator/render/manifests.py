@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from finetune_operator.api.base import ANNOTATION_ATTEMPT, ANNOTATION_REQUESTED_SUSPEND
+from finetune_operator.api.base import ANNOTATION_ATTEMPT, suspend_annotation
 from finetune_operator.api.resource import FineTuneJob
 from finetune_operator.api.spec import FineTuneJobSpec, Volume
 from finetune_operator.render import configs, multinode, oci
@@ -293,16 +293,12 @@ def job(ftj: FineTuneJob, attempt: int = 1) -> dict[str, Any]:
     if spec.active_deadline_seconds is not None:
         job_spec["activeDeadlineSeconds"] = spec.active_deadline_seconds
     meta = metadata(ftj, job_name(ftj, attempt))
-    meta["annotations"] = {ANNOTATION_REQUESTED_SUSPEND: suspend_text(spec.suspend)}
+    meta["annotations"] = suspend_annotation(spec.suspend)
     if multinode.is_multi_node(ftj):
         multinode.wire(ftj, job_spec, attempt)
     if multinode.is_multi_node(ftj) or attempt > 1:  # a group's, or one remade with a new node count
         meta["annotations"][ANNOTATION_ATTEMPT] = str(attempt)
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": job_spec}
-
-
-def suspend_text(suspend: bool) -> str:
-    return "true" if suspend else "false"
 
 
 def render(ftj: FineTuneJob, attempt: int = 1) -> list[dict[str, Any]]:
