@@ -16,6 +16,7 @@ from typing import Any
 from finetune_operator.api.status import TERMINAL_PHASES
 from finetune_operator.controller.context import Key, Settings, Views
 from finetune_operator.controller.following import follow_logs
+from finetune_operator.controller.kube import NamespaceTerminating
 from finetune_operator.controller.memory import Memory, Unposted
 from finetune_operator.controller.metrics import Metrics
 from finetune_operator.controller.ports import Clock, KubePort, Timers
@@ -138,6 +139,11 @@ class Controller:
             started = self.clock.monotonic()
             try:
                 await reconcile_pass(self, body, job)
+            except NamespaceTerminating:
+                # Its namespace is being deleted (and it with it): nothing more is made, nothing retried.
+                self._record(started, failed=False)
+                remembered.failures = 0
+                logger.info("%s/%s: its namespace is being deleted", metadata["namespace"], metadata["name"])
             except Exception as error:  # kopf does not retry event handlers: requeue ourselves
                 self._record(started, failed=True)
                 remembered.failures += 1
@@ -188,6 +194,9 @@ class Controller:
             event = remembered.unposted[0]
             try:
                 await self.kube.post_event(event.owner, event.kind, event.reason, event.message, event.when, event.name)
+            except NamespaceTerminating:
+                remembered.unposted.clear()  # Events of a namespace being deleted would go with it
+                return
             except Exception as error:
                 logger.info("could not post event %s on %s: %s", event.reason, event.owner["metadata"]["name"], error)
                 remembered.event_failures += 1

@@ -37,6 +37,22 @@ class Refused(Exception):
     """The API server refuses this object for good (400, 422, or the client's own type check)."""
 
 
+class NamespaceTerminating(Exception):
+    """The namespace is being deleted: nothing new can be made in it (403, cause NamespaceTerminating),
+    and its FineTuneJobs go with it. Not a refusal of the operator's rights, and nothing to retry."""
+
+
+def namespace_terminating(error: ApiException) -> bool:
+    if error.status != 403:
+        return False
+    try:
+        said = json.loads(error.body or "")
+    except (TypeError, ValueError):
+        return False
+    causes = ((said.get("details") or {}).get("causes") or []) if isinstance(said, dict) else []
+    return any(isinstance(cause, dict) and cause.get("reason") == "NamespaceTerminating" for cause in causes)
+
+
 def api_client_from_environment() -> kubernetes.client.ApiClient:
     """In-cluster config inside a pod, else the current kubeconfig context."""
     configuration = kubernetes.client.Configuration()
@@ -126,6 +142,8 @@ class Kube:
                 raise Refused(refusal(error)) from None
             if error.status == 413:  # over the API server's request size: as final as a 422
                 raise Refused(f"too large for the API server (413): {refusal(error)}") from None
+            if namespace_terminating(error):
+                raise NamespaceTerminating(namespace) from None
             raise
 
     async def _read(self, operation: str, function: Any, *args: Any) -> dict[str, Any] | None:
@@ -226,6 +244,8 @@ class Kube:
         try:
             await self._call("create_event", self.core.create_namespaced_event, owner["metadata"]["namespace"], body)
         except ApiException as error:
+            if namespace_terminating(error):
+                raise NamespaceTerminating(owner["metadata"]["namespace"]) from None
             if error.status != 409 or name is None:
                 raise
 

@@ -749,3 +749,22 @@ def test_a_metric_that_is_no_number_leaves_out_itself_only() -> None:
     labels = {"namespace": "ns", "name": "a"}
     assert registry.get_sample_value("finetune_operator_training_tokens_per_second", labels) == 310.5
     assert registry.get_sample_value("finetune_operator_training_loss", labels) is None
+
+
+def test_a_namespace_being_deleted_ends_the_pass_and_its_events_quietly(caplog: pytest.LogCaptureFixture) -> None:
+    """Nothing can be made in it and its FineTuneJobs go with it: no retry, no Event kept, no warning
+    that reads like a refusal of the operator's rights (found by the image's e2e)."""
+    from finetune_operator.controller.kube import NamespaceTerminating
+
+    world = World()
+    body = world.add(LIGHT)
+    uid = body["metadata"]["uid"]
+    world.kube.fail_next("create_job", NamespaceTerminating("ns"))
+    with caplog.at_level(logging.INFO, logger="finetune_operator"):
+        world.event(body)
+        world.kube.fail_next("create_event", NamespaceTerminating("ns"))
+        world.run(world.controller.post(body, "Normal", "Resumed", "again"))
+    assert world.timers.delay_of((uid, "retry")) is None and world.timers.delay_of((uid, "events")) is None
+    remembered = world.controller.memory.of(uid)
+    assert (remembered.failures, remembered.unposted) == (0, [])
+    assert [r.getMessage() for r in caplog.records] == ["ns/run: its namespace is being deleted"]
