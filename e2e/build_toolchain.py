@@ -483,9 +483,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif command == "versions":
             print(json.dumps(versions(), indent=2))
         elif command == "pin-kubernetes" and len(args) == 1:
-            from e2e.pin_kubernetes import pin_kubernetes  # rarely used: kept out of the build's code
-
-            pin_kubernetes(args[0])
+            # Its own process: it uses this module's helpers, and this module does not import it back.
+            return subprocess.run([sys.executable, "-m", "e2e.pin_kubernetes", args[0]], cwd=E2E_DIR.parent).returncode
         else:
             print(__doc__, file=sys.stderr)
             return 2

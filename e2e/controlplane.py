@@ -53,6 +53,13 @@ class LocalCluster:
         local._load_records()
         return local
 
+    @classmethod
+    def of(cls, handle: Cluster) -> LocalCluster:
+        """The ``LocalCluster`` behind a handle (to kill and restart its processes)."""
+        if not handle.local or handle.workdir is None:
+            raise ClusterError(f"{handle.kubeconfig} is not a local cluster of e2e/cluster: no processes to control")
+        return cls.attach(handle.workdir)
+
     # -- state ---------------------------------------------------------------------------
 
     def save_state(self) -> None:

@@ -11,14 +11,11 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from . import build_toolchain
 from .common import FAIL_NAMESPACES_KEY, HOLD_NAMESPACES_KEY, NAMESPACE_LABEL, ClusterError, wait_until
 from .kwok_helpers import KwokHelpers
-
-if TYPE_CHECKING:
-    from .controlplane import LocalCluster
 
 T = TypeVar("T")
 
@@ -102,14 +99,6 @@ class Cluster(KwokHelpers):
         state: Callable[[], str] | None = None,
     ) -> T:
         return wait_until(check, timeout=timeout, interval=interval, what=what, state=state)
-
-    def control_plane(self) -> LocalCluster:
-        """The ``LocalCluster`` behind this handle (to kill and restart its processes)."""
-        from .controlplane import LocalCluster  # the control plane imports this module
-
-        if not self.local or self.workdir is None:
-            raise ClusterError(f"{self.kubeconfig} is not a local cluster of e2e/cluster: no processes to control")
-        return LocalCluster.attach(self.workdir)
 
     # -- workloads -----------------------------------------------------------------------
 

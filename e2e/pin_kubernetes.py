@@ -1,10 +1,12 @@
-"""Regenerate the Kubernetes wrapper module for another release: ``e2e/build_toolchain.py pin-kubernetes vX.Y.Z``."""
+"""Regenerate the Kubernetes wrapper module for another release: ``e2e/build_toolchain.py pin-kubernetes vX.Y.Z``
+(which runs ``python -m e2e.pin_kubernetes vX.Y.Z``)."""
 
 from __future__ import annotations
 
 import os
 import re
 import subprocess
+import sys
 import urllib.request
 
 from e2e import build_toolchain
@@ -48,3 +50,20 @@ def pin_kubernetes(version: str) -> None:
     env = {**build_toolchain._go_env(), "GOFLAGS": "-mod=mod"}  # tidy must write go.mod and go.sum
     subprocess.run([go, "mod", "tidy"], cwd=wrapper, env=env, check=True)
     build_toolchain.log(f"pinned Kubernetes {version} ({len(staging)} staging modules at {staging_version})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print(__doc__, file=sys.stderr)
+        return 2
+    try:
+        pin_kubernetes(args[0])
+    except build_toolchain.BuildError as exc:
+        build_toolchain.log(f"FAILED: {exc}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

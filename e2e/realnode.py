@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import build_toolchain, node_build, nodeconfig, nodehost, processes
 from .commands import LOOPBACK
@@ -33,8 +33,32 @@ from .pki import add_leaf, kubeconfig
 from .processes import ProcessRecord
 
 if TYPE_CHECKING:
-    from .controlplane import LocalCluster
+    import ssl
+
+    from .commands import Component, HealthTLS
+    from .config import ClusterConfig
     from .handle import Cluster
+
+
+class ControlPlane(Protocol):
+    """What the node needs of the LocalCluster it joins (which makes the node: it is not imported here)."""
+
+    config: ClusterConfig
+    workdir: Path
+    pki: Path
+    logs: Path
+    kubeconfig: Path
+    state_file: Path
+    marker: bytes
+    processes: list[ProcessRecord]
+    ports: dict[str, int]
+    real_node_state: dict[str, Any]
+
+    def load_state(self) -> dict[str, Any] | None: ...
+    def save_state(self) -> None: ...
+    def start_process(self, component: Component) -> ProcessRecord: ...
+    def tls(self, kind: HealthTLS) -> ssl.SSLContext | None: ...
+
 
 #: How long `down` waits for the kubelet to stop the pods it runs before going on without it.
 POD_DELETE_TIMEOUT = 90.0
@@ -49,7 +73,7 @@ def unsupported_reason() -> str | None:
 class RealNode:
     """The real node of one LocalCluster; its state lives in the cluster's state.json ("real_node")."""
 
-    def __init__(self, local: LocalCluster, capacity: NodeCapacity | None = None) -> None:
+    def __init__(self, local: ControlPlane, capacity: NodeCapacity | None = None) -> None:
         self.local = local
         self.capacity = capacity or NodeCapacity()
         self.layout = NodeLayout(build_toolchain.bin_dir(), local.workdir)

@@ -9,7 +9,7 @@
   tells whether kwok helpers work).
 * ``local_cluster``: the same, but skips the test on an external cluster.
 * ``local_control_plane``: the ``e2e.localcluster.LocalCluster`` behind ``local_cluster`` (also
-  ``cluster.control_plane()``), to SIGKILL and restart one of its processes with the same
+  ``lc.LocalCluster.of(cluster)``), to SIGKILL and restart one of its processes with the same
   arguments: ``.kill_component("kube-apiserver")``, ``.start_component("etcd")``,
   ``.restart_component(name)``, ``.wait_healthy()``. A test that kills something restarts it.
 * ``namespace`` (per test): a fresh namespace, deleted after the test.
@@ -82,7 +82,7 @@ def local_cluster(cluster: lc.Cluster) -> lc.Cluster:
 
 @pytest.fixture
 def local_control_plane(local_cluster: lc.Cluster) -> lc.LocalCluster:
-    return local_cluster.control_plane()
+    return lc.LocalCluster.of(local_cluster)
 
 
 @pytest.fixture

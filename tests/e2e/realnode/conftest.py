@@ -25,7 +25,7 @@ from tests.e2e.realnode.nodes import RealNode, delete_host_volumes, host_volume
 def real_node(cluster: lc.Cluster) -> RealNode:
     if not cluster.local:
         pytest.skip("needs a local cluster of e2e/cluster (E2E_KUBECONFIG names another cluster)")
-    local = cluster.control_plane()
+    local = lc.LocalCluster.of(cluster)
     if not (local.load_state() or {}).get("real_node"):
         reason = realnode.unsupported_reason()
         if reason:
