@@ -27,7 +27,7 @@ STOP_ORDER = (("kwok", "kube-scheduler", "kube-controller-manager"), ("kube-apis
 
 
 class LocalCluster:
-    """A cluster of plain processes in a work dir; ``up``/``down``/``status``/``restart_component``."""
+    """A cluster of plain processes in a work dir; ``up``/``down``/``status``/``kill_component``/``start_component``."""
 
     def __init__(self, config: ClusterConfig | None = None) -> None:
         self.config = config or ClusterConfig()
@@ -366,11 +366,6 @@ class LocalCluster:
         started = self._start(record.component())
         self._wait_healthy(started, self.config.ready_timeout if timeout is None else timeout)
         return started
-
-    def restart_component(self, name: str, timeout: float | None = None) -> ProcessRecord:
-        """``kill_component`` then ``start_component``."""
-        self.kill_component(name)
-        return self.start_component(name, timeout)
 
     def wait_healthy(self, timeout: float | None = None) -> None:
         """Wait until every process answers on its health URL (e.g. the API server after etcd came back)."""

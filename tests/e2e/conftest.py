@@ -11,7 +11,7 @@
 * ``local_control_plane``: the ``e2e.localcluster.LocalCluster`` behind ``local_cluster`` (also
   ``lc.LocalCluster.of(cluster)``), to SIGKILL and restart one of its processes with the same
   arguments: ``.kill_component("kube-apiserver")``, ``.start_component("etcd")``,
-  ``.restart_component(name)``, ``.wait_healthy()``. A test that kills something restarts it.
+  ``.wait_healthy()``. A test that kills something restarts it.
 * ``namespace`` (per test): a fresh namespace, deleted after the test.
 * ``operator_image`` (session): the operator's container image of this checkout (``scripts/image
   build``, `make image`: rebuilt only when its inputs changed); skips where it cannot be built (not

@@ -266,7 +266,7 @@ def test_public_names_and_removed_helpers() -> None:
         assert hasattr(lc, name), name
     assert not hasattr(lc, "running_cluster")
     assert not hasattr(lc.Cluster, "hold_pod")
-    assert {"kill_component", "start_component", "restart_component"} <= set(dir(lc.LocalCluster))
+    assert {"kill_component", "start_component"} <= set(dir(lc.LocalCluster))
 
 
 def test_the_toolchain_dir_is_named_by_the_cluster_components_only() -> None:
