@@ -6,6 +6,7 @@ import ast
 import re
 from pathlib import Path
 
+import finetune_operator
 from finetune_operator.api.base import MODEL_LOAD_FAILED
 from finetune_operator.api.reasons import REASONS
 from finetune_operator.observe.attempts import NOT_RETRIED
@@ -15,7 +16,7 @@ from finetune_operator.observe.termination import STAGE_FAILURES, TRAINER_FAILUR
 from finetune_operator.render.entrypoint import ENTRYPOINT
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGE = ROOT / "operator" / "finetune_operator"
+PACKAGE = Path(finetune_operator.__file__).parent  # where it is imported from (mutation testing copies it)
 # Where each maker of a status or condition takes its reason: (function, positional index).
 CAMEL = re.compile(r"(?:[A-Z][a-z]+){2,}")
 REASON_ARGUMENT = {"Verdict": 1, "_log_condition": 1, "_pod_condition": 1, "_condition": 2, "_waiting": 1}
