@@ -180,7 +180,7 @@ class NodeLayout:
 
     @property
     def nvme(self) -> Path:
-        """Host side of every ai100 pod's /mnt/nvme0."""
+        """Host side of the ai100 cards' swap spaces: nvme0/<device ID> is a pod's /mnt/nvme0."""
         return self.root / "nvme0"
 
     def sockets(self) -> list[Path]:

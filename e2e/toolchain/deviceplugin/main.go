@@ -12,8 +12,11 @@
 // Allocate answers every container with the environment variable
 // FTO_DEVICES_<RESOURCE> (upper case, non-alphanumerics as "_", e.g. FTO_DEVICES_PHISON_COM_AI100)
 // holding the allocated device IDs, comma-separated, in the kubelet's order; a container that gets
-// --nvme-resource (phison.com/ai100) also gets --nvme-host-path mounted read-write at
-// --nvme-container-path (/mnt/nvme0), the NVMe swap space the aiDAPTIV device plugin provides.
+// --nvme-resource (phison.com/ai100) also gets its first device's NVMe swap space,
+// <--nvme-host-path>/<device ID> (e.g. nvme0/ai100-2), mounted read-write at --nvme-container-path
+// (/mnt/nvme0), as each aiDAPTIV card comes with its own SSD. One directory for all would let two
+// trainers on the node share it, and the trainer names its swap directory after its pid, which is
+// alike in two containers.
 //
 // GET http://127.0.0.1:<--health-port>/healthz answers 200 once the kubelet has confirmed the
 // registration of every resource (503 before, and again while re-registering after the kubelet
@@ -69,13 +72,22 @@ type plugin struct {
 	pluginapi.UnimplementedDevicePluginServer
 	registerapi.UnimplementedRegistrationServer
 
-	resource     string
-	devices      []*pluginapi.Device
-	endpoint     string // absolute path of the device-plugin socket
-	registration string // absolute path of the registration socket in plugins_registry
-	registered   atomic.Bool
-	servers      []*grpc.Server
-	mounts       []*pluginapi.Mount // given to every container that gets this resource
+	resource      string
+	devices       []*pluginapi.Device
+	endpoint      string // absolute path of the device-plugin socket
+	registration  string // absolute path of the registration socket in plugins_registry
+	registered    atomic.Bool
+	servers       []*grpc.Server
+	nvmeHost      string // the devices' swap spaces are its subdirectories (empty: no mount)
+	nvmeContainer string
+}
+
+// mounts gives a container the swap space of the first device it was allocated.
+func (p *plugin) mounts(ids []string) []*pluginapi.Mount {
+	if p.nvmeHost == "" || len(ids) == 0 {
+		return nil
+	}
+	return []*pluginapi.Mount{{ContainerPath: p.nvmeContainer, HostPath: filepath.Join(p.nvmeHost, ids[0])}}
 }
 
 func newPlugin(resource string, count int, socketDir, registryDir string) *plugin {
@@ -140,7 +152,7 @@ func (p *plugin) Allocate(_ context.Context, req *pluginapi.AllocateRequest) (*p
 		}
 		resp.ContainerResponses = append(resp.ContainerResponses, &pluginapi.ContainerAllocateResponse{
 			Envs:   map[string]string{EnvName(p.resource): strings.Join(c.DevicesIds, ",")},
-			Mounts: p.mounts,
+			Mounts: p.mounts(c.DevicesIds),
 		})
 	}
 	return resp, nil
@@ -233,11 +245,14 @@ func run() error {
 		}
 		p := newPlugin(name, count, *socketDir, *registryDir)
 		if name == *nvmeResource && *nvmeHostPath != "" {
-			if err := os.MkdirAll(*nvmeHostPath, 0o777); err != nil {
-				return err
+			for _, d := range p.devices {
+				dir := filepath.Join(*nvmeHostPath, d.ID)
+				if err := os.MkdirAll(dir, 0o777); err != nil {
+					return err
+				}
+				_ = os.Chmod(dir, 0o1777) // any uid of a pod writes its swap dir here
 			}
-			_ = os.Chmod(*nvmeHostPath, 0o1777) // any uid of a pod writes its swap dir here
-			p.mounts = []*pluginapi.Mount{{ContainerPath: *nvmeContainerPath, HostPath: *nvmeHostPath}}
+			p.nvmeHost, p.nvmeContainer = *nvmeHostPath, *nvmeContainerPath
 		}
 		plugins = append(plugins, p)
 	}

@@ -211,7 +211,39 @@ def test_the_device_plugin_allocates_devices_and_the_nvme_mount(
     assert len(set(ai100)) == 2 and set(ai100) <= {f"ai100-{i}" for i in range(4)}, lines
     assert len(vgpu) == 1 and vgpu[0] in {f"vgpu-{i}" for i in range(8)}, lines
     assert lines[2:] == ["nvme writable"]
-    assert (real_node.root / "nvme0" / "written").is_file()
+    # The swap space is the first allocated card's own SSD.
+    assert (real_node.root / "nvme0" / ai100[0] / "written").is_file()
+
+
+def test_each_ai100_brings_its_own_nvme_swap_space(cluster: lc.Cluster, namespace: str, real_node: RealNode) -> None:
+    """Two trainers on one node (two ranks of a gang, or two FineTuneJobs) must not share /mnt/nvme0:
+    the trainer names its swap directory after its pid, and pids in two containers are alike, so a
+    shared one let one rank remove the other's swap space under it (a gang retry failed with exit 1)."""
+    one = {AI100: "1"}
+
+    def container(name: str) -> dict:
+        script = f"touch /mnt/nvme0/{namespace}-{name}; sleep 3; ls /mnt/nvme0; echo \"device=$FTO_DEVICES_PHISON_COM_AI100\""
+        return {
+            "name": name,
+            "image": real_node.trainer_image,
+            "imagePullPolicy": "IfNotPresent",
+            "command": ["/bin/sh", "-c", script],
+            "resources": {"requests": one, "limits": one},
+        }
+
+    manifest = pod("pair", real_node, "true")
+    manifest["spec"]["containers"] = [container("a"), container("b")]
+    cluster.apply(manifest, namespace)
+    found = _wait_pod(cluster, namespace, "pair")
+    assert found["status"]["phase"] == "Succeeded", describe_pod(cluster, namespace, "pair")
+    devices = set()
+    for name, other in (("a", "b"), ("b", "a")):
+        seen = cluster.kubectl("logs", "-n", namespace, "pair", "-c", name).stdout.splitlines()
+        assert f"{namespace}-{name}" in seen and f"{namespace}-{other}" not in seen, (name, seen)
+        device = seen[-1].removeprefix("device=")
+        assert (real_node.root / "nvme0" / device / f"{namespace}-{name}").is_file(), seen
+        devices.add(device)
+    assert len(devices) == 2, devices
 
 
 def test_more_devices_than_the_node_has_stay_pending(cluster: lc.Cluster, namespace: str, real_node: RealNode) -> None:
