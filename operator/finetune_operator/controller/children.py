@@ -19,7 +19,8 @@ from typing import Any
 from finetune_operator.api.status import Condition
 from finetune_operator.controller.context import PassContext
 from finetune_operator.controller.kube import Conflict, Refused
-from finetune_operator.controller.memory import Remembered, Told
+from finetune_operator.controller.memory import Remembered
+from finetune_operator.decide.decision import Told
 from finetune_operator.observe.attempts import attempt_of
 from finetune_operator.observe.owners import controller_of
 from finetune_operator.observe.pods import STARTED_PHASES

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from finetune_operator.api.status import Condition
+from finetune_operator.decide.decision import Told
 from finetune_operator.observe.following import Followed
 from finetune_operator.render.plan import Plan
 
@@ -25,16 +26,6 @@ class Unposted:
     message: str
     when: datetime
     name: str
-
-
-@dataclass(frozen=True)
-class Told:
-    """An Event that tells a phase (or a retry, a resize), decided by a pass."""
-
-    phase: str | None
-    kind: str
-    reason: str
-    message: str
 
 
 @dataclass

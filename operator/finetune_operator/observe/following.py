@@ -95,9 +95,14 @@ def last_lines(text: str) -> list[str]:
     return kept
 
 
+def first_step_seen(followed: Followed) -> bool:
+    """The first finished step is seen and not announced yet: the TrainingStarted event is due."""
+    return not followed.started_announced and followed.progress is not None and followed.progress.steps > 0
+
+
 def first_step_due(followed: Followed) -> bool:
-    """True once, when the first finished step is seen: the TrainingStarted event is due."""
-    if followed.started_announced or followed.progress is None or followed.progress.steps <= 0:
+    """True once, when the first finished step is seen (and marked announced)."""
+    if not first_step_seen(followed):
         return False
     followed.started_announced = True
     return True

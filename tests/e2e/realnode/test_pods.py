@@ -222,7 +222,8 @@ def test_each_ai100_brings_its_own_nvme_swap_space(cluster: lc.Cluster, namespac
     one = {AI100: "1"}
 
     def container(name: str) -> dict:
-        script = f"touch /mnt/nvme0/{namespace}-{name}; sleep 3; ls /mnt/nvme0; echo \"device=$FTO_DEVICES_PHISON_COM_AI100\""
+        mine = f"/mnt/nvme0/{namespace}-{name}"
+        script = f'touch {mine}; sleep 3; ls /mnt/nvme0; echo "device=$FTO_DEVICES_PHISON_COM_AI100"'
         return {
             "name": name,
             "image": real_node.trainer_image,
