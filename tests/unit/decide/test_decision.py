@@ -1,0 +1,251 @@
+"""decide(snapshot, recall) as a table: each situation a pass can observe, and everything it decides
+(the phase, the Event, what the patch changes, the TTL's work and timer, the log followed or not, the
+Events after the write). Exact values; the controller's tests prove the same through a whole pass."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from finetune_operator.api.status import FineTuneJobStatus
+from finetune_operator.decide.attempts import AttemptChange
+from finetune_operator.decide.decision import Cleanup, Decision, Recall, Told, decide, status_dict, summary
+from finetune_operator.observe.attempts import Attempts
+from finetune_operator.observe.following import Followed, fold
+from finetune_operator.observe.status import MODEL_PATH_MISMATCH, Verdict
+from finetune_operator.render.plan import Plan
+from tests.unit.decide.builders import NOW, T0, T1, facts, job, plan, pod, snapshot
+
+# What a patch changes (its top-level fields, sorted).
+NO_JOB = ["conditions", "nodes", "observedGeneration", "phase"]
+BASE = sorted([*NO_JOB, "jobName"])
+RUNNING = sorted([*BASE, "startTime"])
+ENDED = sorted([*RUNNING, "completionTime"])
+ATTEMPTS = sorted([*NO_JOB, "attempt", "failedAttempts"])
+DIGEST = "sha256:" + "a" * 64
+NOTE = "spec.model is mounted at /models/m, but modelNameOrPath says /other"
+
+
+def features(decision: Decision) -> dict[str, Any]:
+    """Everything a decision says, in a form a table can hold."""
+    return {
+        "phase": decision.status.phase,
+        "event": None if decision.event is None else (decision.event.kind, decision.event.reason),
+        "untold": decision.untold,
+        "patch": sorted(decision.patch) if decision.patch is not None else None,
+        "cleanup": decision.cleanup,
+        "timer": decision.ttl_timer,
+        "cancel": decision.ttl_timer_cancelled,
+        "follow": decision.follow is not None,
+        "unfollow": decision.unfollow,
+        "started": decision.training_started,
+        "after": [reason for _, reason, _ in decision.after],
+    }
+
+
+def expect(phase: str, event: tuple[str, str] | None, patch: list[str] | None, **given: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "phase": phase,
+        "event": event,
+        "untold": None,
+        "patch": patch,
+        "cleanup": None,
+        "timer": None,
+        "cancel": True,
+        "follow": False,
+        "unfollow": phase in ("Succeeded", "Failed", "Suspended"),
+        "started": False,
+        "after": [],
+    }
+    return {**values, **given}
+
+
+def succeeded_status(**given: Any) -> FineTuneJobStatus:
+    return FineTuneJobStatus(phase="Succeeded", start_time=T0, completion_time=T1, **given)
+
+
+def followed(steps: int = 0, announced: bool = False) -> Followed:
+    """A followed log in which `steps` steps finished."""
+    seen = Followed("ml", "ft", -1, started_announced=announced)
+    lines = ["[INFO] The current training schedule consists of 1 epochs with 8 iterations each."]
+    for step in range(steps):
+        lines += [f"[2026-12-05 11:00:0{step}.000000] [PHISON START] Epoch: 0, Iteration: {step}",
+                  f"[2026-12-05 11:00:0{step}.500000] [PHISON END] Iteration: {step}"]  # fmt: skip
+    fold(seen, "\n".join(lines) + "\n", NOW)
+    return seen
+
+
+RETRY = AttemptChange(
+    job("failed", ranks=2), Attempts(2, 1), Verdict("Pending", "Retrying", "attempt 1 failed: rank 1 ..."),
+    ("Warning", "Retrying", "attempt 1 failed: rank 1 ...; starting attempt 2 of all 2 ranks"), keep=True,
+)  # fmt: skip
+STALE = AttemptChange(job("held", attempt=1), Attempts(2, 0), Verdict("Pending", "WaitingForPreviousAttempt", "..."))
+
+CASES: list[tuple[str, dict[str, Any], Recall, dict[str, Any]]] = [
+    ("an invalid spec fails at once; no TTL runs for it (no facts)",
+     {"plan": Plan(problems=["spec.numGpus: must be at least 1"])}, Recall(),
+     expect("Failed", ("Warning", "InvalidSpec"), sorted([*NO_JOB, "completionTime"]), cancel=False)),
+    ("a Job just made: Pending", {"job": job("created")}, Recall(), expect("Pending", ("Normal", "JobCreated"), BASE)),
+    ("the pass that made it failed to tell it: told first, then nothing more",
+     {"job": job("created")}, Recall(untold=Told("Pending", "Normal", "JobCreated", "Pending: created Job ft")),
+     expect("Pending", None, BASE, untold=Told("Pending", "Normal", "JobCreated", "Pending: created Job ft"))),
+    ("a running pod: Running, and the log is followed from now on",
+     {"job": job("running"), "pods": [pod()]}, Recall(told_phase="Pending"),
+     expect("Running", ("Normal", "PodsRunning"), RUNNING, follow=True)),
+    ("Running already followed: not followed twice",
+     {"job": job("running"), "pods": [pod()]}, Recall(told_phase="Running", following=True),
+     expect("Running", None, RUNNING)),
+    ("the status as last written: no patch, no Event",
+     {"job": job("created")}, Recall(told_phase="Pending", written="same"), expect("Pending", None, None)),
+    ("the first finished step: TrainingStarted, once",
+     {"job": job("running"), "pods": [pod()], "followed": followed(steps=1)}, Recall(told_phase="Running", following=True),
+     expect("Running", None, sorted([*RUNNING, "trainerStatus"]), started=True)),
+    ("announced before (a restart): not again",
+     {"job": job("running"), "pods": [pod()], "followed": followed(steps=3, announced=True)},
+     Recall(told_phase="Running", following=True), expect("Running", None, sorted([*RUNNING, "trainerStatus"]))),
+    ("Succeeded with no TTL: the timer is stopped, the log no longer read",
+     {"job": job("succeeded")}, Recall(told_phase="Running"), expect("Succeeded", ("Normal", "TrainingComplete"), ENDED)),
+    ("Succeeded, TTL not up: a timer for the rest, cleanupAfter shown",
+     {"job": job("succeeded"), "plan": plan(ttl_seconds_after_finished=600)}, Recall(told_phase="Running"),
+     expect("Succeeded", ("Normal", "TrainingComplete"), sorted([*ENDED, "cleanupAfter"]), timer=540.0,
+            cancel=False)),
+    ("Succeeded, TTL up: the Job goes, the FineTuneJob stays",
+     {"job": job("succeeded"), "plan": plan(ttl_seconds_after_finished=0)}, Recall(told_phase="Running"),
+     expect("Succeeded", ("Normal", "TrainingComplete"), sorted([*ENDED, "cleanupTime"]),
+            cleanup=Cleanup([("ft", "job-1")], False, "deleted the Job, its pods and the ConfigMap"), cancel=False)),
+    ("TTL up with a kept failed attempt beside: every attempt's Job goes",
+     {"job": job("succeeded", ranks=2, uid="job-2", name="ft-a2-ftj-u"), "jobs": [job("failed", ranks=2)],
+      "plan": plan(num_nodes=2, ttl_seconds_after_finished=0), "attempts": Attempts(2, 1),
+      "current": FineTuneJobStatus(phase="Running", attempt=2, failed_attempts=1)},
+     Recall(told_phase="Running"),
+     expect("Succeeded", ("Normal", "TrainingComplete"), sorted([*ENDED, "cleanupTime"]),
+            cleanup=Cleanup([("ft", "job-1"), ("ft-a2-ftj-u", "job-2")], False,
+                            "deleted the Jobs of all 2 attempts, their pods and ConfigMaps"), cancel=False)),
+    ("TTL up, ttlPolicy DeleteFineTuneJob: the FineTuneJob goes",
+     {"job": job("failed"), "plan": plan(ttl_seconds_after_failure=0, ttl_policy="DeleteFineTuneJob")},
+     Recall(told_phase="Running"),
+     expect("Failed", ("Warning", "BackoffLimitExceeded"), ENDED, cancel=False,
+            cleanup=Cleanup([("ft", "job-1")], True, "deleting the FineTuneJob (ttlPolicy: DeleteFineTuneJob)"))),
+    ("a finished FineTuneJob whose Job is gone stays as it was",
+     {"current": succeeded_status(observed_generation=1)}, Recall(told_phase="Succeeded"),
+     expect("Succeeded", None, ["conditions"])),
+    ("held by the user: Suspended, the log no longer read",
+     {"job": job("held"), "plan": plan(suspend=True)}, Recall(told_phase="Running"),
+     expect("Suspended", ("Normal", "JobSuspended"), BASE)),
+    ("a retry: its own Event instead of the phase's",
+     {"change": RETRY, "plan": plan(num_nodes=2, backoff_limit=1), "attempts": Attempts(2, 1)},
+     Recall(told_phase="Running"),
+     expect("Pending", ("Warning", "Retrying"), ATTEMPTS)),
+    ("waiting for a stale Job: Pending, told as a phase change",
+     {"change": STALE, "plan": plan(num_nodes=2), "attempts": Attempts(2, 0)}, Recall(told_phase="Running"),
+     expect("Pending", ("Normal", "WaitingForPreviousAttempt"), ATTEMPTS)),
+    ("a name taken by a stranger: Pending and stalled",
+     {"blocked": Verdict("Pending", "NameConflict", "a Job named ft exists ...", stalled=True)}, Recall(),
+     expect("Pending", ("Normal", "NameConflict"), NO_JOB)),
+    ("a child the API server refuses: Failed, InvalidSpec",
+     {"refused": "the Job is invalid: spec.template: too long"}, Recall(),
+     expect("Failed", ("Warning", "InvalidSpec"), sorted([*NO_JOB, "completionTime"]))),
+    ("modelNameOrPath disagrees with spec.model: a condition, and its Event once",
+     {"job": job("created"), "plan": replace(plan(), model_note=NOTE)}, Recall(told_phase="Pending"),
+     expect("Pending", None, BASE, after=[MODEL_PATH_MISMATCH])),
+    ("the pushed model: OutputPushed once",
+     {"job": job("succeeded"), "plan": plan(push_repository="registry.local/ft"),
+      "pods": [pod(phase="Succeeded", containerStatuses=[{"name": "trainer", "state": {"terminated": {
+          "exitCode": 0, "message": "verdict: succeeded\noutputReference: registry.local/ft@" + DIGEST
+          + "\noutputDigest: " + DIGEST + "\noutputTag: registry.local/ft:v1\n"}}}])]},
+     Recall(told_phase="Running"),
+     expect("Succeeded", ("Normal", "TrainingComplete"), sorted([*ENDED, "output"]), after=["OutputPushed"])),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("situation", "given", "recall", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_decide(situation: str, given: dict[str, Any], recall: Recall, expected: dict[str, Any]) -> None:
+    snap = snapshot(**given)
+    if recall.written == "same":
+        recall = replace(recall, written=status_dict(decide(snap, Recall()).status))
+    assert features(decide(snap, recall)) == expected
+
+
+def test_a_phase_told_by_the_untold_event_is_not_told_again_and_the_next_one_is() -> None:
+    untold = Told("Pending", "Normal", "JobCreated", "Pending: created Job ft")
+    snap = snapshot(job=job("running"), pods=[pod()])
+    decision = decide(snap, Recall(told_phase=None, untold=untold))
+    assert (decision.untold, decision.event) == (
+        untold,
+        Told("Running", "Normal", "PodsRunning", "Running: the training pod is running"),
+    )
+    assert decide(snapshot(job=job("created")), Recall(told_phase=None, untold=untold)).event is None
+
+
+def test_a_retry_is_told_in_its_own_words_only_when_its_status_is_written() -> None:
+    snap = snapshot(change=RETRY, plan=plan(num_nodes=2, backoff_limit=1), attempts=Attempts(2, 1))
+    first = decide(snap, Recall(told_phase="Running"))
+    assert first.event == Told("Pending", *RETRY.event)  # type: ignore[misc]
+    again = decide(snap, Recall(told_phase="Pending", written=first.written))
+    assert (again.patch, again.event) == (None, None)
+
+
+def test_the_patch_is_made_against_what_is_stored_and_removes_what_is_not_the_operators() -> None:
+    current = FineTuneJobStatus(phase="Running", job_name="ft", nodes="1/1", observed_generation=1)
+    stored = {"phase": "Running", "somethingElse": 1, "cleanupAfter": "2026-12-06T00:00:00Z"}
+    decision = decide(snapshot(job=job("held"), current=current, stored=stored), Recall(told_phase="Running"))
+    assert decision.patch is not None
+    assert decision.patch["phase"] == "Suspended"
+    # What the operator does not write (any more) goes: only its own fields stay in status.
+    assert (decision.patch["cleanupAfter"], decision.patch["somethingElse"]) == (None, None)
+    assert decision.written == status_dict(decision.status)
+
+
+def test_the_log_followed_starts_from_what_the_status_already_says() -> None:
+    current = FineTuneJobStatus.model_validate(
+        {"phase": "Pending", "trainerStatus": {"metrics": [{"name": "step", "value": "4"}]}}
+    )
+    started = decide(snapshot(job=job("running"), pods=[pod()], current=current), Recall()).follow
+    assert started is not None and (started.namespace, started.name, started.max_iter) == ("ml", "ft", -1)
+    assert started.started_announced and started.latest == current.trainer_status
+    fresh = decide(snapshot(job=job("running"), pods=[pod()]), Recall()).follow
+    assert fresh is not None and not fresh.started_announced and fresh.latest is None
+
+
+def test_the_newest_trainer_status_is_written_while_running_but_not_after_the_end() -> None:
+    seen = followed(steps=2)
+    running = decide(snapshot(job=job("running"), pods=[pod()], followed=seen), Recall(following=True))
+    assert running.status.trainer_status == seen.latest is not None
+    ended = FineTuneJobStatus(phase="Succeeded", start_time=T0, completion_time=T1)
+    done = decide(snapshot(current=ended, followed=seen), Recall(following=True))
+    assert done.status.trainer_status is None
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (FineTuneJobStatus(phase="Running", start_time=T0, completion_time=T1), ""),
+        (FineTuneJobStatus(phase="Succeeded"), ""),
+        (FineTuneJobStatus(phase="Succeeded", start_time=T0, completion_time=T1), " (in 59m0s)"),
+        (FineTuneJobStatus(phase="Failed", start_time=T1, completion_time=T0), " (in 0s)"),
+        (
+            FineTuneJobStatus.model_validate(
+                {"phase": "Succeeded", "trainerStatus": {"metrics": [{"name": "loss", "value": "0.5"}]}}
+            ),
+            " (final loss 0.5 at step ?)",
+        ),
+        (
+            FineTuneJobStatus.model_validate(
+                {"phase": "Failed", "startTime": T0, "completionTime": T1,
+                 "trainerStatus": {"metrics": [{"name": "loss", "value": "0.5"}, {"name": "step", "value": "7"}]}}
+            ),
+            " (final loss 0.5 at step 7, in 59m0s)",
+        ),  # fmt: skip
+    ],
+)
+def test_the_end_is_summed_up_with_its_loss_and_duration(status: FineTuneJobStatus, expected: str) -> None:
+    assert summary(status) == expected
+
+
+def test_the_ttl_timer_counts_from_the_recorded_end() -> None:
+    decision = decide(snapshot(job=job("failed"), plan=plan(ttl_seconds_after_failure=3600)), Recall())
+    assert decision.ttl_timer == 3540.0 and decision.status.cleanup_after == "2026-12-05T12:59:00Z"
+    assert NOW + timedelta(seconds=decision.ttl_timer) == NOW.replace(hour=12, minute=59)
