@@ -63,7 +63,9 @@ def test_a_failed_group_with_retries_left_is_retried_naming_the_rank_that_failed
     assert (step.job, step.attempts, step.verdict.phase, step.verdict.reason) == (
         failed, Attempts(2, 1), "Pending", "Retrying",
     )  # fmt: skip
-    assert step.verdict.message == "attempt 1 failed: rank 1 failed first (exit code 137); starting attempt 2 of all 2 ranks"
+    assert step.verdict.message == (
+        "attempt 1 failed: rank 1 failed first (exit code 137); starting attempt 2 of all 2 ranks"
+    )
     assert step.event == (
         "Warning",
         "Retrying",

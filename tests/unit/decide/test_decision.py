@@ -17,7 +17,7 @@ from finetune_operator.observe.attempts import Attempts
 from finetune_operator.observe.following import Followed, fold
 from finetune_operator.observe.status import MODEL_PATH_MISMATCH, Verdict
 from finetune_operator.render.plan import Plan
-from tests.unit.decide.builders import NOW, T0, T1, facts, job, plan, pod, snapshot
+from tests.unit.decide.builders import NOW, T0, T1, job, plan, pod, snapshot
 
 # What a patch changes (its top-level fields, sorted).
 NO_JOB = ["conditions", "nodes", "observedGeneration", "phase"]
@@ -101,13 +101,15 @@ CASES: list[tuple[str, dict[str, Any], Recall, dict[str, Any]]] = [
     ("the status as last written: no patch, no Event",
      {"job": job("created")}, Recall(told_phase="Pending", written="same"), expect("Pending", None, None)),
     ("the first finished step: TrainingStarted, once",
-     {"job": job("running"), "pods": [pod()], "followed": followed(steps=1)}, Recall(told_phase="Running", following=True),
+     {"job": job("running"), "pods": [pod()], "followed": followed(steps=1)},
+     Recall(told_phase="Running", following=True),
      expect("Running", None, sorted([*RUNNING, "trainerStatus"]), started=True)),
     ("announced before (a restart): not again",
      {"job": job("running"), "pods": [pod()], "followed": followed(steps=3, announced=True)},
      Recall(told_phase="Running", following=True), expect("Running", None, sorted([*RUNNING, "trainerStatus"]))),
     ("Succeeded with no TTL: the timer is stopped, the log no longer read",
-     {"job": job("succeeded")}, Recall(told_phase="Running"), expect("Succeeded", ("Normal", "TrainingComplete"), ENDED)),
+     {"job": job("succeeded")}, Recall(told_phase="Running"),
+     expect("Succeeded", ("Normal", "TrainingComplete"), ENDED)),
     ("Succeeded, TTL not up: a timer for the rest, cleanupAfter shown",
      {"job": job("succeeded"), "plan": plan(ttl_seconds_after_finished=600)}, Recall(told_phase="Running"),
      expect("Succeeded", ("Normal", "TrainingComplete"), sorted([*ENDED, "cleanupAfter"]), timer=540.0,
@@ -234,11 +236,15 @@ def test_the_newest_trainer_status_is_written_while_running_but_not_after_the_en
         ),
         (
             FineTuneJobStatus.model_validate(
-                {"phase": "Failed", "startTime": T0, "completionTime": T1,
-                 "trainerStatus": {"metrics": [{"name": "loss", "value": "0.5"}, {"name": "step", "value": "7"}]}}
+                {
+                    "phase": "Failed",
+                    "startTime": T0,
+                    "completionTime": T1,
+                    "trainerStatus": {"metrics": [{"name": "loss", "value": "0.5"}, {"name": "step", "value": "7"}]},
+                }
             ),
             " (final loss 0.5 at step 7, in 59m0s)",
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_the_end_is_summed_up_with_its_loss_and_duration(status: FineTuneJobStatus, expected: str) -> None:
