@@ -61,7 +61,9 @@ async def create(ctl: PassContext, body: dict[str, Any], plan: Plan, remembered:
     assert plan.ftj is not None
     metadata = body["metadata"]
     namespace, name, uid = metadata["namespace"], metadata["name"], metadata["uid"]
-    manifest = await asyncio.to_thread(manifests.job, plan.ftj, attempt)
+    manifest = plan.first_job(attempt)
+    if manifest is None:  # a later attempt's
+        manifest = await asyncio.to_thread(manifests.job, plan.ftj, attempt)
     job_name = manifest["metadata"]["name"]
     job: dict[str, Any] | None
     try:
@@ -149,7 +151,9 @@ async def ensure_config_map(
         waiting = await _ensure_service(ctl, body, plan, job, remembered)
         if waiting is not None:
             return waiting
-    manifest = await asyncio.to_thread(manifests.config_map, plan.ftj, job, attempt)
+    manifest = plan.first_config_map(attempt, job)
+    if manifest is None:
+        manifest = await asyncio.to_thread(manifests.config_map, plan.ftj, job, attempt)
     namespace, name = body["metadata"]["namespace"], config_map_name(plan.ftj, attempt)
     if remembered.created_job is not job and await _config_map_is_the_jobs(ctl, namespace, name, job):
         remembered.config_map_seen, remembered.config_map_due = True, False  # found: no create needed

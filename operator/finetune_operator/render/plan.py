@@ -7,6 +7,7 @@ the controller runs it off its event loop all the same.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -14,6 +15,7 @@ from finetune_operator.api import messages as msg
 from finetune_operator.api.resource import FineTuneJob, InvalidFineTuneJob, load_finetunejob
 from finetune_operator.api.spec import model_path_note
 from finetune_operator.render.manifests import privileges, render, tolerates_everything
+from finetune_operator.render.objects import owner_reference
 
 
 @dataclass(frozen=True)
@@ -47,18 +49,42 @@ class Facts:
 
 
 @dataclass(frozen=True)
+class Rendered:
+    """The first attempt's Job and ConfigMap, rendered once with the plan (off the event loop): the
+    controller makes them from copies, and renders again only for a later attempt."""
+
+    job: dict[str, Any]
+    config_map: dict[str, Any]  # without its owner (the Job, once made)
+
+
+@dataclass(frozen=True)
 class Plan:
     """A valid FineTuneJob, whose children render, and its facts; or the problems that stop it. The
-    model (`ftj`) may be dropped once the children exist: the facts stay."""
+    model (`ftj`) and the rendered children may be dropped once the children exist: the facts stay."""
 
     ftj: FineTuneJob | None = None
     problems: list[str] = field(default_factory=list)
     model_note: str | None = None  # spec.model and the user's modelNameOrPath disagree (kept as written)
     facts: Facts | None = None
+    rendered: Rendered | None = None
 
     def light(self) -> Plan:
-        """This plan without its model."""
-        return replace(self, ftj=None)
+        """This plan without its model and its rendered children."""
+        return replace(self, ftj=None, rendered=None)
+
+    def first_job(self, attempt: int) -> dict[str, Any] | None:
+        """A copy of the rendered Job, for the first attempt; None for a later one (rendered anew)."""
+        if attempt != 1 or self.rendered is None:
+            return None
+        return copy.deepcopy(self.rendered.job)
+
+    def first_config_map(self, attempt: int, job: dict[str, Any]) -> dict[str, Any] | None:
+        """A copy of the rendered ConfigMap, owned by the Job made: for the first attempt only."""
+        if attempt != 1 or self.rendered is None:
+            return None
+        made = copy.deepcopy(self.rendered.config_map)
+        made["metadata"]["ownerReferences"] = [owner_reference("batch/v1", "Job", job)]
+        return made
 
 
 @dataclass(frozen=True)
@@ -79,9 +105,11 @@ def plan(body: dict[str, Any], allowed: Powers) -> Plan:
         anywhere = tolerates_everything(ftj.spec.tolerations)
         if anywhere and not allowed.any_toleration:
             return Plan(problems=[f"spec.tolerations: {msg.tolerates_everything(anywhere)}"])
-        render(ftj)  # everything it makes renders: no surprise when the children are made
+        # Everything it makes renders: no surprise when the children are made.
+        made = {child["kind"]: child for child in render(ftj)}
         note = model_path_note(ftj.spec.model, ftj.spec.env_config.path_settings)
-        return Plan(ftj=ftj, model_note=note, facts=Facts.of(ftj))
+        rendered = Rendered(made["Job"], made["ConfigMap"])
+        return Plan(ftj=ftj, model_note=note, facts=Facts.of(ftj), rendered=rendered)
     except InvalidFineTuneJob as error:
         return Plan(problems=error.problems)
     except Exception as error:  # a defect, not the user's: still a message, never a stuck object

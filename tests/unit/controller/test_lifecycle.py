@@ -7,10 +7,13 @@ from typing import Any
 
 import pytest
 
+from finetune_operator.api.resource import load_finetunejob
 from finetune_operator.api.status import FineTuneJobStatus
 from finetune_operator.controller import controller as controller_module
 from finetune_operator.controller.controller import Peering
 from finetune_operator.observe.ttl import Retention, cleanup_deadline
+from finetune_operator.render import manifests
+from finetune_operator.render.objects import config_map_name
 from tests.unit.controller.fakes import World
 
 LIGHT = {"schedulerName": "", "resources": {"requests": {"cpu": "10m"}, "limits": {"cpu": "10m"}}}
@@ -325,3 +328,40 @@ def test_a_job_event_that_changes_nothing_read_makes_no_pass(monkeypatch: pytest
     world.event(world.stored(body))  # a pass, with the plan of the unchanged spec reused
     assert len(passes) == 1 and planned == []
     assert kept is world.controller.memory.of(body["metadata"]["uid"]).plan
+
+
+def test_the_children_are_rendered_once_with_the_plan_and_made_as_rendered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plan renders the Job and the ConfigMap off the event loop; the pass that makes them uses
+    that rendering (copies: the made objects never share the plan's dicts) instead of a second one."""
+    renders = {"job": 0, "config_map": 0}
+    real_job, real_config_map = manifests.job, manifests.config_map
+
+    def job(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        renders["job"] += 1
+        return real_job(*args, **kwargs)
+
+    def config_map(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        renders["config_map"] += 1
+        return real_config_map(*args, **kwargs)
+
+    monkeypatch.setattr(manifests, "job", job)
+    monkeypatch.setattr(manifests, "config_map", config_map)
+    world = World()
+    body = world.add(LIGHT)
+    world.event(body)
+    world.event(world.stored(body))
+    assert renders == {"job": 1, "config_map": 1}
+    made_job = world.kube.get("Job", "ns", "run")
+    ftj = load_finetunejob(world.stored(body))
+    made_config_map = world.kube.get("ConfigMap", "ns", config_map_name(ftj))
+    assert made_job is not None and made_config_map is not None
+    expected_job = real_job(ftj)
+    assert {k: v for k, v in made_job["metadata"].items() if k not in ("uid", "creationTimestamp")} == (
+        expected_job["metadata"]
+    )
+    assert made_job["spec"] == expected_job["spec"]
+    expected_config_map = real_config_map(ftj, made_job)
+    assert made_config_map["data"] == expected_config_map["data"]
+    assert made_config_map["metadata"]["ownerReferences"] == expected_config_map["metadata"]["ownerReferences"]
+    plan = world.controller.memory.of(body["metadata"]["uid"]).plan
+    assert plan is not None and plan.rendered is None  # kept light between passes
