@@ -5,6 +5,7 @@ render, and between passes only the plan's facts stay."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import sys
 import types
@@ -109,12 +110,18 @@ def test_watch_events_are_noted_at_once_and_their_passes_run_at_most_pass_limit_
     running = 0
     most = 0
     create_job = world.kube.create_job
+    full = asyncio.Event()
 
     async def slow_create_job(manifest: dict[str, Any]) -> dict[str, Any]:
+        """Held until PASS_LIMIT passes are in here at once (a count, not a time: a loaded machine
+        may take longer than any sleep to bring them all), then let through; never more may come."""
         nonlocal running, most
         running += 1
         most = max(most, running)
-        await asyncio.sleep(0.01)
+        if running >= PASS_LIMIT:
+            full.set()
+        with contextlib.suppress(TimeoutError):  # fewer than the limit ran at once: `most` says so below
+            await asyncio.wait_for(full.wait(), 5.0)
         running -= 1
         return await create_job(manifest)
 
