@@ -96,6 +96,4 @@ async def next_attempt(ctl: PassContext, body: dict[str, Any], change: AttemptCh
         ctl.requeue(owner["namespace"], owner["name"], owner["uid"], "children", 0.0)
     else:
         await ctl.kube.delete_job(owner["namespace"], metadata["name"], metadata["uid"])
-    remembered.created_job = None
-    remembered.config_map_seen = False
-    remembered.service_seen = False  # the Job's Service goes with it; the next attempt's Job gets its own
+    remembered.job_gone()  # the next attempt's Job gets its own Service and ConfigMap

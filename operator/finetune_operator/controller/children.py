@@ -90,8 +90,8 @@ async def create(ctl: PassContext, body: dict[str, Any], plan: Plan, remembered:
             stalled = blocked is not None and blocked.stalled
             _recheck(ctl, body, remembered, "children", None if stalled else WAIT_FOR_PREVIOUS_SECONDS)
             return Outcome(None, blocked=blocked)
-    remembered.created_job = job
-    remembered.config_map_due = True
+    remembered.job.created = job
+    remembered.job.config_map_due = True
     return await ensure_config_map(ctl, body, plan, job, remembered, attempt)
 
 
@@ -134,7 +134,7 @@ async def _ensure_service(
             await _withdraw(ctl, body, job, remembered)
             _recheck(ctl, body, remembered, "children", None)
             return Outcome(None, blocked=_conflict(f"a Service named {name}"))
-    remembered.service_seen = True
+    remembered.job.service_seen = True
     return None
 
 
@@ -143,11 +143,11 @@ async def ensure_config_map(
 ) -> Outcome:
     """The Job's ConfigMap exists and is the Job's; if it cannot be, the Job goes (its pod must never
     run with another object's files)."""
-    if remembered.config_map_seen or (not remembered.config_map_due and _pod_started(ctl, body, job)):
-        remembered.config_map_seen = True
+    if remembered.job.config_map_seen or (not remembered.job.config_map_due and _pod_started(ctl, body, job)):
+        remembered.job.config_map_seen = True
         return Outcome(job)
     assert plan.ftj is not None
-    if multinode.is_multi_node(plan.ftj) and not remembered.service_seen:
+    if multinode.is_multi_node(plan.ftj) and not remembered.job.service_seen:
         waiting = await _ensure_service(ctl, body, plan, job, remembered)
         if waiting is not None:
             return waiting
@@ -155,8 +155,8 @@ async def ensure_config_map(
     if manifest is None:
         manifest = await asyncio.to_thread(manifests.config_map, plan.ftj, job, attempt)
     namespace, name = body["metadata"]["namespace"], config_map_name(plan.ftj, attempt)
-    if remembered.created_job is not job and await _config_map_is_the_jobs(ctl, namespace, name, job):
-        remembered.config_map_seen, remembered.config_map_due = True, False  # found: no create needed
+    if remembered.job.created is not job and await _config_map_is_the_jobs(ctl, namespace, name, job):
+        remembered.job.config_map_seen, remembered.job.config_map_due = True, False  # found: no create needed
         return Outcome(job)
     try:
         await ctl.kube.create_config_map(manifest)
@@ -168,7 +168,7 @@ async def ensure_config_map(
             await _withdraw(ctl, body, job, remembered)
             _recheck(ctl, body, remembered, "children", None)
             return Outcome(None, blocked=_conflict(f"a ConfigMap named {name}"))
-    remembered.config_map_seen, remembered.config_map_due = True, False
+    remembered.job.config_map_seen, remembered.job.config_map_due = True, False
     return Outcome(job)
 
 
@@ -180,7 +180,7 @@ async def _config_map_is_the_jobs(ctl: PassContext, namespace: str, name: str, j
 async def _withdraw(ctl: PassContext, body: dict[str, Any], job: dict[str, Any], remembered: Remembered) -> None:
     """Delete the Job just made: its ConfigMap cannot be made, so no half-made set stays behind."""
     await ctl.kube.delete_job(body["metadata"]["namespace"], job["metadata"]["name"], job["metadata"]["uid"])
-    remembered.created_job = None
+    remembered.job.created = None
 
 
 def _pod_started(ctl: PassContext, body: dict[str, Any], job: dict[str, Any]) -> bool:

@@ -111,15 +111,12 @@ class Controller:
             return  # a failed attempt's Job, kept (or removed at cleanup): the training is the newer one's
         remembered = self.memory.of(owner["metadata"]["uid"])
         if event_type == "DELETED":
-            remembered.created_job = None
-            remembered.config_map_seen = False  # the garbage collector takes it with the Job
-            remembered.service_seen = False  # and the Service of its ranks
-            remembered.job_seen = None
+            remembered.job_gone()
             await self.reconcile(owner, None)
             return
-        if job == remembered.job_seen:
+        if job == remembered.job.seen:
             return  # nothing the controller reads has changed (kopf also sends other updates)
-        remembered.job_seen = job
+        remembered.job.seen = job
         await self.reconcile(owner, job)
 
     def forget(self, uid: str, key: Key | None = None) -> None:

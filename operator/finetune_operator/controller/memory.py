@@ -29,19 +29,30 @@ class Unposted:
 
 
 @dataclass
-class Remembered:
-    """One FineTuneJob, by uid."""
+class JobMemory:
+    """What is known of the attempt's Job and its children. It lives as long as that Job: it is
+    replaced as a whole when the Job is deleted or the next attempt's replaces it."""
 
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    written: dict[str, Any] | None = None  # the status this process last wrote
-    failures: int = 0  # reconcile passes in a row that raised (for the retry backoff)
     # The Job this process created and its Job watch may not have delivered yet (two watches,
     # no ordering between them): without it, the next FineTuneJob event would create again.
-    created_job: dict[str, Any] | None = None
+    created: dict[str, Any] | None = None
     config_map_seen: bool = False  # its ConfigMap is known to exist (created, or found)
     # This process made the Job and not yet its ConfigMap: a running pod is then no proof that it exists.
     config_map_due: bool = False
     service_seen: bool = False  # numNodes > 1: the Service of this Job's ranks is known to exist
+    seen: dict[str, Any] | None = None  # the Job as the last Job event showed it
+
+
+@dataclass
+class Remembered:
+    """One FineTuneJob, by uid, while it is live in this process: dropped whole when it is deleted or
+    settled (finished and cleaned up). Within it, each part lives as long as what it describes:
+    `job` the attempt's Job, `followed` a Running training, `plan` one generation of the spec."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    written: dict[str, Any] | None = None  # the status this process last wrote
+    failures: int = 0  # reconcile passes in a row that raised (for the retry backoff)
+    job: JobMemory = field(default_factory=JobMemory)
     followed: Followed | None = None
     phase: str | None = None
     # The phase the Events have told, known from the first pass (the stored status, told before):
@@ -55,7 +66,11 @@ class Remembered:
     event_failures: int = 0
     plan: Plan | None = None  # the plan of the spec it was made from (its facts only, between passes)
     plan_key: Any = None  # (generation, labels) of that spec: the plan is made again when either changes
-    job_seen: dict[str, Any] | None = None  # the Job as the last Job event showed it
+
+    def job_gone(self) -> None:
+        """The attempt's Job was deleted, or the next attempt's replaces it: nothing known of it stays
+        (its Service and ConfigMap go with it, by the garbage collector)."""
+        self.job = JobMemory()
 
 
 Key = tuple[str, str]

@@ -78,11 +78,11 @@ async def observe(ctl: PassContext, body: dict[str, Any], job: dict[str, Any] | 
     if job is not None and is_kept(job, Attempts.recorded(current)):
         job = None  # a failed attempt's, kept for its logs: the next attempt's Job is made
     if job is None:
-        job = remembered.created_job  # created by us, not yet delivered by the watch
+        job = remembered.job.created  # created by us, not yet delivered by the watch
     else:
-        remembered.created_job = None  # the watch has it: its view is the newer one
+        remembered.job.created = None  # the watch has it: its view is the newer one
     terminal = current.phase in TERMINAL_PHASES
-    needs_model = not terminal and (job is None or not remembered.config_map_seen)
+    needs_model = not terminal and (job is None or not remembered.job.config_map_seen)
     the_plan = await _plan(ctl, body, remembered, needs_model)
     if the_plan is None:
         return None

@@ -75,7 +75,7 @@ def test_our_own_job_of_this_attempt_is_adopted_and_its_configmap_made() -> None
     found = case.put("Job", "run", case.ours())
     outcome = case.create()
     assert outcome == Outcome(found)
-    assert case.remembered.created_job == found
+    assert case.remembered.job.created == found
     configmap = case.kube.get("ConfigMap", "ns", f"run-config-{case.uid[:8]}")
     assert configmap is not None and configmap["metadata"]["ownerReferences"][0]["uid"] == "Job-uid"
     assert case.delay("children") is None
@@ -86,7 +86,7 @@ def test_a_later_attempts_job_has_a_name_of_its_own_and_ours_found_there_is_adop
     case.put("Job", "run", case.ours(), annotations={"finetune.aidaptiv.io/attempt": "1"})  # kept, failed
     second = f"run-a2-{case.uid[:5]}"
     found = case.put("Job", second, case.ours(), annotations={"finetune.aidaptiv.io/attempt": "2"})
-    case.remembered.service_seen = True
+    case.remembered.job.service_seen = True
     assert case.create(attempt=2) == Outcome(found)
     assert case.kube.calls["read_job"] == 1  # the create met the name, the read found our own
 
@@ -95,7 +95,7 @@ def test_our_job_of_another_attempt_under_the_name_is_waited_for() -> None:
     case = Case(TWO)
     second = f"run-a2-{case.uid[:5]}"
     case.put("Job", second, case.ours(), annotations={"finetune.aidaptiv.io/attempt": "1"})
-    case.remembered.service_seen = True
+    case.remembered.job.service_seen = True
     case.remembered.pod_create_checks = 2
     assert case.create(attempt=2) == Outcome(
         None, blocked=Verdict("Pending", "WaitingForPreviousAttempt", "the Job of attempt 1 is being removed first")
@@ -141,12 +141,12 @@ def test_a_refused_job_says_why_in_at_most_1024_characters() -> None:
     case = Case()
     case.kube.fail_next("create_job", Refused("x" * 2000))
     assert case.create() == Outcome(None, refused="the Job is invalid: " + "x" * 1024)
-    assert case.remembered.created_job is None
+    assert case.remembered.job.created is None
 
 
 def test_the_job_of_a_later_attempt_is_made_for_that_attempt() -> None:
     case = Case(TWO)
-    case.remembered.service_seen = True
+    case.remembered.job.service_seen = True
     outcome = case.create(attempt=3)
     assert outcome.job is not None
     assert outcome.job["metadata"]["annotations"]["finetune.aidaptiv.io/attempt"] == "3"
@@ -177,7 +177,7 @@ def test_the_ranks_service_is_made_after_the_job_owned_by_it_and_before_the_conf
         "finetune.aidaptiv.io/name": "run",
         "batch.kubernetes.io/controller-uid": job["metadata"]["uid"],
     }
-    assert case.remembered.service_seen is True
+    assert case.remembered.job.service_seen is True
     assert [k for k in case.kube.calls if k.startswith("create_")] == [
         "create_job",
         "create_service",
@@ -191,7 +191,7 @@ def test_a_refused_service_withdraws_the_job() -> None:
     assert case.create() == Outcome(None, refused="the Service is invalid: " + "y" * 1024)
     assert case.kube.get("Job", "ns", "run") is None
     assert (case.kube.calls["delete_job"], case.kube.calls["create_configmap"]) == (1, 0)
-    assert (case.remembered.service_seen, case.remembered.created_job) == (False, None)
+    assert (case.remembered.job.service_seen, case.remembered.job.created) == (False, None)
 
 
 @pytest.mark.parametrize("owner_kind", ["Job", "FineTuneJob"])
@@ -205,7 +205,7 @@ def test_our_own_service_is_used(owner_kind: str) -> None:
     else:
         case.put("Service", "run", case.ours())
         outcome = case.create()
-    assert outcome.job is not None and case.remembered.service_seen is True
+    assert outcome.job is not None and case.remembered.job.service_seen is True
     assert (case.kube.calls["read_service"], case.kube.calls["create_configmap"]) == (1, 1)
 
 
@@ -229,7 +229,7 @@ def test_a_service_of_a_deleted_namesake_is_waited_for(owner: dict[str, Any] | N
     assert case.delay("children") == 2.0
     # The Job stays; its ranks wait for the ConfigMap, made once the Service is this Job's.
     assert (case.kube.calls["create_configmap"], case.kube.calls["delete_job"]) == (0, 0)
-    assert case.remembered.service_seen is False
+    assert case.remembered.job.service_seen is False
 
 
 @pytest.mark.parametrize(
@@ -265,7 +265,7 @@ def _made_job(case: Case) -> dict[str, Any]:
 def test_a_configmap_known_to_exist_is_not_looked_for() -> None:
     case = Case()
     job = _made_job(case)
-    case.remembered.config_map_seen = True
+    case.remembered.job.config_map_seen = True
     assert _ensure(case, job) == Outcome(job)
     assert case.kube.calls == {}
 
@@ -276,7 +276,7 @@ def test_a_pod_that_started_had_its_configmap(phase: str) -> None:
     job = _made_job(case)
     case.world.deliver_pods([{"metadata": {"name": "p"}, "status": {"phase": phase}}])
     assert _ensure(case, job) == Outcome(job)
-    assert (case.kube.calls, case.remembered.config_map_seen) == ({}, True)
+    assert (case.kube.calls, case.remembered.job.config_map_seen) == ({}, True)
 
 
 def test_a_pod_not_started_of_another_finetunejob_or_not_the_jobs_proves_nothing() -> None:
@@ -298,7 +298,7 @@ def test_after_a_restart_the_jobs_configmap_is_found_not_made() -> None:
     name = f"run-config-{case.uid[:8]}-2"
     case.put("ConfigMap", name, {"kind": "Job", "name": "run", "uid": "Job-uid"})
     assert _ensure(case, job, attempt=2) == Outcome(job)
-    assert case.remembered.config_map_seen is True
+    assert case.remembered.job.config_map_seen is True
     assert (case.kube.calls["read_configmap"], case.kube.calls["create_configmap"]) == (1, 0)
 
 
@@ -313,14 +313,14 @@ def test_after_a_restart_a_configmap_of_another_job_is_not_the_jobs() -> None:
         None, blocked=Verdict("Pending", "NameConflict", f"a ConfigMap named {name} {CONFLICT}", True)
     )
     # The Job goes: its pods must never mount another object's files.
-    assert case.kube.get("Job", "ns", "run") is None and case.remembered.created_job is None
+    assert case.kube.get("Job", "ns", "run") is None and case.remembered.job.created is None
     assert case.delay("children") == 8.0
 
 
 def test_a_configmap_made_meanwhile_by_the_job_is_accepted() -> None:
     case = Case()
     job = _made_job(case)
-    case.remembered.created_job = job  # made by this process: no read first
+    case.remembered.job.created = job  # made by this process: no read first
     name = f"run-config-{case.uid[:8]}"
     original = case.kube.create_config_map
 
@@ -330,18 +330,18 @@ def test_a_configmap_made_meanwhile_by_the_job_is_accepted() -> None:
 
     case.kube.create_config_map = raced  # type: ignore[method-assign]
     assert _ensure(case, job) == Outcome(job)
-    assert case.remembered.config_map_seen is True
+    assert case.remembered.job.config_map_seen is True
     assert case.kube.get("Job", "ns", "run") is not None
 
 
 def test_a_refused_configmap_withdraws_its_job() -> None:
     case = Case()
     job = _made_job(case)
-    case.remembered.created_job = job
+    case.remembered.job.created = job
     case.kube.fail_next("create_configmap", Refused("z" * 2000))
     assert _ensure(case, job) == Outcome(None, refused="the ConfigMap is invalid: " + "z" * 1024)
     assert case.kube.get("Job", "ns", "run") is None
-    assert case.remembered.created_job is None
+    assert case.remembered.job.created is None
 
 
 def _pending_job(case: Case, created: str | None = "2026-11-28T12:00:00Z", **spec: Any) -> dict[str, Any]:
