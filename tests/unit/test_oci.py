@@ -19,7 +19,7 @@ from finetune_operator.observe.attempts import Attempts, rank_verdict, retry
 from finetune_operator.observe.outcome import pushed, trainer_verdict
 from finetune_operator.observe.pods import first_failed_rank
 from finetune_operator.observe.progress import Progress
-from finetune_operator.observe.status import Observation, derive_status, verdict
+from finetune_operator.observe.status import Observation, derive_status, job_verdict, verdict
 from finetune_operator.observe.termination import (
     PushedOutput,
     TrainerVerdict,
@@ -411,7 +411,7 @@ def test_a_failed_push_is_its_own_reason_even_when_the_log_says_complete() -> No
     )
     pod = _pod("Failed", trainer={"exitCode": 5, "message": PUSH_FAILED})
     complete = Progress(verdict="complete", evidence="training complete!")
-    assert trainer_verdict([pod], _job("Failed"), 1, Attempts(), complete) == said
+    assert trainer_verdict([pod], job_verdict(_job("Failed")), 1, Attempts(), complete) == said
 
 
 def _pod(
@@ -445,7 +445,7 @@ def test_a_failed_model_copy_is_model_load_failed_with_the_copys_words() -> None
         "ModelLoadFailed",
     )
     assert loader_failure(pod) == expected
-    assert trainer_verdict([pod], _job("Failed"), 1, Attempts(), None) == expected
+    assert trainer_verdict([pod], job_verdict(_job("Failed")), 1, Attempts(), None) == expected
     assert loader_failure(_pod("Failed", loader={"exitCode": 0})) is None
     assert loader_failure(_pod("Failed", loader={"exitCode": 2})) == TrainerVerdict(
         "failed", "the model copy (model-loader) exited with code 2", "ModelLoadFailed"
@@ -479,11 +479,11 @@ def test_a_pushed_output_needs_a_reference_pinned_by_its_digest_and_a_sane_lengt
 def test_only_a_succeeded_job_has_a_pushed_output() -> None:
     pod = _pod("Succeeded", trainer={"exitCode": 0, "message": PUSHED})
     repository = "registry.example.com/team/out"
-    assert pushed([pod], _job("Succeeded"), 1, repository) is not None
-    assert pushed([pod], _job("Failed"), 1, repository) is None
-    assert pushed([pod], None, 1, repository) is None
-    assert pushed([pod], _job("Succeeded"), 1, None) is None  # no push asked for
-    assert pushed([pod], _job("Succeeded"), 1, "registry.example.com/team/other") is None
+    assert pushed([pod], job_verdict(_job("Succeeded")), repository) is not None
+    assert pushed([pod], job_verdict(_job("Failed")), repository) is None
+    assert pushed([pod], None, repository) is None
+    assert pushed([pod], job_verdict(_job("Succeeded")), None) is None  # no push asked for
+    assert pushed([pod], job_verdict(_job("Succeeded")), "registry.example.com/team/other") is None
 
 
 def test_the_status_keeps_the_output_and_names_the_reason() -> None:

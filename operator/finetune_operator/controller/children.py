@@ -24,7 +24,7 @@ from finetune_operator.decide.decision import Told
 from finetune_operator.observe.attempts import attempt_of
 from finetune_operator.observe.owners import controller_of
 from finetune_operator.observe.pods import STARTED_PHASES
-from finetune_operator.observe.status import Verdict, has_pods, job_verdict
+from finetune_operator.observe.status import Verdict, has_pods
 from finetune_operator.observe.times import backoff, parse_timestamp, timestamp
 from finetune_operator.render import manifests, multinode
 from finetune_operator.render.objects import config_map_name
@@ -198,14 +198,14 @@ def _recheck(ctl: PassContext, body: dict[str, Any], remembered: Remembered, pur
 
 
 async def pod_create_condition(
-    ctl: PassContext, body: dict[str, Any], job: dict[str, Any], remembered: Remembered
+    ctl: PassContext, body: dict[str, Any], job: dict[str, Any], result: Verdict, remembered: Remembered
 ) -> Condition | None:
     """PodCreateFailed, with the API server's own words, while the Job controller cannot create the pod
     (Pod Security, quota, a webhook): the Job's status never says so, only its FailedCreate Events."""
     now = ctl.clock.now()
     previous = remembered.pod_create_condition
     # A held Job (suspended by the user or a queue) is Suspended, not Pending: it waits for no pod.
-    if has_pods(job) or job_verdict(job).phase != "Pending":
+    if has_pods(job) or result.phase != "Pending":
         remembered.pod_create_checks = 0
         if previous is not None and previous.status == "True":
             remembered.pod_create_condition = _pod_condition("False", "PodsCreated", "the Job has its pod", now, body)

@@ -162,10 +162,11 @@ async def observe_after(ctl: PassContext, body: dict[str, Any], made: Made) -> S
     remembered = ctl.memory.of(uid)
     facts = seen.plan.facts
     pod_condition = None
-    if job is not None and not seen.terminal:
-        pod_condition = await children.pod_create_condition(ctl, body, job, remembered)
     ranks = facts.num_nodes if facts is not None else 1
-    if job is not None and not seen.terminal and facts is not None and job_verdict(job, ranks).phase in TERMINAL_PHASES:
+    result = job_verdict(job, ranks) if job is not None else None  # the one verdict of this pass
+    if job is not None and result is not None and not seen.terminal:
+        pod_condition = await children.pod_create_condition(ctl, body, job, result, remembered)
+    if result is not None and not seen.terminal and facts is not None and result.phase in TERMINAL_PHASES:
         remembered.followed = remembered.followed or new_followed(namespace, name, facts.max_iter, seen.current)
         await following.read_progress(ctl, remembered.followed, final=True)
     return Snapshot(
@@ -185,5 +186,6 @@ async def observe_after(ctl: PassContext, body: dict[str, Any], made: Made) -> S
         blocked=made.blocked,
         refused=made.refused,
         pod_condition=pod_condition,
+        job_result=result,
         followed=remembered.followed,
     )

@@ -65,6 +65,7 @@ class Snapshot:
     blocked: Verdict | None = None  # no Job, and why (a name taken, a previous one being removed)
     refused: str | None = None  # the API server refused a child: the spec can never run
     pod_condition: Condition | None = None  # PodCreateFailed
+    job_result: Verdict | None = None  # job_verdict(job, ranks): computed once per pass
     followed: Followed | None = None  # the log, when it is followed (read, never changed, by decide)
 
     @property
@@ -157,16 +158,17 @@ def observe(snap: Snapshot) -> Observation:
         invalid=invalid if job is None else None,
         blocked=snap.change.verdict if snap.change is not None else snap.blocked,
         extra_conditions=_extra_conditions(snap),
-        trainer=trainer_verdict(pods, job, ranks, attempts, followed.progress if followed is not None else None),
+        trainer=trainer_verdict(
+            pods, snap.job_result, ranks, attempts, followed.progress if followed is not None else None
+        ),
         log_lines=followed.last_lines if followed is not None else [],
         ranks=ranks,
         attempt=attempts.attempt if ranks > 1 or attempts.attempt > 1 else None,
         failed_attempts=attempts.failed if ranks > 1 or attempts.failed else None,
-        output=None
-        if snap.terminal
-        else pushed(pods, job, ranks, facts.push_repository if facts is not None else None),
+        output=None if snap.terminal else pushed(pods, snap.job_result, facts.push_repository if facts else None),
         waiting=waiting_on(pods),
         newest_pod_phase=newest_phase(pods),
+        job_result=snap.job_result,
     )
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from finetune_operator.observe.attempts import Attempts, rank_verdict
 from finetune_operator.observe.pods import first_failed_rank, termination_message, training_pod
 from finetune_operator.observe.progress import Progress
-from finetune_operator.observe.status import job_verdict
+from finetune_operator.observe.status import Verdict
 from finetune_operator.observe.termination import (
     STAGE_FAILURES,
     PushedOutput,
@@ -21,18 +21,18 @@ from finetune_operator.observe.termination import (
 
 def trainer_verdict(
     pods: list[dict[str, Any]],
-    job: dict[str, Any] | None,
+    result: Verdict | None,
     ranks: int,
     attempts: Attempts,
     progress: Progress | None,
 ) -> TrainerVerdict | None:
     """The trainer's verdict: its log if it was read, else the entrypoint's termination message; for a
     group that failed, the words of the rank that failed first (rank 0's log may only say it was ended);
-    a failed push or model copy in their own words, whatever the log said."""
-    failed = job is not None and job_verdict(job, ranks).phase == "Failed"
-    if ranks > 1 and failed:
-        assert job is not None
-        return rank_verdict(first_failed_rank(pods), attempts, job_verdict(job, ranks).message)
+    a failed push or model copy in their own words, whatever the log said. `result` is the Job's own
+    verdict (observe.status.job_verdict), None while there is no Job."""
+    failed = result is not None and result.phase == "Failed"
+    if ranks > 1 and result is not None and failed:
+        return rank_verdict(first_failed_rank(pods), attempts, result.message)
     pod = training_pod(pods)
     said = trainer_verdict_from_termination(termination_message(pod))
     if said is not None and said.reason in STAGE_FAILURES:
@@ -44,12 +44,10 @@ def trainer_verdict(
     return said
 
 
-def pushed(
-    pods: list[dict[str, Any]], job: dict[str, Any] | None, ranks: int, repository: str | None
-) -> PushedOutput | None:
+def pushed(pods: list[dict[str, Any]], result: Verdict | None, repository: str | None) -> PushedOutput | None:
     """What the finished training pushed to the requested repository (rank 0 pushes for the group), once
-    the Job completed; nothing when no push was asked for, whatever a pod says."""
-    if repository is None or job is None or job_verdict(job, ranks).phase != "Succeeded":
+    the Job completed (`result`: its verdict); nothing when no push was asked for, whatever a pod says."""
+    if repository is None or result is None or result.phase != "Succeeded":
         return None
     found = pushed_output(termination_message(training_pod(pods)))
     return found if found is not None and of_repository(found.reference, repository) else None

@@ -65,6 +65,7 @@ class Observation:
     output: PushedOutput | None = None  # what the entrypoint pushed (spec.output.image)
     waiting: tuple[str, str] | None = None  # a container stuck waiting (observe.pods.waiting_on)
     newest_pod_phase: str | None = None  # of the Job's own pods, the newest
+    job_result: Verdict | None = None  # job_verdict(job, ranks), when the pass has it already
 
 
 # Job failure reasons that are the platform's decision, not the trainer's failure, even when the trainer
@@ -159,7 +160,7 @@ def verdict(observation: Observation) -> Verdict:
         )
     if observation.job is None:
         return observation.blocked or Verdict("Pending", "JobCreated", f"creating Job {observation.job_name}")
-    result = job_verdict(observation.job, observation.ranks)
+    result = observation.job_result or job_verdict(observation.job, observation.ranks)
     if result.phase in TERMINAL_PHASES and result.completion_time is None:
         # A finished Job always has a time; should one lack it, the TTL still needs a start.
         result = replace(result, completion_time=timestamp(observation.now))

@@ -15,7 +15,7 @@ from finetune_operator.controller import children
 from finetune_operator.controller.children import Outcome
 from finetune_operator.controller.kube import Conflict, Refused
 from finetune_operator.controller.memory import Remembered
-from finetune_operator.observe.status import Verdict
+from finetune_operator.observe.status import Verdict, job_verdict
 from finetune_operator.render.plan import Plan, Powers, plan
 from tests.unit.controller.fakes import World
 
@@ -352,7 +352,7 @@ def _pending_job(case: Case, created: str | None = "2026-11-28T12:00:00Z", **spe
 
 
 def _condition(case: Case, job: dict[str, Any]) -> Condition | None:
-    return _call(children.pod_create_condition(case.ctl, case.body, job, case.remembered))
+    return _call(children.pod_create_condition(case.ctl, case.body, job, job_verdict(job), case.remembered))
 
 
 def _failed_create(uid: str, message: str | None, **times: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from finetune_operator.api.base import ANNOTATION_ATTEMPT, ANNOTATION_REQUESTED_
 from finetune_operator.api.status import FineTuneJobStatus
 from finetune_operator.decide.decision import Snapshot
 from finetune_operator.observe.attempts import Attempts
+from finetune_operator.observe.status import job_verdict
 from finetune_operator.render.plan import Facts, Plan
 
 NOW = datetime(2026, 12, 5, 12, 0, 0, tzinfo=UTC)
@@ -93,4 +94,7 @@ def snapshot(**given: Any) -> Snapshot:
         "pods": [],
         "attempts": Attempts(),
     }
-    return Snapshot(**{**values, **given})
+    values |= given
+    if values["job"] is not None and "job_result" not in given:  # as the controller computes it, once
+        values["job_result"] = job_verdict(values["job"], values["plan"].facts.num_nodes if values["plan"].facts else 1)
+    return Snapshot(**values)
