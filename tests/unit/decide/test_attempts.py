@@ -79,3 +79,13 @@ def test_a_failed_group_whose_pods_are_gone_is_retried_with_the_jobs_words() -> 
     assert step.verdict.message == (
         "attempt 1 failed: Job has reached the specified backoff limit; starting attempt 2 of all 2 ranks"
     )
+
+
+def test_a_group_whose_push_failed_is_not_retried() -> None:
+    """The training succeeded and the push failed: another attempt would train again."""
+    said = "verdict: failed\nreason: OutputPushFailed\nexitCode: 1\nevidence: 401 Unauthorized\n"
+    failed = [pod(phase="Failed", rank=0, containerStatuses=[{"name": "trainer", "state": {"terminated": {
+        "exitCode": 1, "finishedAt": "2026-12-05T11:30:00Z", "message": said}}}])]  # fmt: skip
+    assert children_step(facts(num_nodes=2, backoff_limit=3), False, _failed_group(), Attempts(), failed) == (
+        MakeChildren(1)
+    )

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from finetune_operator.api.status import FineTuneJobStatus
+from finetune_operator.api.status import Condition, FineTuneJobStatus
 from finetune_operator.decide.attempts import AttemptChange
 from finetune_operator.decide.decision import Cleanup, Decision, Recall, Told, decide, status_dict, summary
 from finetune_operator.observe.attempts import Attempts
@@ -160,6 +160,30 @@ CASES: list[tuple[str, dict[str, Any], Recall, dict[str, Any]]] = [
           + "\noutputDigest: " + DIGEST + "\noutputTag: registry.local/ft:v1\n"}}}])]},
      Recall(told_phase="Running"),
      expect("Succeeded", ("Normal", "TrainingComplete"), sorted([*ENDED, "output"]), after=["OutputPushed"])),
+    ("an image that does not exist: Pending with the kubelet's reason",
+     {"job": job("running", ready=0), "pods": [pod(phase="Pending", containerStatuses=[{"name": "trainer",
+      "state": {"waiting": {"reason": "ErrImagePull", "message": "not found"}}}])]}, Recall(told_phase="Running"),
+     expect("Pending", ("Normal", "ErrImagePull"), RUNNING)),
+    ("active, not ready, its pod Running: Running (a step back to Pending is not taken)",
+     {"job": job("running", ready=0), "pods": [pod(phase="Running")]}, Recall(told_phase="Pending"),
+     expect("Running", ("Normal", "PodsRunning"), RUNNING, follow=True)),
+    ("active, not ready, its pod ended: Running while the Job finishes",
+     {"job": job("running", ready=0), "pods": [pod(phase="Succeeded")]}, Recall(told_phase="Running"),
+     expect("Running", None, RUNNING, follow=True)),
+    ("the TTL up and the Job already gone: nothing to delete but the record",
+     {"current": succeeded_status(), "plan": plan(ttl_seconds_after_finished=0)}, Recall(told_phase="Succeeded"),
+     expect("Succeeded", None, ["cleanupTime", "conditions", "observedGeneration"], cancel=False,
+            cleanup=Cleanup([], False, "deleted the Job, its pods and the ConfigMap"))),
+    ("the mismatch condition already recorded: its Event is not posted again",
+     {"job": job("created"), "plan": replace(plan(), model_note=NOTE),
+      "current": FineTuneJobStatus(conditions=[Condition(type=MODEL_PATH_MISMATCH, status="True", reason="x",
+                                                         message="y", last_transition_time=T0)])},
+     Recall(told_phase="Pending"), expect("Pending", None, BASE)),
+    ("another condition recorded: the mismatch is told",
+     {"job": job("created"), "plan": replace(plan(), model_note=NOTE),
+      "current": FineTuneJobStatus(conditions=[Condition(type="Running", status="False", reason="x",
+                                                         message="y", last_transition_time=T0)])},
+     Recall(told_phase="Pending"), expect("Pending", None, BASE, after=[MODEL_PATH_MISMATCH])),
 ]  # fmt: skip
 
 
@@ -255,3 +279,22 @@ def test_the_ttl_timer_counts_from_the_recorded_end() -> None:
     decision = decide(snapshot(job=job("failed"), plan=plan(ttl_seconds_after_failure=3600)), Recall())
     assert decision.ttl_timer == 3540.0 and decision.status.cleanup_after == "2026-12-05T12:59:00Z"
     assert NOW + timedelta(seconds=decision.ttl_timer) == NOW.replace(hour=12, minute=59)
+
+
+def test_the_job_name_shown_is_the_jobs_own_or_the_attempt_to_come() -> None:
+    named = decide(snapshot(job=job("running", name="ft-custom"), pods=[pod()]), Recall())
+    assert named.status.job_name == "ft-custom"
+    coming = decide(snapshot(attempts=Attempts(2, 1), plan=plan(num_nodes=2)), Recall())
+    assert coming.status.job_name is None
+    assert coming.event == Told("Pending", "Normal", "JobCreated", "Pending: creating Job ft-a2-ftj-u")
+
+
+def test_a_finished_record_keeps_its_output_as_recorded() -> None:
+    """What a pod says after the end (the Job kept until the TTL) is not read into a finished record."""
+    said = "verdict: succeeded\noutputReference: registry.local/ft@" + DIGEST + "\noutputDigest: " + DIGEST + "\n"
+    ended = pod(phase="Succeeded", containerStatuses=[{"name": "trainer", "state": {"terminated": {"exitCode": 0,
+                "message": said}}}])  # fmt: skip
+    snap = snapshot(current=succeeded_status(), job=job("succeeded"), pods=[ended],
+                    plan=plan(push_repository="registry.local/ft"))  # fmt: skip
+    decision = decide(snap, Recall(told_phase="Succeeded"))
+    assert decision.status.output is None and decision.after == []
