@@ -13,6 +13,7 @@ removes it.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,12 +115,10 @@ async def _ensure_service(
     assert plan.ftj is not None
     manifest = multinode.service(plan.ftj, job)
     namespace, name = body["metadata"]["namespace"], manifest["metadata"]["name"]
-    try:
-        await ctl.kube.create_service(manifest)
-    except Refused as error:
-        await _withdraw(ctl, body, job, remembered)
-        return Outcome(None, refused=f"the Service is invalid: {str(error)[:MESSAGE_LIMIT]}")
-    except Conflict:
+    made = await _create_for_job(ctl, body, job, remembered, ctl.kube.create_service, manifest)
+    if isinstance(made, Outcome):
+        return made
+    if not made:
         found = await ctl.kube.read_service(namespace, name)
         kind, owner_name, owner_uid = controller_of(found) if found is not None else (None, None, None)
         ours = owner_uid in (
@@ -158,18 +157,35 @@ async def ensure_config_map(
     if remembered.job.created is not job and await _config_map_is_the_jobs(ctl, namespace, name, job):
         remembered.job.config_map_seen, remembered.job.config_map_due = True, False  # found: no create needed
         return Outcome(job)
-    try:
-        await ctl.kube.create_config_map(manifest)
-    except Refused as error:
+    made = await _create_for_job(ctl, body, job, remembered, ctl.kube.create_config_map, manifest)
+    if isinstance(made, Outcome):
+        return made
+    if not made and not await _config_map_is_the_jobs(ctl, namespace, name, job):
         await _withdraw(ctl, body, job, remembered)
-        return Outcome(None, refused=f"the ConfigMap is invalid: {str(error)[:MESSAGE_LIMIT]}")
-    except Conflict:
-        if not await _config_map_is_the_jobs(ctl, namespace, name, job):
-            await _withdraw(ctl, body, job, remembered)
-            _recheck(ctl, body, remembered, "children", None)
-            return Outcome(None, blocked=_conflict(f"a ConfigMap named {name}"))
+        _recheck(ctl, body, remembered, "children", None)
+        return Outcome(None, blocked=_conflict(f"a ConfigMap named {name}"))
     remembered.job.config_map_seen, remembered.job.config_map_due = True, False
     return Outcome(job)
+
+
+async def _create_for_job(
+    ctl: PassContext,
+    body: dict[str, Any],
+    job: dict[str, Any],
+    remembered: Remembered,
+    create: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]],
+    manifest: dict[str, Any],
+) -> bool | Outcome:
+    """Create a child of the Job: True when made, False when its name is taken; refused by the API server,
+    the Job is withdrawn (no half-made set stays) and the refusal is the Outcome."""
+    try:
+        await create(manifest)
+    except Refused as error:
+        await _withdraw(ctl, body, job, remembered)
+        return Outcome(None, refused=f"the {manifest['kind']} is invalid: {str(error)[:MESSAGE_LIMIT]}")
+    except Conflict:
+        return False
+    return True
 
 
 async def _config_map_is_the_jobs(ctl: PassContext, namespace: str, name: str, job: dict[str, Any]) -> bool:
