@@ -1,6 +1,6 @@
 """Render deploy/manifests/ (plain, kustomize-ready YAML) from the operator's Helm chart.
 
-`make manifests` writes them; tests/unit/test_operator_chart.py fails while they are stale.
+`make manifests` writes them; tests/unit/deploy/test_operator_chart.py fails while they are stale.
 Usage: python scripts/render_manifests.py [--check]
 """
 

@@ -1,6 +1,6 @@
 """Models in and out as OCI artifacts on the real control plane: the API server takes the image volume,
 the init containers and the push wiring; kwok plays the pod's end (the push itself is proven with the
-real tools in tests/unit/test_push.py), and the operator turns it into status.output, an Event and the
+real tools in tests/unit/render/test_push.py), and the operator turns it into status.output, an Event and the
 wide column, or into OutputPushFailed."""
 
 from __future__ import annotations

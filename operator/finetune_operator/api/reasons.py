@@ -1,6 +1,6 @@
 """Every reason a FineTuneJob's status can give, with the phase it comes with and what it means: the
 reference for users (the README's list is checked against it) and for whoever adds one
-(`tests/unit/test_reasons.py` finds a reason the code sets that is not here)."""
+(`tests/unit/api/test_reasons.py` finds a reason the code sets that is not here)."""
 
 from __future__ import annotations
 

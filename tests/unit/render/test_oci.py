@@ -33,7 +33,7 @@ from finetune_operator.render.plan import Powers, plan
 from tests.kubelet import container_command
 from tests.rule_cases import finetunejob
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 UID = "0f1e2d3c-4b5a-4968-8776-65544332211f"
 DIGEST = "sha256:" + "0123456789abcdef" * 4
 IMAGE = {"reference": "registry.example.com/models/llama:v1"}

@@ -23,7 +23,7 @@ from finetune_operator.api.base import API_VERSION, KIND
 from finetune_operator.api.convert import JOB_KEYS, MANUAL_MULTI_NODE, NO_BASE_IMAGE, OCI_KEYS, SPEC_KEYS
 from tests.toolchain import tool
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 CHART = ROOT / "deploy" / "helm" / "aidaptivcache-finetune"
 EXAMPLES = sorted((ROOT / "examples" / "chart-values").glob("*.yaml"))
 CHART_README = ROOT.parent / "shared" / "original-chart" / "README.md"

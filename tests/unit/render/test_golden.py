@@ -1,6 +1,6 @@
 """Golden files: what `render` makes of a few FineTuneJobs, byte for byte, so that any change of the
 rendered objects shows up in review as a diff of tests/golden/. After an intended change:
-`UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/unit/test_golden.py` and read the diff."""
+`UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/unit/render/test_golden.py` and read the diff."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from finetune_operator.api.resource import load_finetunejob
 from finetune_operator.render.configs import dump_yaml
 from finetune_operator.render.manifests import render
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 GOLDEN = ROOT / "tests" / "golden"
 UID = "0f1e2d3c-4b5a-4968-8776-65544332211f"
 

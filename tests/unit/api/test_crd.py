@@ -15,7 +15,7 @@ from finetune_operator.api.resource import load_finetunejob
 from finetune_operator.api.spec import MUTABLE_FIELDS, FineTuneJobSpec
 from tests.rule_cases import UPDATE_CASES, UpdateCase, finetunejob
 
-CRD_FILE = Path(__file__).resolve().parents[2] / "crds" / "finetune.aidaptiv.io_finetunejobs.yaml"
+CRD_FILE = Path(__file__).resolve().parents[3] / "crds" / "finetune.aidaptiv.io_finetunejobs.yaml"
 
 
 def _schema() -> dict[str, Any]:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from finetune_operator.observe.following import LIMIT_BYTES, Followed, LogTail, fold, log_tail, log_text
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "logs"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "logs"
 TWO_EPOCHS = (FIXTURES / "two-epochs-capped.log").read_bytes()
 PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
 NOW = datetime(2026, 10, 1, 8, 5, tzinfo=UTC)

@@ -15,7 +15,7 @@ from finetune_operator.observe.status import PLATFORM_ENDS
 from finetune_operator.observe.termination import STAGE_FAILURES, TRAINER_FAILURES
 from finetune_operator.render.entrypoint import ENTRYPOINT
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PACKAGE = Path(finetune_operator.__file__).parent  # where it is imported from (mutation testing copies it)
 # Where each maker of a status or condition takes its reason: (function, positional index).
 CAMEL = re.compile(r"(?:[A-Z][a-z]+){2,}")

@@ -15,8 +15,8 @@ import pytest
 from finetune_operator.api.status import Condition, TrainerStatus
 from finetune_operator.observe.progress import Mark, Progress, format_duration, parse_log, strip_ansi, trainer_status
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "logs"
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "aidaptiv-logs"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "logs"
+SHARED = Path(__file__).resolve().parents[4] / "shared" / "fixtures" / "aidaptiv-logs"
 TWO_EPOCHS = (FIXTURES / "two-epochs-capped.log").read_text()
 CRASHED = (FIXTURES / "crashed.log").read_text()
 # Colour codes throughout, and no newline after its last line (stripped again, should a tool add one).

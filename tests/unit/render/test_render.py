@@ -20,7 +20,7 @@ from tests.chart_defaults import CHART_DATASETS, CHART_ENV_CONFIG, CHART_EXP_CON
 from tests.kubelet import container_command, container_environment
 from tests.rule_cases import finetunejob
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 CHART_README = ROOT.parent / "shared" / "original-chart" / "README.md"
 

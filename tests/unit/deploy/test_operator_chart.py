@@ -14,7 +14,7 @@ from finetune_operator.api.crd import crd_yaml
 from finetune_operator.cli import build_parser
 from tests.toolchain import run_tool, tool
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 CHART = ROOT / "deploy" / "helm" / "finetune-operator"
 
 # Exactly what the operator calls, per namespace: a new call needs a new line here and in the chart.

@@ -22,7 +22,7 @@ from finetune_operator.observe.status import Observation, Verdict, derive_status
 from tests.gitops_checks import HEALTH_LUA, argocd_health, flux_check, flux_status
 from tests.toolchain import tool
 
-GITOPS = Path(__file__).resolve().parents[2] / "deploy" / "gitops"
+GITOPS = Path(__file__).resolve().parents[3] / "deploy" / "gitops"
 ARGOCD_CM_PATCH = GITOPS / "argocd" / "argocd-cm-patch.yaml"
 ARGOCD_KEY = f"resource.customizations.health.{GROUP}_{KIND}"
 NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)

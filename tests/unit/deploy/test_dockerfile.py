@@ -17,7 +17,7 @@ import pytest
 
 from finetune_operator.cli import build_parser
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 COMPILERS = ("gcc", "g++", "cc ", "clang", "build-essential", "make ", "python3-dev", "libc6-dev")

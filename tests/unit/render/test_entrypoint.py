@@ -378,7 +378,7 @@ def test_a_rank_that_is_no_number_fails_the_setup(tmp_path: Path, rank: str) -> 
     assert summary["evidence"] == f"NODE_RANK '{rank}' is not a rank"
 
 
-# -- the push step's decisions that need no tool (the pushes themselves: tests/unit/test_push.py) -------------
+# -- the push step's decisions that need no tool (the pushes themselves: tests/unit/render/test_push.py) -------------
 
 
 def _push_env(tmp_path: Path, push_format: str = PUSH_FORMAT_IMAGE) -> dict[str, str]:
