@@ -166,6 +166,9 @@ async def observe_after(ctl: PassContext, body: dict[str, Any], made: Made) -> S
     result = job_verdict(job, ranks) if job is not None else None  # the one verdict of this pass
     if job is not None and result is not None and not seen.terminal:
         pod_condition = await children.pod_create_condition(ctl, body, job, result, remembered)
+    workload = None
+    if job is not None and result is not None and result.phase == "Queued" and not seen.terminal:
+        workload = await _workload(ctl, body, job)
     if result is not None and not seen.terminal and facts is not None and result.phase in TERMINAL_PHASES:
         remembered.followed = remembered.followed or new_followed(namespace, name, facts.max_iter, seen.current)
         await following.read_progress(ctl, remembered.followed, final=True)
@@ -188,4 +191,16 @@ async def observe_after(ctl: PassContext, body: dict[str, Any], made: Made) -> S
         pod_condition=pod_condition,
         job_result=result,
         followed=remembered.followed,
+        workload=workload,
     )
+
+
+async def _workload(ctl: PassContext, body: dict[str, Any], job: dict[str, Any]) -> dict[str, Any] | None:
+    """Kueue's Workload of a Job its queue holds (the newest, should there be two), read again every
+    queue_recheck seconds while it is held."""
+    metadata = body["metadata"]
+    found = await ctl.kube.list_workloads(metadata["namespace"], job["metadata"]["uid"])
+    ctl.requeue(metadata["namespace"], metadata["name"], metadata["uid"], "queue", ctl.settings.queue_recheck)
+    if not found:
+        return None
+    return max(found, key=lambda w: str((w.get("metadata") or {}).get("creationTimestamp") or ""))

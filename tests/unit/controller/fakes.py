@@ -42,6 +42,7 @@ class FakeKube:
         self.stored_status: dict[tuple[str, str], dict[str, Any]] = {}
         self.logs: dict[tuple[str, str], str | bytes | Exception] = {}
         self.job_events: list[dict[str, Any]] = []
+        self.workloads: list[dict[str, Any]] = []  # Kueue's, with their kueue.x-k8s.io/job-uid label
         self.failures: dict[str, list[Exception]] = collections.defaultdict(list)
         self.lost_answers: dict[str, list[Exception]] = collections.defaultdict(list)
         self.event_names: list[str] = []
@@ -160,6 +161,12 @@ class FakeKube:
     async def list_events(self, namespace: str, involved_uid: str, reason: str) -> list[dict[str, Any]]:
         self._call("list_events")
         return [e for e in self.job_events if e["involvedObject"]["uid"] == involved_uid and e["reason"] == reason]
+
+    async def list_workloads(self, namespace: str, job_uid: str) -> list[dict[str, Any]]:
+        self._call("list_workloads")
+        return [
+            copy.deepcopy(w) for w in self.workloads if w["metadata"]["labels"]["kueue.x-k8s.io/job-uid"] == job_uid
+        ]
 
     async def read_peers(self, peering: str, namespace: str | None) -> dict[str, Any]:
         self._call("read_peering")

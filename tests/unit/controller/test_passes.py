@@ -655,3 +655,40 @@ def test_without_a_started_pod_there_is_nothing_to_read() -> None:
     world.pods.clear()
     assert _read(world, _followed(world)) is False
     assert world.kube.calls["read_pod_log"] == 0
+
+
+def test_a_job_its_queue_holds_is_queued_in_the_words_of_its_workload_read_while_it_waits() -> None:
+    world = World()
+    body = world.add(LIGHT)
+    body["metadata"]["labels"] = {"kueue.x-k8s.io/queue-name": "lq"}
+    world.event(body)
+    assert world.kube.calls.get("list_workloads") is None  # the Job is not held yet: no Workload read
+    job = world.newest_job("ns", "run")
+    assert job is not None
+    # Kueue suspends the Job it takes over, and makes its Workload.
+    job["spec"]["suspend"] = True
+    short = "couldn't assign flavors to pod set main: insufficient unused quota for phison.com/ai100"
+    world.kube.workloads.append(
+        {
+            "metadata": {"name": "job-run-1", "labels": {"kueue.x-k8s.io/job-uid": job["metadata"]["uid"]}},
+            "spec": {"active": True},
+            "status": {"conditions": [{"type": "QuotaReserved", "status": "False", "reason": "Pending",
+                                       "message": short}]},
+        }
+    )  # fmt: skip
+    held = world.deliver_job()
+    world.run(world.controller.on_job("MODIFIED", held, "run"))
+    status = world.last_status()
+    assert (status["phase"], world.kube.calls["list_workloads"]) == ("Queued", 1)
+    suspended = next(c for c in status["conditions"] if c["type"] == "Suspended")
+    assert (suspended["reason"], suspended["message"]) == (
+        "WaitingForAdmission",
+        f"waiting for admission by queue lq: {short}",
+    )
+    uid = body["metadata"]["uid"]
+    assert (uid, "queue") in world.timers.pending  # read again while it waits
+    # Admitted: Kueue lets the Job go; no Workload read any more.
+    admitted = world.deliver_job(active=1, ready=1)
+    admitted["spec"]["suspend"] = False
+    world.run(world.controller.on_job("MODIFIED", admitted, "run"))
+    assert (world.last_status()["phase"], world.kube.calls["list_workloads"]) == ("Running", 1)

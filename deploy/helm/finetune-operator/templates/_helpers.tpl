@@ -58,4 +58,8 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "list"]
+# Kueue's Workloads of the Jobs it holds: read for its words on why a training waits (none without Kueue).
+- apiGroups: ["kueue.x-k8s.io"]
+  resources: ["workloads"]
+  verbs: ["list"]
 {{- end -}}
