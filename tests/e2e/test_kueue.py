@@ -212,3 +212,53 @@ def test_a_deactivated_workload_says_it_will_not_run_until_reactivated(
     cluster.release_namespace(namespace)
     wait_phase(cluster, namespace, "paused", "Succeeded", running)
     assert _job_uid(cluster, namespace, "paused") == job_uid
+
+
+def _workload_of(cluster: lc.Cluster, namespace: str, job_uid: str) -> dict[str, Any]:
+    (workload,) = cluster.get_json("workloads", "-n", namespace, "-l", f"kueue.x-k8s.io/job-uid={job_uid}")["items"]
+    return dict(workload)
+
+
+def test_a_users_suspend_deactivates_the_workload_and_resume_reactivates_it(
+    cluster: lc.Cluster, queue: tuple[str, str], running: OperatorProcess
+) -> None:
+    """Kueue's way to stop an admitted Job: its Workload deactivated, not its spec.suspend raced."""
+    namespace, _ = queue
+    cluster.apply(_queued("user", activeDeadlineSeconds=3600), namespace=namespace)
+    wait_phase(cluster, namespace, "user", "Running", running)
+    job_uid = _job_uid(cluster, namespace, "user")
+    # activeDeadlineSeconds told to Kueue, which counts admitted time across evictions.
+    assert _workload_of(cluster, namespace, job_uid)["spec"]["maximumExecutionTimeSeconds"] == 3600
+    cluster.kubectl("patch", "ftj", "user", "-n", namespace, "--type=merge", "-p", '{"spec":{"suspend":true}}')
+    held = wait_phase(cluster, namespace, "user", "Suspended", running)
+    assert condition(held, "Suspended")["reason"] == "JobSuspended"
+    assert _workload_of(cluster, namespace, job_uid)["spec"]["active"] is False
+    assert cluster.get_json("job", "user", "-n", namespace)["spec"]["suspend"] is True  # by Kueue's eviction
+    cluster.kubectl("patch", "ftj", "user", "-n", namespace, "--type=merge", "-p", '{"spec":{"suspend":false}}')
+    wait_phase(cluster, namespace, "user", "Running", running)
+    assert _workload_of(cluster, namespace, job_uid)["spec"]["active"] is True
+    cluster.release_namespace(namespace)
+    wait_phase(cluster, namespace, "user", "Succeeded", running)
+    assert _job_uid(cluster, namespace, "user") == job_uid
+    events = ftj_events(cluster, namespace, "user")
+    assert events["Suspended"] <= events["Resumed"] <= events["TrainingComplete"], events
+
+
+def test_a_finetunejob_made_suspended_is_not_run_by_its_queue(
+    cluster: lc.Cluster, queue: tuple[str, str], running: OperatorProcess
+) -> None:
+    namespace, _ = queue
+    cluster.apply(_queued("later", suspend=True), namespace=namespace)
+    held = wait_phase(cluster, namespace, "later", "Suspended", running)
+    job_uid = _job_uid(cluster, namespace, "later")
+    cluster.wait_for(
+        lambda: _workload_of(cluster, namespace, job_uid)["spec"]["active"] is False or None,
+        what="its Workload deactivated",
+        timeout=30,
+    )
+    assert condition(held, "Suspended")["reason"] == "JobSuspended"
+    job = cluster.get_json("job", "later", "-n", namespace)
+    assert job["spec"]["suspend"] is True and not (job.get("status") or {}).get("startTime"), job.get("status")
+    cluster.kubectl("patch", "ftj", "later", "-n", namespace, "--type=merge", "-p", '{"spec":{"suspend":false}}')
+    cluster.release_namespace(namespace)
+    wait_phase(cluster, namespace, "later", "Succeeded", running)

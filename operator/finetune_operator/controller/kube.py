@@ -197,6 +197,24 @@ class Kube:
         }
         await self._call("patch_job", self.batch.patch_namespaced_job, name, namespace, patch)
 
+    async def set_job_requested_suspend(self, namespace: str, name: str, suspend: bool) -> None:
+        """Record the suspend asked of a Job its queue manages, leaving its spec.suspend to the queue."""
+        patch = {"metadata": {"annotations": suspend_annotation(suspend)}}
+        await self._call("patch_job", self.batch.patch_namespaced_job, name, namespace, patch)
+
+    async def set_workload_active(self, namespace: str, name: str, active: bool) -> None:
+        """Deactivate (Kueue evicts the training and holds it) or reactivate a Workload."""
+        await self._call(
+            "patch_workload",
+            self.custom.patch_namespaced_custom_object,
+            "kueue.x-k8s.io",
+            "v1beta2",
+            namespace,
+            "workloads",
+            name,
+            {"spec": {"active": active}},
+        )
+
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         await self._call(
             "patch_status",

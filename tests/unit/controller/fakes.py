@@ -120,6 +120,17 @@ class FakeKube:
         job = self.objects[("Job", namespace, name)]
         job["spec"]["suspend"] = suspend
 
+    async def set_job_requested_suspend(self, namespace: str, name: str, suspend: bool) -> None:
+        self._call("patch_job")
+        job = self.objects[("Job", namespace, name)]
+        job["metadata"].setdefault("annotations", {})["finetune.aidaptiv.io/requested-suspend"] = str(suspend).lower()
+
+    async def set_workload_active(self, namespace: str, name: str, active: bool) -> None:
+        self._call("patch_workload")
+        for workload in self.workloads:
+            if workload["metadata"]["name"] == name:
+                workload["spec"]["active"] = active
+
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         """Applied as the API server applies a JSON merge patch to the stored status."""
         self._call("patch_status")
