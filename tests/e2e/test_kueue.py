@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from e2e.kueue import MANAGED_NAMESPACE_LABEL, Kueue, unsupported_reason
 
 from e2e import localcluster as lc
@@ -16,6 +18,7 @@ from tests.e2e.helpers import LIGHT, condition, ftj_events, get_ftj, wait_phase
 from tests.e2e.operator_process import OperatorProcess
 from tests.rule_cases import finetunejob
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "kueue"
 AI100 = "phison.com/ai100"
 KUEUE = "kueue.x-k8s.io/v1beta2"
 # Every resource the pods ask for must be covered (the training pod asks for cpu and memory too: Kueue
@@ -262,3 +265,45 @@ def test_a_finetunejob_made_suspended_is_not_run_by_its_queue(
     cluster.kubectl("patch", "ftj", "later", "-n", namespace, "--type=merge", "-p", '{"spec":{"suspend":false}}')
     cluster.release_namespace(namespace)
     wait_phase(cluster, namespace, "later", "Succeeded", running)
+
+
+def test_the_readmes_kueue_example_is_admitted_and_runs(
+    cluster: lc.Cluster, kueue: Kueue, running: OperatorProcess
+) -> None:
+    """examples/kueue/ as the README shows it, in a namespace of this test (its cluster-wide objects named
+    after it, its claim left out: kwok mounts nothing)."""
+    namespace = cluster.create_namespace(labels={MANAGED_NAMESPACE_LABEL: "true"})
+    queues = [doc for doc in yaml.safe_load_all((EXAMPLES / "queues.yaml").read_text()) if doc]
+    (ftj,) = [doc for doc in yaml.safe_load_all((EXAMPLES / "finetunejob.yaml").read_text()) if doc]
+    renamed = {doc["metadata"]["name"]: f"{doc['metadata']['name']}-{namespace}" for doc in queues
+               if doc["kind"] != "LocalQueue"}  # fmt: skip
+    for doc in queues:
+        if doc["kind"] == "LocalQueue":
+            doc["metadata"]["namespace"] = namespace
+            doc["spec"]["clusterQueue"] = renamed[doc["spec"]["clusterQueue"]]
+            continue
+        doc["metadata"]["name"] = renamed[doc["metadata"]["name"]]
+        if doc["kind"] == "ClusterQueue":
+            doc["spec"]["namespaceSelector"] = {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+            for group in doc["spec"]["resourceGroups"]:
+                for flavor in group["flavors"]:
+                    flavor["name"] = renamed[flavor["name"]]
+    ftj["metadata"]["namespace"] = namespace
+    labels = ftj["metadata"]["labels"]
+    labels["kueue.x-k8s.io/priority-class"] = renamed[labels["kueue.x-k8s.io/priority-class"]]
+    del ftj["spec"]["volumes"]
+    try:
+        cluster.apply(queues)
+        cluster.apply(ftj)
+        done = wait_phase(cluster, namespace, "llama-queued", "Succeeded", running)
+        events = ftj_events(cluster, namespace, "llama-queued")
+        assert {"PodsRunning", "TrainingComplete"} <= set(events), events
+        job = cluster.get_json("job", "llama-queued", "-n", namespace)
+        assert job["metadata"]["labels"]["kueue.x-k8s.io/max-exec-time-seconds"] == "86400"
+        assert done["status"]["phase"] == "Succeeded"
+    finally:
+        cluster.delete_namespace(namespace)
+        for doc in queues:
+            if doc["kind"] != "LocalQueue":
+                cluster.kubectl("delete", doc["kind"].lower(), doc["metadata"]["name"], "--ignore-not-found",
+                                "--wait=false", check=False)  # fmt: skip
