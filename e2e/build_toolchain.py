@@ -67,6 +67,8 @@ TOOL_MODULES: dict[str, tuple[str, str]] = {
     "containerd": ("containerd", "github.com/containerd/containerd/v2"),
     "coredns": ("coredns", "github.com/coredns/coredns"),
     "kubelet-api": ("deviceplugin", "k8s.io/kubelet"),
+    # The queue controller platform teams admit training with (tests/e2e/test_kueue.py).
+    "kueue": ("kueue", "sigs.k8s.io/kueue"),
 }
 
 #: Tools the training container's push step calls that cannot be built here, and why (the tests
@@ -86,6 +88,13 @@ KWOK_CRDS: tuple[str, ...] = (
     "kwok.x-k8s.io_clusterlogs.yaml",
 )
 
+#: Kueue's files the e2e suite installs (e2e/kueue.py), copied from its module next to the binaries:
+#: its CRDs, the conversion patches of some, and its webhook configurations.
+KUEUE_FILES: tuple[str, ...] = (
+    "config/components/crd/bases",
+    "config/components/webhook/manifests.yaml",
+)
+
 #: Binaries a cluster needs; ``ensure_toolchain`` checks for all of them.
 BINARIES: tuple[str, ...] = (
     "etcd",
@@ -96,6 +105,7 @@ BINARIES: tuple[str, ...] = (
     "kwok",
     "helm",
     "kstatus",
+    "kueue",
 )
 
 #: Binaries of the real node (kubelet, kube-proxy, containerd, CoreDNS, the fake device plugin); checked by
@@ -214,11 +224,19 @@ def targets() -> list[Target]:
         f"-X sigs.k8s.io/kwok/pkg/consts.KubeVersion={k8s.lstrip('v')}",
     )
     etcd_flags = (f"-X go.etcd.io/etcd/api/v3/version.GitSHA={pinned['etcd']}",)
-    return [*_cluster_targets(k8s_flags, kwok_flags, helm_flags, etcd_flags), *_node_targets(pinned, k8s_flags)]
+    kueue_flags = (f"-X sigs.k8s.io/kueue/pkg/version.GitVersion={pinned['kueue']}",)
+    return [
+        *_cluster_targets(k8s_flags, kwok_flags, helm_flags, etcd_flags, kueue_flags),
+        *_node_targets(pinned, k8s_flags),
+    ]
 
 
 def _cluster_targets(
-    k8s_flags: tuple[str, ...], kwok_flags: tuple[str, ...], helm_flags: tuple[str, ...], etcd_flags: tuple[str, ...]
+    k8s_flags: tuple[str, ...],
+    kwok_flags: tuple[str, ...],
+    helm_flags: tuple[str, ...],
+    etcd_flags: tuple[str, ...],
+    kueue_flags: tuple[str, ...],
 ) -> list[Target]:
     return [
         Target("etcd", "etcd", "go.etcd.io/etcd/server/v3", etcd_flags),
@@ -230,6 +248,7 @@ def _cluster_targets(
         Target("kubectl", "kubernetes", "k8s.io/kubernetes/cmd/kubectl", k8s_flags),
         Target("kstatus", "kstatus", "finetune-operator.local/e2e/toolchain/kstatus", sources=("main.go",)),
         Target("crane", "go-containerregistry", "github.com/google/go-containerregistry/cmd/crane"),
+        Target("kueue", "kueue", "sigs.k8s.io/kueue/cmd/kueue", kueue_flags),
         Target(
             "oci-registry",
             "go-containerregistry",
@@ -376,22 +395,26 @@ def _build_target(target: Target, go: str, go_version: str, bins: Path, logs: Pa
     return "built"
 
 
-def _copy_kwok_crds(go: str, logs: Path) -> str:
-    dest = share_dir() / "kwok-crds"
-    if all((dest / name).exists() for name in KWOK_CRDS):
-        return "cached"
-    logfile = logs / "kwok-crds.log"
-    _run_step("kwok-crds", [go, "mod", "download", "sigs.k8s.io/kwok"], WRAPPERS_DIR / "kwok", logfile)
+def _module_dir(go: str, step: str, wrapper: str, module: str, logs: Path) -> Path:
+    """Where the Go module cache holds the wrapper's version of ``module`` (downloaded if need be)."""
+    _run_step(step, [go, "mod", "download", module], WRAPPERS_DIR / wrapper, logs / f"{step}.log")
     out = subprocess.run(
-        [go, "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/kwok"],
-        cwd=WRAPPERS_DIR / "kwok",
+        [go, "list", "-m", "-f", "{{.Dir}}", module],
+        cwd=WRAPPERS_DIR / wrapper,
         env=_go_env(),
         capture_output=True,
         text=True,
     )
     if out.returncode != 0 or not out.stdout.strip():
-        raise BuildError(f"step 'kwok-crds' failed: go list -m sigs.k8s.io/kwok: {out.stderr.strip()}")
-    src = Path(out.stdout.strip()) / "kustomize" / "crd" / "bases"
+        raise BuildError(f"step {step!r} failed: go list -m {module}: {out.stderr.strip()}")
+    return Path(out.stdout.strip())
+
+
+def _copy_kwok_crds(go: str, logs: Path) -> str:
+    dest = share_dir() / "kwok-crds"
+    if all((dest / name).exists() for name in KWOK_CRDS):
+        return "cached"
+    src = _module_dir(go, "kwok-crds", "kwok", "sigs.k8s.io/kwok", logs) / "kustomize" / "crd" / "bases"
     dest.mkdir(parents=True, exist_ok=True)
     for name in KWOK_CRDS:
         if not (src / name).exists():
@@ -400,11 +423,41 @@ def _copy_kwok_crds(go: str, logs: Path) -> str:
     return "copied"
 
 
+def kueue_dir() -> Path:
+    """Kueue's CRDs and webhook configurations, as its module ships them (``KUEUE_FILES``)."""
+    return share_dir() / f"kueue-{versions()['kueue']}"
+
+
+def _copy_kueue_files(go: str, logs: Path) -> str:
+    dest = kueue_dir()
+    if all((dest / Path(path).name).exists() for path in KUEUE_FILES):
+        return "cached"
+    src = _module_dir(go, "kueue-files", "kueue", "sigs.k8s.io/kueue", logs)
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for path in KUEUE_FILES:
+        found = src / path
+        if not found.exists():
+            raise BuildError(f"step 'kueue-files' failed: {found} not found in the kueue module")
+        if found.is_dir():
+            shutil.copytree(found, tmp / found.name)
+        else:
+            shutil.copyfile(found, tmp / found.name)
+    for each in tmp.rglob("*"):  # the module cache is read-only; the copies need not be
+        each.chmod(0o755 if each.is_dir() else 0o644)
+    shutil.rmtree(dest, ignore_errors=True)
+    os.replace(tmp, dest)
+    return "copied"
+
+
 def is_built() -> bool:
-    """True when every binary and the kwok CRDs exist (stamps are not checked)."""
+    """True when every binary, the kwok CRDs and Kueue's files exist (stamps are not checked)."""
     bins = bin_dir()
-    return all((bins / name).exists() for name in BINARIES) and all(
-        (share_dir() / "kwok-crds" / name).exists() for name in KWOK_CRDS
+    return (
+        all((bins / name).exists() for name in BINARIES)
+        and all((share_dir() / "kwok-crds" / name).exists() for name in KWOK_CRDS)
+        and all((kueue_dir() / Path(path).name).exists() for path in KUEUE_FILES)
     )
 
 
@@ -461,6 +514,9 @@ def build(only: Sequence[str] = (), node: bool | None = None) -> Path:
             start = time.monotonic()
             result = _copy_kwok_crds(go, logs)
             log(f"kwok-crds: {result} in {time.monotonic() - start:.1f}s")
+            start = time.monotonic()
+            result = _copy_kueue_files(go, logs)
+            log(f"kueue-files: {result} in {time.monotonic() - start:.1f}s")
         if node and not only:
             try:
                 node_build.build(share_dir(), logs, log)

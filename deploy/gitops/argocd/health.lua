@@ -2,8 +2,9 @@
 --
 --   status.observedGeneration missing or != metadata.generation -> Progressing
 --   Failed phase, or any Stalled=True condition  -> Degraded
---   Succeeded -> Healthy;  Suspended by spec.suspend -> Suspended;
---   Pending, Running, waiting in a queue (Suspended, reason WaitingForAdmission), no status -> Progressing
+--   Succeeded -> Healthy;  Suspended by spec.suspend, or Queued with its Workload deactivated -> Suspended;
+--   Pending, Running, Queued (waiting for admission, preempted, evicted), no status -> Progressing
+--   (an operator before the Queued phase said Suspended, reason WaitingForAdmission: Progressing too)
 --
 -- Progressing here is exactly kstatus's InProgress (the operator's Reconciling=True condition), so
 -- Argo CD and kstatus-based tools (Flux, kpt, Config Sync) wait for the same trainings.
@@ -83,7 +84,9 @@ if status.phase == "Succeeded" then
 end
 
 local suspended = condition(status, "Suspended")
-if status.phase == "Suspended" and (suspended == nil or suspended.reason ~= "WaitingForAdmission") then
+local held = status.phase == "Suspended" and (suspended == nil or suspended.reason ~= "WaitingForAdmission")
+local deactivated = status.phase == "Queued" and suspended ~= nil and suspended.reason == "Deactivated"
+if held or deactivated then
   hs.status = "Suspended"
   hs.message = describe(suspended, "Training suspended")
   return hs
@@ -96,7 +99,7 @@ if status.phase == "Running" then
   if progress ~= nil and progress.progressPercentage ~= nil then
     hs.message = hs.message .. " (" .. number(progress.progressPercentage) .. "%)"
   end
-elseif status.phase == "Suspended" then
+elseif status.phase == "Queued" or status.phase == "Suspended" then
   hs.message = describe(suspended, "Waiting for admission by a queue")
 elseif status.phase == "Pending" then
   hs.message = "Pending: waiting for the training Job and its pod to start"

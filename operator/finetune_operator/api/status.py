@@ -12,11 +12,12 @@ from pydantic import Field, StringConstraints
 
 from finetune_operator.api.base import ApiModel
 
-Phase = Literal["Pending", "Running", "Suspended", "Succeeded", "Failed"]
+Phase = Literal["Pending", "Queued", "Running", "Suspended", "Succeeded", "Failed"]
 PHASES: tuple[Phase, ...] = get_args(Phase)
 TERMINAL_PHASES: tuple[Phase, ...] = ("Succeeded", "Failed")
 # Phases whose Event is Normal; the others are Warnings.
-NORMAL_PHASES: tuple[Phase, ...] = ("Pending", "Running", "Suspended", "Succeeded")
+NORMAL_PHASES: tuple[Phase, ...] = ("Pending", "Queued", "Running", "Suspended", "Succeeded")
+MAX_EVICTIONS = 10  # the evictions kept in status, newest last
 Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 
 
@@ -83,11 +84,29 @@ class OutputStatus(ApiModel):
     pushed_time: Timestamp | None = Field(None, description="When the push finished.")
 
 
+class Eviction(ApiModel):
+    """The queue (Kueue) took the training back: preempted, deactivated, or out of time."""
+
+    time: Timestamp = Field(description="When Kueue evicted the Workload (its Evicted condition's transition).")
+    reason: Annotated[str, StringConstraints(max_length=128)] = Field(
+        description="Kueue's reason: Preempted, Deactivated, PodsReadyTimeout, ClusterQueueStopped, ..."
+    )
+    message: Annotated[str, StringConstraints(max_length=1024)] = Field(
+        "", description="Kueue's words, such as which workload it made room for."
+    )
+
+
 class FineTuneJobStatus(ApiModel):
     """What the operator observed. Written only by the operator, through the status subresource."""
 
     observed_generation: int | None = Field(None, ge=0, description="The metadata.generation last acted on.")
-    phase: Phase | None = Field(None, description="Pending, Running, Suspended, Succeeded or Failed.")
+    phase: Phase | None = Field(
+        None,
+        description=(
+            "Pending, Queued (held by its queue, Kueue: waiting for admission, or evicted), Running, Suspended "
+            "(spec.suspend), Succeeded or Failed."
+        ),
+    )
     conditions: Annotated[list[Condition], Field(max_length=16)] = Field(
         default_factory=list,
         description="Current conditions, one per type.",
@@ -122,3 +141,7 @@ class FineTuneJobStatus(ApiModel):
     )
     trainer_status: TrainerStatus | None = Field(None, description="Training progress from the trainer's log.")
     output: OutputStatus | None = Field(None, description="Where the fine-tuned model was pushed (spec.output.image).")
+    evictions: Annotated[list[Eviction], Field(max_length=MAX_EVICTIONS)] | None = Field(
+        None,
+        description=f"The queue's evictions of the training (Kueue), the last {MAX_EVICTIONS}, newest last.",
+    )

@@ -27,6 +27,9 @@ class Settings:
     allow_any_toleration: bool = False
     # How soon a Job that has no pod yet is looked at again for the Job controller's FailedCreate.
     pod_create_recheck: float = 5.0
+    # How often the Workload of a Job its queue holds is read again: Kueue's words change (a quota frees
+    # up, a preemption) without anything the operator watches changing.
+    queue_recheck: float = 10.0
 
 
 class Views:

@@ -23,6 +23,7 @@ from kubernetes.client.exceptions import ApiException
 from finetune_operator.api.base import GROUP, PLURAL, VERSION, suspend_annotation
 from finetune_operator.observe.following import LogTail, log_tail
 from finetune_operator.observe.pods import slim_body
+from finetune_operator.observe.queue import JOB_UID_LABEL
 from finetune_operator.observe.times import timestamp
 
 COMPONENT = "finetune-operator"  # the "From" of its Events
@@ -196,6 +197,24 @@ class Kube:
         }
         await self._call("patch_job", self.batch.patch_namespaced_job, name, namespace, patch)
 
+    async def set_job_requested_suspend(self, namespace: str, name: str, suspend: bool) -> None:
+        """Record the suspend asked of a Job its queue manages, leaving its spec.suspend to the queue."""
+        patch = {"metadata": {"annotations": suspend_annotation(suspend)}}
+        await self._call("patch_job", self.batch.patch_namespaced_job, name, namespace, patch)
+
+    async def set_workload_active(self, namespace: str, name: str, active: bool) -> None:
+        """Deactivate (Kueue evicts the training and holds it) or reactivate a Workload."""
+        await self._call(
+            "patch_workload",
+            self.custom.patch_namespaced_custom_object,
+            "kueue.x-k8s.io",
+            "v1beta2",
+            namespace,
+            "workloads",
+            name,
+            {"spec": {"active": active}},
+        )
+
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         await self._call(
             "patch_status",
@@ -258,6 +277,25 @@ class Kube:
             field_selector=f"involvedObject.uid={involved_uid},reason={reason}",
         )
         return [self._plain(item) for item in found.items]
+
+    async def list_workloads(self, namespace: str, job_uid: str) -> list[dict[str, Any]]:
+        """Kueue's Workloads of a Job (by the job-uid label Kueue puts on them); none where Kueue is not
+        installed (no such resource) or the operator may not read them (its RBAC without Kueue's)."""
+        try:
+            found = await self._call(
+                "list_workloads",
+                self.custom.list_namespaced_custom_object,
+                "kueue.x-k8s.io",
+                "v1beta2",
+                namespace,
+                "workloads",
+                label_selector=f"{JOB_UID_LABEL}={job_uid}",
+            )
+        except ApiException as error:
+            if error.status in (403, 404):
+                return []
+            raise
+        return [item for item in found.get("items") or [] if isinstance(item, dict)]
 
     async def read_peers(self, peering: str, namespace: str | None) -> dict[str, Any]:
         """The peers kopf keeps in a (Cluster)KopfPeering's status; empty if the object is missing."""

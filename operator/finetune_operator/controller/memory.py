@@ -41,6 +41,8 @@ class JobMemory:
     config_map_due: bool = False
     service_seen: bool = False  # numNodes > 1: the Service of this Job's ranks is known to exist
     seen: dict[str, Any] | None = None  # the Job as the last Job event showed it
+    # A Job its queue manages, suspended by its user: its Workload is known to be deactivated.
+    workload_inactive: bool = False
 
 
 @dataclass

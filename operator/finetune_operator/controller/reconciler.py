@@ -25,8 +25,11 @@ from finetune_operator.controller.memory import Remembered
 from finetune_operator.decide.attempts import AttemptChange, ChildrenStep, MakeChildren, children_step
 from finetune_operator.decide.decision import Recall, Snapshot, decide, new_followed
 from finetune_operator.observe.attempts import Attempts, is_kept
+from finetune_operator.observe.queue import queue_name
 from finetune_operator.observe.status import job_verdict
 from finetune_operator.render.plan import Plan, Powers, plan
+
+QUEUE_WORKLOAD_WAIT = 1.0  # seconds: Kueue makes a Job's Workload right after the Job
 
 
 async def reconcile_pass(ctl: PassContext, body: dict[str, Any], job: dict[str, Any] | None) -> None:
@@ -133,7 +136,10 @@ async def carry_out(ctl: PassContext, body: dict[str, Any], seen: Seen, step: Ch
     else:
         outcome = await children.ensure_config_map(ctl, body, seen.plan, seen.job, remembered, step.attempt)
         if outcome.job is not None and seen.plan.facts is not None:
-            await _follow_suspend(ctl, body, seen.plan.facts.suspend, outcome.job)
+            if queue_name(outcome.job) is None:
+                await _follow_suspend(ctl, body, seen.plan.facts.suspend, outcome.job)
+            else:
+                await _follow_suspend_in_queue(ctl, body, seen.plan.facts.suspend, outcome.job, remembered)
     return Made(seen, outcome.job, seen.attempts, blocked=outcome.blocked, refused=outcome.refused)
 
 
@@ -152,6 +158,38 @@ async def _follow_suspend(ctl: PassContext, body: dict[str, Any], suspend: bool,
     )
 
 
+async def _follow_suspend_in_queue(
+    ctl: PassContext, body: dict[str, Any], suspend: bool, job: dict[str, Any], remembered: Remembered
+) -> None:
+    """A Job its queue (Kueue) manages is never suspended or resumed by the operator: Kueue owns its
+    spec.suspend, and would take an admitted Job back. Kueue's way is used instead: a suspend deactivates
+    its Workload (Kueue evicts the training and holds it), a resume reactivates it. The request is
+    recorded on the Job, as for any Job; until Kueue has made the Workload, the pass looks again soon."""
+    metadata, namespace = body["metadata"], body["metadata"]["namespace"]
+    asked = requested_suspend(job)
+    if asked == suspend and (not suspend or remembered.job.workload_inactive):
+        return
+    found = await ctl.kube.list_workloads(namespace, job["metadata"]["uid"])
+    if not found:
+        ctl.requeue(namespace, metadata["name"], metadata["uid"], "queue", QUEUE_WORKLOAD_WAIT)
+        return
+    workload = max(found, key=lambda w: str((w.get("metadata") or {}).get("creationTimestamp") or ""))
+    name = workload["metadata"]["name"]
+    if ((workload.get("spec") or {}).get("active") is not False) == suspend:
+        await ctl.kube.set_workload_active(namespace, name, not suspend)
+    remembered.job.workload_inactive = suspend
+    if asked != suspend:
+        await ctl.kube.set_job_requested_suspend(namespace, job["metadata"]["name"], suspend)
+        job["metadata"]["annotations"] = {**(job["metadata"].get("annotations") or {}), **suspend_annotation(suspend)}
+        done = "deactivated" if suspend else "reactivated"
+        await ctl.post(
+            body,
+            "Normal",
+            "Suspended" if suspend else "Resumed",
+            f"spec.suspend is now {'true' if suspend else 'false'}: {done} Workload {name} in its queue",
+        )
+
+
 async def observe_after(ctl: PassContext, body: dict[str, Any], made: Made) -> Snapshot:
     """The snapshot: what the children step left, the pods of the Job, whether the Job controller can
     create them, and, when the Job just ended, the log's last lines with the trainer's verdict (also for
@@ -166,6 +204,9 @@ async def observe_after(ctl: PassContext, body: dict[str, Any], made: Made) -> S
     result = job_verdict(job, ranks) if job is not None else None  # the one verdict of this pass
     if job is not None and result is not None and not seen.terminal:
         pod_condition = await children.pod_create_condition(ctl, body, job, result, remembered)
+    workload = None
+    if job is not None and result is not None and result.phase == "Queued" and not seen.terminal:
+        workload = await _workload(ctl, body, job)
     if result is not None and not seen.terminal and facts is not None and result.phase in TERMINAL_PHASES:
         remembered.followed = remembered.followed or new_followed(namespace, name, facts.max_iter, seen.current)
         await following.read_progress(ctl, remembered.followed, final=True)
@@ -188,4 +229,16 @@ async def observe_after(ctl: PassContext, body: dict[str, Any], made: Made) -> S
         pod_condition=pod_condition,
         job_result=result,
         followed=remembered.followed,
+        workload=workload,
     )
+
+
+async def _workload(ctl: PassContext, body: dict[str, Any], job: dict[str, Any]) -> dict[str, Any] | None:
+    """Kueue's Workload of a Job its queue holds (the newest, should there be two), read again every
+    queue_recheck seconds while it is held."""
+    metadata = body["metadata"]
+    found = await ctl.kube.list_workloads(metadata["namespace"], job["metadata"]["uid"])
+    ctl.requeue(metadata["namespace"], metadata["name"], metadata["uid"], "queue", ctl.settings.queue_recheck)
+    if not found:
+        return None
+    return max(found, key=lambda w: str((w.get("metadata") or {}).get("creationTimestamp") or ""))

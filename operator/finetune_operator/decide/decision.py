@@ -18,6 +18,7 @@ from finetune_operator.observe.merge_patch import merge_patch
 from finetune_operator.observe.outcome import pushed, trainer_verdict
 from finetune_operator.observe.pods import newest_phase, waiting_on
 from finetune_operator.observe.progress import format_duration
+from finetune_operator.observe.queue import DEACTIVATED, EVICTED, PREEMPTED
 from finetune_operator.observe.status import (
     MODEL_PATH_MISMATCH,
     Observation,
@@ -66,6 +67,7 @@ class Snapshot:
     refused: str | None = None  # the API server refused a child: the spec can never run
     pod_condition: Condition | None = None  # PodCreateFailed
     job_result: Verdict | None = None  # job_verdict(job, ranks): computed once per pass
+    workload: dict[str, Any] | None = None  # Kueue's Workload of a Job its queue holds
     followed: Followed | None = None  # the log, when it is followed (read, never changed, by decide)
 
     @property
@@ -127,7 +129,9 @@ def decide(snap: Snapshot, recall: Recall) -> Decision:
         patch=merge_patch({**snap.stored, **before}, wanted) if writes else None,
         written=wanted,
         untold=recall.untold,
-        event=_event_of(recall.told_phase if recall.untold is None else recall.untold.phase, status, why, told),
+        event=_event_of(
+            recall.told_phase if recall.untold is None else recall.untold.phase, status, why, told, _queued_for(snap)
+        ),
         cleanup=cleanup,
         ttl_timer=timer,
         ttl_timer_cancelled=cleanup is None and timer is None and snap.plan.facts is not None,
@@ -169,6 +173,7 @@ def observe(snap: Snapshot) -> Observation:
         waiting=waiting_on(pods),
         newest_pod_phase=newest_phase(pods),
         job_result=snap.job_result,
+        workload=snap.workload,
     )
 
 
@@ -232,13 +237,24 @@ def _after(snap: Snapshot, status: FineTuneJobStatus) -> list[Event]:
     return events
 
 
-def _event_of(told_phase: str | None, status: FineTuneJobStatus, why: Verdict, told: Event | None) -> Told | None:
-    """A retry's or a resize's Event (`told`), else a phase change's."""
+def _queued_for(snap: Snapshot) -> str | None:
+    """Why a training was held by its queue when the pass began (the reason recorded), if it was."""
+    if snap.current.phase != "Queued":
+        return None
+    return next((c.reason for c in snap.current.conditions if c.type == "Suspended"), None)
+
+
+def _event_of(
+    told_phase: str | None, status: FineTuneJobStatus, why: Verdict, told: Event | None, queued_for: str | None
+) -> Told | None:
+    """A retry's or a resize's Event (`told`), else a phase change's; while Queued, a change of the
+    queue's reason too (waiting, preempted, deactivated)."""
     if told is not None:
         return Told(status.phase, *told)
-    if status.phase == told_phase:
+    if status.phase == told_phase and not (status.phase == "Queued" and why.reason != queued_for):
         return None
-    kind = "Normal" if status.phase in NORMAL_PHASES else "Warning"
+    taken_back = why.reason in (PREEMPTED, EVICTED, DEACTIVATED)
+    kind = "Normal" if status.phase in NORMAL_PHASES and not taken_back else "Warning"
     return Told(status.phase, kind, why.reason, f"{why.phase}: {why.message}{summary(status)}")
 
 

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from finetune_operator.api.base import requested_suspend
 from finetune_operator.api.status import TERMINAL_PHASES, Condition, FineTuneJobStatus, OutputStatus, Phase
+from finetune_operator.observe.queue import ADMISSION, DEACTIVATED, evictions, queued_words
 from finetune_operator.observe.termination import PushedOutput
 from finetune_operator.observe.termination import TrainerVerdict as TrainerVerdict
 from finetune_operator.observe.termination import termination_summary as termination_summary
@@ -25,8 +26,8 @@ CONDITION_TYPES = ("Running", "Suspended", "Succeeded", "Failed", "Stalled", "Re
 # health check says Progressing (deploy/gitops/README.md has the table), so both kinds of GitOps tools
 # wait for a training the same way. A training waiting in a queue is on its way; one the user suspended
 # is where the user wants it.
-RECONCILING_PHASES: tuple[Phase, ...] = ("Pending", "Running")
-ADMISSION = "WaitingForAdmission"
+# A deactivated Workload waits for a human, not for the queue: not reconciling (Argo CD: Suspended).
+RECONCILING_PHASES: tuple[Phase, ...] = ("Pending", "Queued", "Running")
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class Observation:
     waiting: tuple[str, str] | None = None  # a container stuck waiting (observe.pods.waiting_on)
     newest_pod_phase: str | None = None  # of the Job's own pods, the newest
     job_result: Verdict | None = None  # job_verdict(job, ranks), when the pass has it already
+    workload: dict[str, Any] | None = None  # Kueue's Workload of a Job its queue holds
 
 
 # Job failure reasons that are the platform's decision, not the trainer's failure, even when the trainer
@@ -108,7 +110,7 @@ def job_verdict(job: dict[str, Any], ranks: int = 1) -> Verdict:
             # Suspended by someone else than the operator: a queue controller holds it until admitted.
             queue = (metadata.get("labels") or {}).get("kueue.x-k8s.io/queue-name")
             message = f"waiting for admission by queue {queue}" if queue else "held by a queue controller"
-            return Verdict("Suspended", "WaitingForAdmission", message, start_time=start)
+            return Verdict("Queued", ADMISSION, message, start_time=start)
         return Verdict("Suspended", "JobSuspended", "spec.suspend is true", start_time=start)
     uncounted = status.get("uncountedTerminatedPods") or {}
     ready = status.get("ready") or 0
@@ -164,6 +166,9 @@ def verdict(observation: Observation) -> Verdict:
     if result.phase in TERMINAL_PHASES and result.completion_time is None:
         # A finished Job always has a time; should one lack it, the TTL still needs a start.
         result = replace(result, completion_time=timestamp(observation.now))
+    if result.phase == "Queued":
+        said = queued_words(result.message, observation.workload)
+        return result if said is None else replace(result, reason=said[0], message=said[1])
     if result.phase == "Pending" and observation.waiting is not None:
         return replace(result, reason=observation.waiting[0], message=observation.waiting[1])
     if result.reason == "PodsPending" and observation.ranks == 1:
@@ -236,10 +241,11 @@ def _verdict_condition(kind: str, result: Verdict) -> tuple[bool, str, str]:
         on = result.stalled
         return on, result.reason if on else "AsExpected", result.message if on else ""
     if kind == "Reconciling":
-        on = (phase in RECONCILING_PHASES or result.reason == ADMISSION) and not result.stalled
+        on = phase in RECONCILING_PHASES and result.reason != DEACTIVATED and not result.stalled
         off_reason = "Stalled" if result.stalled else phase
         return on, result.reason if on else off_reason, result.message if on else ""
-    on = phase == kind
+    # A Job its queue holds is suspended too (by the queue): the Suspended condition says so, and why.
+    on = phase == kind or (kind == "Suspended" and phase == "Queued")
     return on, result.reason if on else _off_reason(kind, phase), result.message if on else ""
 
 
@@ -265,6 +271,7 @@ def derive_status(observation: Observation) -> FineTuneJobStatus:
         "attempt": observation.attempt,
         "failed_attempts": observation.failed_attempts,
         "output": _output(observation.output) or current.output,
+        "evictions": evictions(current.evictions, observation.workload),
     }
     if observation.cleaned_up:
         update["cleanup_time"] = timestamp(observation.now)

@@ -17,6 +17,8 @@ from finetune_operator.render import configs, multinode, oci
 from finetune_operator.render import entrypoint as ep
 from finetune_operator.render.expansion import literal
 from finetune_operator.render.objects import (
+    MAX_EXEC_TIME_LABEL,
+    QUEUE_LABEL,
     child_labels,
     config_map_name,
     job_name,
@@ -293,6 +295,8 @@ def job(ftj: FineTuneJob, attempt: int = 1) -> dict[str, Any]:
     if spec.active_deadline_seconds is not None:
         job_spec["activeDeadlineSeconds"] = spec.active_deadline_seconds
     meta = metadata(ftj, job_name(ftj, attempt))
+    if spec.active_deadline_seconds is not None and QUEUE_LABEL in meta["labels"]:
+        meta["labels"][MAX_EXEC_TIME_LABEL] = str(spec.active_deadline_seconds)
     meta["annotations"] = suspend_annotation(spec.suspend)
     if multinode.is_multi_node(ftj):
         multinode.wire(ftj, job_spec, attempt)

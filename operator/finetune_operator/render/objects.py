@@ -8,7 +8,11 @@ from typing import Any
 from finetune_operator.api.base import API_VERSION, KIND, LABEL_NAME
 from finetune_operator.api.resource import FineTuneJob
 
-COPIED_LABELS = ("kueue.x-k8s.io/queue-name", "kueue.x-k8s.io/priority-class")
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+COPIED_LABELS = (QUEUE_LABEL, "kueue.x-k8s.io/priority-class")
+# Kueue's own limit of a Job's admitted time, counted across its evictions: activeDeadlineSeconds told to
+# the queue, which otherwise would readmit a preempted training with a fresh deadline each time.
+MAX_EXEC_TIME_LABEL = "kueue.x-k8s.io/max-exec-time-seconds"
 
 
 # A Job's name and `-<rank>` make each rank's host name, a DNS label of at most 63 characters.

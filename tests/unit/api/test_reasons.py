@@ -11,6 +11,7 @@ from finetune_operator.api.base import MODEL_LOAD_FAILED
 from finetune_operator.api.reasons import REASONS
 from finetune_operator.observe.attempts import NOT_RETRIED
 from finetune_operator.observe.pods import STUCK_REASONS
+from finetune_operator.observe.queue import QUEUE_REASONS
 from finetune_operator.observe.status import PLATFORM_ENDS
 from finetune_operator.observe.termination import STAGE_FAILURES, TRAINER_FAILURES
 from finetune_operator.render.entrypoint import ENTRYPOINT
@@ -62,7 +63,8 @@ def reasons_in_code() -> set[str]:
                 found |= {d for d in defaults if isinstance(d, str)}
     found |= set(re.findall(r"\breason=([A-Z]\w+)", ENTRYPOINT))
     found |= set(re.findall(r"fto_report failed ([A-Z]\w+)", ENTRYPOINT))
-    return found | TRAINER_FAILURES | STAGE_FAILURES | STUCK_REASONS | NOT_RETRIED | PLATFORM_ENDS | {MODEL_LOAD_FAILED}
+    reasons = TRAINER_FAILURES | STAGE_FAILURES | STUCK_REASONS | NOT_RETRIED | PLATFORM_ENDS | QUEUE_REASONS
+    return found | reasons | {MODEL_LOAD_FAILED}
 
 
 def test_every_reason_the_code_sets_is_named_with_its_meaning() -> None:

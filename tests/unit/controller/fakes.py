@@ -42,6 +42,7 @@ class FakeKube:
         self.stored_status: dict[tuple[str, str], dict[str, Any]] = {}
         self.logs: dict[tuple[str, str], str | bytes | Exception] = {}
         self.job_events: list[dict[str, Any]] = []
+        self.workloads: list[dict[str, Any]] = []  # Kueue's, with their kueue.x-k8s.io/job-uid label
         self.failures: dict[str, list[Exception]] = collections.defaultdict(list)
         self.lost_answers: dict[str, list[Exception]] = collections.defaultdict(list)
         self.event_names: list[str] = []
@@ -119,6 +120,17 @@ class FakeKube:
         job = self.objects[("Job", namespace, name)]
         job["spec"]["suspend"] = suspend
 
+    async def set_job_requested_suspend(self, namespace: str, name: str, suspend: bool) -> None:
+        self._call("patch_job")
+        job = self.objects[("Job", namespace, name)]
+        job["metadata"].setdefault("annotations", {})["finetune.aidaptiv.io/requested-suspend"] = str(suspend).lower()
+
+    async def set_workload_active(self, namespace: str, name: str, active: bool) -> None:
+        self._call("patch_workload")
+        for workload in self.workloads:
+            if workload["metadata"]["name"] == name:
+                workload["spec"]["active"] = active
+
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         """Applied as the API server applies a JSON merge patch to the stored status."""
         self._call("patch_status")
@@ -160,6 +172,12 @@ class FakeKube:
     async def list_events(self, namespace: str, involved_uid: str, reason: str) -> list[dict[str, Any]]:
         self._call("list_events")
         return [e for e in self.job_events if e["involvedObject"]["uid"] == involved_uid and e["reason"] == reason]
+
+    async def list_workloads(self, namespace: str, job_uid: str) -> list[dict[str, Any]]:
+        self._call("list_workloads")
+        return [
+            copy.deepcopy(w) for w in self.workloads if w["metadata"]["labels"]["kueue.x-k8s.io/job-uid"] == job_uid
+        ]
 
     async def read_peers(self, peering: str, namespace: str | None) -> dict[str, Any]:
         self._call("read_peering")

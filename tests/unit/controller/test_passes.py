@@ -655,3 +655,74 @@ def test_without_a_started_pod_there_is_nothing_to_read() -> None:
     world.pods.clear()
     assert _read(world, _followed(world)) is False
     assert world.kube.calls["read_pod_log"] == 0
+
+
+def test_a_job_its_queue_holds_is_queued_in_the_words_of_its_workload_read_while_it_waits() -> None:
+    world = World()
+    body = world.add(LIGHT)
+    body["metadata"]["labels"] = {"kueue.x-k8s.io/queue-name": "lq"}
+    world.event(body)
+    assert world.kube.calls.get("list_workloads") is None  # the Job is not held yet: no Workload read
+    job = world.newest_job("ns", "run")
+    assert job is not None
+    # Kueue suspends the Job it takes over, and makes its Workload.
+    job["spec"]["suspend"] = True
+    short = "couldn't assign flavors to pod set main: insufficient unused quota for phison.com/ai100"
+    world.kube.workloads.append(
+        {
+            "metadata": {"name": "job-run-1", "labels": {"kueue.x-k8s.io/job-uid": job["metadata"]["uid"]}},
+            "spec": {"active": True},
+            "status": {"conditions": [{"type": "QuotaReserved", "status": "False", "reason": "Pending",
+                                       "message": short}]},
+        }
+    )  # fmt: skip
+    held = world.deliver_job()
+    world.run(world.controller.on_job("MODIFIED", held, "run"))
+    status = world.last_status()
+    assert (status["phase"], world.kube.calls["list_workloads"]) == ("Queued", 1)
+    suspended = next(c for c in status["conditions"] if c["type"] == "Suspended")
+    assert (suspended["reason"], suspended["message"]) == (
+        "WaitingForAdmission",
+        f"waiting for admission by queue lq: {short}",
+    )
+    uid = body["metadata"]["uid"]
+    assert (uid, "queue") in world.timers.pending  # read again while it waits
+    # Admitted: Kueue lets the Job go; no Workload read any more.
+    admitted = world.deliver_job(active=1, ready=1)
+    admitted["spec"]["suspend"] = False
+    world.run(world.controller.on_job("MODIFIED", admitted, "run"))
+    assert (world.last_status()["phase"], world.kube.calls["list_workloads"]) == ("Running", 1)
+
+
+def test_a_suspend_of_a_job_its_queue_manages_deactivates_its_workload_and_a_resume_reactivates_it() -> None:
+    world = World()
+    body = world.add(LIGHT)
+    body["metadata"]["labels"] = {"kueue.x-k8s.io/queue-name": "lq"}
+    world.event(body)
+    job = world.newest_job("ns", "run")
+    assert job is not None
+    world.deliver_job(active=1, ready=1)
+    suspended = world.stored(body)
+    suspended["spec"]["suspend"] = True
+    suspended["metadata"]["generation"] = 2
+    world.event(suspended)  # no Workload yet: looked for again soon, nothing patched
+    assert world.kube.calls.get("patch_job") is None and world.kube.calls.get("patch_workload") is None
+    assert (body["metadata"]["uid"], "queue") in world.timers.pending
+    workload = {
+        "metadata": {"name": "job-run-1", "labels": {"kueue.x-k8s.io/job-uid": job["metadata"]["uid"]}},
+        "spec": {"active": True},
+    }
+    world.kube.workloads.append(workload)
+    world.event(suspended)
+    stored = world.kube.get("Job", "ns", "run")
+    assert stored is not None and stored["spec"].get("suspend") is not True  # Kueue's to suspend, not ours
+    assert stored["metadata"]["annotations"]["finetune.aidaptiv.io/requested-suspend"] == "true"
+    assert workload["spec"]["active"] is False and world.kube.calls["patch_workload"] == 1
+    world.event(suspended)  # known deactivated: nothing read or patched again
+    assert (world.kube.calls["patch_workload"], world.kube.calls["list_workloads"]) == (1, 2)
+    resumed = world.stored(suspended)
+    resumed["spec"]["suspend"] = False
+    resumed["metadata"]["generation"] = 3
+    world.event(resumed)
+    assert workload["spec"]["active"] is True and world.kube.calls["patch_workload"] == 2
+    assert stored["metadata"]["annotations"]["finetune.aidaptiv.io/requested-suspend"] == "false"

@@ -298,3 +298,54 @@ def test_a_finished_record_keeps_its_output_as_recorded() -> None:
                     plan=plan(push_repository="registry.local/ft"))  # fmt: skip
     decision = decide(snap, Recall(told_phase="Succeeded"))
     assert decision.status.output is None and decision.after == []
+
+
+def _queued_job() -> dict[str, Any]:
+    held = job("held")
+    held["metadata"]["annotations"]["finetune.aidaptiv.io/requested-suspend"] = "false"  # the queue's suspend
+    held["metadata"]["labels"] = {"kueue.x-k8s.io/queue-name": "lq"}
+    return held
+
+
+def _workload(*conditions: dict[str, Any], active: bool = True) -> dict[str, Any]:
+    return {"metadata": {"name": "job-ft-1"}, "spec": {"active": active}, "status": {"conditions": list(conditions)}}
+
+
+SHORT = "insufficient unused quota for phison.com/ai100 in flavor ai100-flavor, 1 more needed"
+PREEMPTED_BY = "Preempted to accommodate a workload (UID: u2, JobUID: j2) due to prioritization in the ClusterQueue"
+
+
+def _queued(reason: str) -> FineTuneJobStatus:
+    held = Condition(type="Suspended", status="True", reason=reason, message="...", last_transition_time=T0)
+    return FineTuneJobStatus(phase="Queued", conditions=[held], job_name="ft", observed_generation=1)
+
+
+def test_a_training_its_queue_holds_is_queued_in_kueues_words_and_told_as_they_change() -> None:
+    waiting = _workload({"type": "QuotaReserved", "status": "False", "reason": "Pending", "message": SHORT})
+    first = decide(snapshot(job=_queued_job(), workload=waiting), Recall(told_phase="Pending"))
+    assert first.status.phase == "Queued"
+    assert first.event == Told(
+        "Queued", "Normal", "WaitingForAdmission", f"Queued: waiting for admission by queue lq: {SHORT}"
+    )
+    # Kueue's words change, its reason does not: written, not told again.
+    other = _workload({"type": "QuotaReserved", "status": "False", "reason": "Pending", "message": "2 more needed"})
+    same = decide(snapshot(job=_queued_job(), workload=other, current=_queued("WaitingForAdmission")),
+                  Recall(told_phase="Queued"))  # fmt: skip
+    assert same.patch is not None and same.event is None
+    # Preempted: a new reason of the same phase, told as a Warning, and recorded.
+    evicted = _workload(
+        {"type": "Evicted", "status": "True", "reason": "Preempted", "message": PREEMPTED_BY,
+         "lastTransitionTime": "2026-12-05T11:30:00Z"},
+    )  # fmt: skip
+    taken = decide(snapshot(job=_queued_job(), workload=evicted, current=_queued("WaitingForAdmission")),
+                   Recall(told_phase="Queued"))  # fmt: skip
+    assert taken.event == Told(
+        "Queued", "Warning", "Preempted", f"Queued: evicted by Kueue (Preempted): {PREEMPTED_BY}"
+    )
+    assert taken.status.evictions is not None and [e.reason for e in taken.status.evictions] == ["Preempted"]
+    # Deactivated: a human must act; told as a Warning; not reconciling (kstatus Current, Argo CD Suspended).
+    off = decide(snapshot(job=_queued_job(), workload=_workload(active=False), current=_queued("Preempted")),
+                 Recall(told_phase="Queued"))  # fmt: skip
+    assert off.event is not None and (off.event.kind, off.event.reason) == ("Warning", "Deactivated")
+    reconciling = next(c for c in off.status.conditions if c.type == "Reconciling")
+    assert (reconciling.status, reconciling.reason) == ("False", "Queued")

@@ -48,9 +48,21 @@ def _job(
     }
 
 
-def _status(job: dict[str, Any] | None, *, generation: int = 1, invalid: list[str] | None = None) -> dict[str, Any]:
+def _status(
+    job: dict[str, Any] | None,
+    *,
+    generation: int = 1,
+    invalid: list[str] | None = None,
+    workload: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     observation = Observation(
-        generation=generation, status=FineTuneJobStatus(), job=job, job_name="llama", now=NOW, invalid=invalid
+        generation=generation,
+        status=FineTuneJobStatus(),
+        job=job,
+        job_name="llama",
+        now=NOW,
+        invalid=invalid,
+        workload=workload,
     )
     return derive_status(observation).model_dump(by_alias=True, exclude_none=True, mode="json")
 
@@ -72,6 +84,17 @@ RUNNING = _status(_job(ready=1))
 RUNNING_HALFWAY = {**RUNNING, "trainerStatus": {"progressPercentage": 50, "estimatedRemainingSeconds": 30}}
 SUSPENDED = _status(_job(suspend=True))
 QUEUED = _status(_job(queued=True))
+PREEMPTION = "Preempted to accommodate a workload (UID: u1, JobUID: j1) due to prioritization in the ClusterQueue"
+PREEMPTED = _status(
+    _job(queued=True),
+    workload={
+        "metadata": {"name": "job-llama-1"},
+        "spec": {"active": True},
+        "status": {"conditions": [{"type": "Evicted", "status": "True", "reason": "Preempted", "message": PREEMPTION,
+                                   "lastTransitionTime": "2026-11-28T11:00:00Z"}]},
+    },
+)  # fmt: skip
+DEACTIVATED = _status(_job(queued=True), workload={"metadata": {"name": "job-llama-1"}, "spec": {"active": False}})
 SUCCEEDED = _status(_job(conditions=[{"type": "Complete", "status": "True"}]))
 FAILED = _status(
     _job(conditions=[{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": BACKOFF}])
@@ -141,6 +164,24 @@ CASES = {
         ("Progressing", "WaitingForAdmission: waiting for admission by queue gpus"),
         "InProgress",
         "InProgress",
+    ),
+    "preempted": Case(
+        _ftj(PREEMPTED),
+        ("Progressing", f"Preempted: evicted by Kueue (Preempted): {PREEMPTION}"),
+        "InProgress",
+        "InProgress",
+    ),
+    # Waits for a human to reactivate it, as a suspended one does for spec.suspend.
+    "deactivated in its queue": Case(
+        _ftj(DEACTIVATED),
+        (
+            "Suspended",
+            "Deactivated: Workload job-llama-1 is deactivated (spec.active: false): the training will not "
+            "run until it is reactivated (kubectl patch workload job-llama-1 --type merge -p "
+            '\'{"spec":{"active":true}}\')',
+        ),
+        "InProgress",
+        "Current",
     ),
     # Held on purpose: kstatus calls it done, Argo CD Suspended; the Flux checks still wait for the training.
     "suspended": Case(_ftj(SUSPENDED), ("Suspended", "JobSuspended: spec.suspend is true"), "InProgress", "Current"),
@@ -267,7 +308,8 @@ README_ROWS = {
 GITOPS_README_ROWS = {
     "`status.observedGeneration`": README_ROWS["generation not observed yet"],
     "`Pending`, `Running`": ("pending", "running", "running with progress"),
-    "`Suspended`, waiting for a queue": ("waiting in a queue",),
+    "`Queued`: waiting": ("waiting in a queue", "preempted"),
+    "`Queued` with its Kueue Workload deactivated": ("deactivated in its queue",),
     "`Suspended` by": ("suspended",),
     "`Succeeded`": ("succeeded",),
     "`Failed`": ("failed",),

@@ -30,6 +30,8 @@ NAMESPACED_RULES = [
     {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
     # list: the Job controller's FailedCreate events, the only record of a pod it cannot create.
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "list"]},
+    # Kueue's words on a held Job (list), and a suspend of a Job Kueue manages (patch: deactivate).
+    {"apiGroups": ["kueue.x-k8s.io"], "resources": ["workloads"], "verbs": ["list", "patch"]},
 ]
 
 

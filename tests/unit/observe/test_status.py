@@ -99,12 +99,12 @@ def test_job_verdict(job: dict[str, Any], phase: str, reason: str) -> None:
 
 
 def test_a_queues_suspension_says_it_waits_for_the_queue() -> None:
-    """Suspended although the operator asked for it to run: a queue controller holds it."""
+    """Suspended although the operator asked for it to run: a queue controller holds it (Queued)."""
     queued = _job(suspend=True, labels={"kueue.x-k8s.io/queue-name": "gpus"})
     queued["metadata"]["annotations"] = {"finetune.aidaptiv.io/requested-suspend": "false"}
     result = job_verdict(queued)
     assert (result.phase, result.reason, result.message) == (
-        "Suspended",
+        "Queued",
         "WaitingForAdmission",
         "waiting for admission by queue gpus",
     )

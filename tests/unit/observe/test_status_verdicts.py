@@ -94,7 +94,7 @@ def _true(kind: str, **fields: Any) -> dict[str, Any]:
                 startTime=START,
             ),
             1,
-            Verdict("Suspended", "WaitingForAdmission", "held by a queue controller", start_time=START),
+            Verdict("Queued", "WaitingForAdmission", "held by a queue controller", start_time=START),
         ),
         (
             _job(ready=1, active=1, startTime=START),
@@ -185,7 +185,7 @@ def test_a_queue_named_on_the_job_is_named_in_the_message() -> None:
         "annotations": {"finetune.aidaptiv.io/requested-suspend": "false"},
     }
     assert job_verdict(_job({"suspend": True}, metadata)) == Verdict(
-        "Suspended", "WaitingForAdmission", "waiting for admission by queue gpus"
+        "Queued", "WaitingForAdmission", "waiting for admission by queue gpus"
     )
 
 

@@ -228,6 +228,17 @@ def test_job_fields_follow_the_spec() -> None:
     assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu-queue"
     assert "unrelated" not in job["metadata"]["labels"]
     assert job["spec"]["template"]["metadata"]["labels"]["finetune.aidaptiv.io/name"] == "rule-case"
+    # The deadline told to the queue too: Kueue counts admitted time across evictions; the Job only its own.
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/max-exec-time-seconds"] == "3600"
+    assert "kueue.x-k8s.io/max-exec-time-seconds" not in config_map["metadata"]["labels"]
+
+
+def test_the_deadline_goes_to_the_queue_only_for_a_queued_finetunejob_with_one() -> None:
+    unqueued = finetunejob({"activeDeadlineSeconds": 60})
+    assert "kueue.x-k8s.io/max-exec-time-seconds" not in _rendered(unqueued)[1]["metadata"]["labels"]
+    queued = finetunejob({})
+    queued["metadata"]["labels"] = {"kueue.x-k8s.io/queue-name": "lq"}
+    assert "kueue.x-k8s.io/max-exec-time-seconds" not in _rendered(queued)[1]["metadata"]["labels"]
 
 
 def test_names_are_deterministic() -> None:

@@ -58,4 +58,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "list"]
+# Kueue's Workloads of the Jobs it holds: read for its words on why a training waits (none without Kueue),
+# patched to deactivate (spec.suspend of an admitted FineTuneJob) and reactivate one.
+- apiGroups: ["kueue.x-k8s.io"]
+  resources: ["workloads"]
+  verbs: ["list", "patch"]
 {{- end -}}
