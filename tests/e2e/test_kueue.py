@@ -30,9 +30,11 @@ QUOTA = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def kueue(cluster: lc.Cluster) -> Iterator[Kueue]:
-    """Kueue's manager beside the session's cluster, from the first test that needs it to the end."""
+    """Kueue's manager beside the session's cluster, for this module's tests only: Kueue manages every
+    Job with a queue-name label in any namespace (its namespace selector only exempts Jobs without one),
+    and would take back the Jobs of the tests elsewhere that play its part."""
     if not cluster.local:
         pytest.skip("needs the local cluster (Kueue runs beside it as a process)")
     reason = unsupported_reason()
@@ -149,6 +151,30 @@ def test_over_quota_a_finetunejob_is_queued_saying_what_it_lacks_and_runs_when_r
     wait_phase(cluster, namespace, "c", "Succeeded", running)
     events = ftj_events(cluster, namespace, "c")
     assert events["WaitingForAdmission"] <= events["PodsRunning"] <= events["TrainingComplete"], events
+
+
+def test_a_multi_node_finetunejob_is_admitted_whole_or_not_at_all(
+    cluster: lc.Cluster, queue: tuple[str, str], running: OperatorProcess
+) -> None:
+    """Two ranks of 1 ai100 are one Workload of count 2: with 1 free it waits whole, saying so."""
+    namespace, flavor = queue
+    cluster.apply(_queued("one"), namespace=namespace)
+    wait_phase(cluster, namespace, "one", "Running", running)
+    cluster.apply(_queued("pair", numNodes=2, backoffLimit=0), namespace=namespace)
+    waiting = _wait_reason(cluster, namespace, "pair", "WaitingForAdmission", running, saying="more needed")
+    assert condition(waiting, "Suspended")["message"].endswith(
+        f"insufficient unused quota for {AI100} in flavor {flavor}, 1 more needed"
+    )
+    job_uid = _job_uid(cluster, namespace, "pair")
+    (workload,) = cluster.get_json("workloads", "-n", namespace, "-l", f"kueue.x-k8s.io/job-uid={job_uid}")["items"]
+    assert [p["count"] for p in workload["spec"]["podSets"]] == [2]
+    assert cluster.pods(namespace, "job-name=pair") == []  # no rank starts alone
+    cluster.kubectl("delete", "ftj", "one", "-n", namespace)
+    running_pair = wait_phase(cluster, namespace, "pair", "Running", running)
+    assert running_pair["status"]["nodes"] == "2/2"
+    cluster.release_namespace(namespace)
+    done = wait_phase(cluster, namespace, "pair", "Succeeded", running)
+    assert _job_uid(cluster, namespace, "pair") == job_uid and done["status"]["attempt"] == 1
 
 
 def test_a_preempted_finetunejob_says_by_whom_keeps_its_job_and_attempt_and_succeeds_when_readmitted(

@@ -43,6 +43,7 @@ class JobMemory:
     seen: dict[str, Any] | None = None  # the Job as the last Job event showed it
     # A Job its queue manages, suspended by its user: its Workload is known to be deactivated.
     workload_inactive: bool = False
+    workload_checks: int = 0  # lookups of its Workload that found none yet
 
 
 @dataclass

@@ -25,11 +25,14 @@ from finetune_operator.controller.memory import Remembered
 from finetune_operator.decide.attempts import AttemptChange, ChildrenStep, MakeChildren, children_step
 from finetune_operator.decide.decision import Recall, Snapshot, decide, new_followed
 from finetune_operator.observe.attempts import Attempts, is_kept
-from finetune_operator.observe.queue import queue_name
+from finetune_operator.observe.queue import newest_workload, queue_name
 from finetune_operator.observe.status import job_verdict
+from finetune_operator.observe.times import backoff
 from finetune_operator.render.plan import Plan, Powers, plan
 
-QUEUE_WORKLOAD_WAIT = 1.0  # seconds: Kueue makes a Job's Workload right after the Job
+# Kueue makes a Job's Workload right after the Job; a queue label with no Kueue to read it is looked for
+# at most once a minute.
+MAX_WORKLOAD_WAIT = 60.0
 
 
 async def reconcile_pass(ctl: PassContext, body: dict[str, Any], job: dict[str, Any] | None) -> None:
@@ -169,11 +172,12 @@ async def _follow_suspend_in_queue(
     asked = requested_suspend(job)
     if asked == suspend and (not suspend or remembered.job.workload_inactive):
         return
-    found = await ctl.kube.list_workloads(namespace, job["metadata"]["uid"])
-    if not found:
-        ctl.requeue(namespace, metadata["name"], metadata["uid"], "queue", QUEUE_WORKLOAD_WAIT)
+    workload = newest_workload(await ctl.kube.list_workloads(namespace, job["metadata"]["uid"]))
+    if workload is None:  # not made yet, or no Kueue at all: looked for again, less and less often
+        remembered.job.workload_checks += 1
+        delay = backoff(remembered.job.workload_checks - 1, MAX_WORKLOAD_WAIT)  # 1, 2, 4, ... seconds
+        ctl.requeue(namespace, metadata["name"], metadata["uid"], "queue", delay)
         return
-    workload = max(found, key=lambda w: str((w.get("metadata") or {}).get("creationTimestamp") or ""))
     name = workload["metadata"]["name"]
     if ((workload.get("spec") or {}).get("active") is not False) == suspend:
         await ctl.kube.set_workload_active(namespace, name, not suspend)
@@ -239,6 +243,4 @@ async def _workload(ctl: PassContext, body: dict[str, Any], job: dict[str, Any])
     metadata = body["metadata"]
     found = await ctl.kube.list_workloads(metadata["namespace"], job["metadata"]["uid"])
     ctl.requeue(metadata["namespace"], metadata["name"], metadata["uid"], "queue", ctl.settings.queue_recheck)
-    if not found:
-        return None
-    return max(found, key=lambda w: str((w.get("metadata") or {}).get("creationTimestamp") or ""))
+    return newest_workload(found)

@@ -72,6 +72,13 @@ def evictions(recorded: list[Eviction] | None, workload: dict[str, Any] | None) 
     return kept[-MAX_EVICTIONS:] or None
 
 
+def newest_workload(found: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Of a Job's Workloads, the newest (Kueue keeps one; a replaced one may linger a moment)."""
+    if not found:
+        return None
+    return max(found, key=lambda w: str((w.get("metadata") or {}).get("creationTimestamp") or ""))
+
+
 def queue_name(job: dict[str, Any]) -> str | None:
     """The LocalQueue a Job was given to (its label), if any."""
     return ((job.get("metadata") or {}).get("labels") or {}).get(QUEUE_LABEL)

@@ -707,7 +707,14 @@ def test_a_suspend_of_a_job_its_queue_manages_deactivates_its_workload_and_a_res
     suspended["metadata"]["generation"] = 2
     world.event(suspended)  # no Workload yet: looked for again soon, nothing patched
     assert world.kube.calls.get("patch_job") is None and world.kube.calls.get("patch_workload") is None
-    assert (body["metadata"]["uid"], "queue") in world.timers.pending
+    key = (body["metadata"]["uid"], "queue")
+    assert world.timers.pending[key][0] == 1.0
+    # Still none (Kueue slow, or not installed at all): looked for less and less often, at most each minute.
+    delays = []
+    for _ in range(8):
+        world.run(world.timers.fire(key))
+        delays.append(world.timers.pending[key][0])
+    assert delays == [2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0, 60.0]
     workload = {
         "metadata": {"name": "job-run-1", "labels": {"kueue.x-k8s.io/job-uid": job["metadata"]["uid"]}},
         "spec": {"active": True},
@@ -719,7 +726,7 @@ def test_a_suspend_of_a_job_its_queue_manages_deactivates_its_workload_and_a_res
     assert stored["metadata"]["annotations"]["finetune.aidaptiv.io/requested-suspend"] == "true"
     assert workload["spec"]["active"] is False and world.kube.calls["patch_workload"] == 1
     world.event(suspended)  # known deactivated: nothing read or patched again
-    assert (world.kube.calls["patch_workload"], world.kube.calls["list_workloads"]) == (1, 2)
+    assert (world.kube.calls["patch_workload"], world.kube.calls["list_workloads"]) == (1, 10)
     resumed = world.stored(suspended)
     resumed["spec"]["suspend"] = False
     resumed["metadata"]["generation"] = 3
