@@ -21,7 +21,7 @@ from tests.toolchain import tool
 TABLE = {
     "pending": ("Pending", "Progressing", "InProgress", "InProgress"),
     "running": ("Running", "Progressing", "InProgress", "InProgress"),
-    "queued": ("Suspended", "Progressing", "InProgress", "InProgress"),
+    "queued": ("Queued", "Progressing", "InProgress", "InProgress"),
     "suspended": ("Suspended", "Suspended", "Current", "InProgress"),
     "succeeded": ("Succeeded", "Healthy", "Current", "Current"),
     "failed": ("Failed", "Degraded", "Failed", "Failed"),
