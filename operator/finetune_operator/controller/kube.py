@@ -278,8 +278,8 @@ class Kube:
         )
         return [self._plain(item) for item in found.items]
 
-    async def list_workloads(self, namespace: str, job_uid: str) -> list[dict[str, Any]]:
-        """Kueue's Workloads of a Job (by the job-uid label Kueue puts on them); none where Kueue is not
+    async def list_workloads(self, namespace: str, job_uid: str) -> list[dict[str, Any]] | None:
+        """Kueue's Workloads of a Job (by the job-uid label Kueue puts on them); None where Kueue is not
         installed (no such resource) or the operator may not read them (its RBAC without Kueue's)."""
         try:
             found = await self._call(
@@ -293,7 +293,7 @@ class Kube:
             )
         except ApiException as error:
             if error.status in (403, 404):
-                return []
+                return None
             raise
         return [item for item in found.get("items") or [] if isinstance(item, dict)]
 

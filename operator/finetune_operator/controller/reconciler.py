@@ -26,7 +26,7 @@ from finetune_operator.decide.attempts import AttemptChange, ChildrenStep, MakeC
 from finetune_operator.decide.decision import Recall, Snapshot, decide, new_followed
 from finetune_operator.observe.attempts import Attempts, is_kept
 from finetune_operator.observe.queue import newest_workload, queue_name
-from finetune_operator.observe.status import job_verdict
+from finetune_operator.observe.status import Verdict, job_verdict
 from finetune_operator.observe.times import backoff
 from finetune_operator.render.plan import Plan, Powers, plan
 
@@ -124,7 +124,7 @@ class Made:
     job: dict[str, Any] | None
     attempts: Attempts
     change: AttemptChange | None = None
-    blocked: Any = None
+    blocked: Verdict | None = None
     refused: str | None = None
 
 
@@ -139,10 +139,11 @@ async def carry_out(ctl: PassContext, body: dict[str, Any], seen: Seen, step: Ch
     else:
         outcome = await children.ensure_config_map(ctl, body, seen.plan, seen.job, remembered, step.attempt)
         if outcome.job is not None and seen.plan.facts is not None:
-            if queue_name(outcome.job) is None:
-                await _follow_suspend(ctl, body, seen.plan.facts.suspend, outcome.job)
-            else:
-                await _follow_suspend_in_queue(ctl, body, seen.plan.facts.suspend, outcome.job, remembered)
+            suspend = seen.plan.facts.suspend
+            if queue_name(outcome.job) is None or not await _follow_suspend_in_queue(
+                ctl, body, suspend, outcome.job, remembered
+            ):
+                await _follow_suspend(ctl, body, suspend, outcome.job)
     return Made(seen, outcome.job, seen.attempts, blocked=outcome.blocked, refused=outcome.refused)
 
 
@@ -163,21 +164,25 @@ async def _follow_suspend(ctl: PassContext, body: dict[str, Any], suspend: bool,
 
 async def _follow_suspend_in_queue(
     ctl: PassContext, body: dict[str, Any], suspend: bool, job: dict[str, Any], remembered: Remembered
-) -> None:
+) -> bool:
     """A Job its queue (Kueue) manages is never suspended or resumed by the operator: Kueue owns its
     spec.suspend, and would take an admitted Job back. Kueue's way is used instead: a suspend deactivates
     its Workload (Kueue evicts the training and holds it), a resume reactivates it. The request is
-    recorded on the Job, as for any Job; until Kueue has made the Workload, the pass looks again soon."""
+    recorded on the Job, as for any Job; until Kueue has made the Workload, the pass looks again soon.
+    False where no Kueue is installed: the label means nothing, and the Job is suspended as any other."""
     metadata, namespace = body["metadata"], body["metadata"]["namespace"]
     asked = requested_suspend(job)
     if asked == suspend and (not suspend or remembered.job.workload_inactive):
-        return
-    workload = newest_workload(await ctl.kube.list_workloads(namespace, job["metadata"]["uid"]))
-    if workload is None:  # not made yet, or no Kueue at all: looked for again, less and less often
+        return True
+    found = await ctl.kube.list_workloads(namespace, job["metadata"]["uid"])
+    if found is None:
+        return False
+    workload = newest_workload(found)
+    if workload is None:  # not made yet: looked for again, less and less often (1, 2, 4, ... s)
         remembered.job.workload_checks += 1
-        delay = backoff(remembered.job.workload_checks - 1, MAX_WORKLOAD_WAIT)  # 1, 2, 4, ... seconds
+        delay = backoff(remembered.job.workload_checks - 1, MAX_WORKLOAD_WAIT)
         ctl.requeue(namespace, metadata["name"], metadata["uid"], "queue", delay)
-        return
+        return True
     name = workload["metadata"]["name"]
     if ((workload.get("spec") or {}).get("active") is not False) == suspend:
         await ctl.kube.set_workload_active(namespace, name, not suspend)
@@ -192,6 +197,7 @@ async def _follow_suspend_in_queue(
             "Suspended" if suspend else "Resumed",
             f"spec.suspend is now {'true' if suspend else 'false'}: {done} Workload {name} in its queue",
         )
+    return True
 
 
 async def observe_after(ctl: PassContext, body: dict[str, Any], made: Made) -> Snapshot:

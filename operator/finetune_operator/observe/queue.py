@@ -72,7 +72,7 @@ def evictions(recorded: list[Eviction] | None, workload: dict[str, Any] | None) 
     return kept[-MAX_EVICTIONS:] or None
 
 
-def newest_workload(found: list[dict[str, Any]]) -> dict[str, Any] | None:
+def newest_workload(found: list[dict[str, Any]] | None) -> dict[str, Any] | None:
     """Of a Job's Workloads, the newest (Kueue keeps one; a replaced one may linger a moment)."""
     if not found:
         return None

@@ -42,7 +42,8 @@ class FakeKube:
         self.stored_status: dict[tuple[str, str], dict[str, Any]] = {}
         self.logs: dict[tuple[str, str], str | bytes | Exception] = {}
         self.job_events: list[dict[str, Any]] = []
-        self.workloads: list[dict[str, Any]] = []  # Kueue's, with their kueue.x-k8s.io/job-uid label
+        # Kueue's, with their kueue.x-k8s.io/job-uid label; None: Kueue is not installed.
+        self.workloads: list[dict[str, Any]] | None = []
         self.failures: dict[str, list[Exception]] = collections.defaultdict(list)
         self.lost_answers: dict[str, list[Exception]] = collections.defaultdict(list)
         self.event_names: list[str] = []
@@ -173,8 +174,10 @@ class FakeKube:
         self._call("list_events")
         return [e for e in self.job_events if e["involvedObject"]["uid"] == involved_uid and e["reason"] == reason]
 
-    async def list_workloads(self, namespace: str, job_uid: str) -> list[dict[str, Any]]:
+    async def list_workloads(self, namespace: str, job_uid: str) -> list[dict[str, Any]] | None:
         self._call("list_workloads")
+        if self.workloads is None:
+            return None  # no Kueue in this cluster
         return [
             copy.deepcopy(w) for w in self.workloads if w["metadata"]["labels"]["kueue.x-k8s.io/job-uid"] == job_uid
         ]

@@ -733,3 +733,19 @@ def test_a_suspend_of_a_job_its_queue_manages_deactivates_its_workload_and_a_res
     world.event(resumed)
     assert workload["spec"]["active"] is True and world.kube.calls["patch_workload"] == 2
     assert stored["metadata"]["annotations"]["finetune.aidaptiv.io/requested-suspend"] == "false"
+
+
+def test_without_kueue_a_queue_label_means_nothing_and_the_job_is_suspended_and_resumed_itself() -> None:
+    world = World()
+    world.kube.workloads = None  # the cluster has no Workload resource
+    body = world.add(LIGHT)
+    body["metadata"]["labels"] = {"kueue.x-k8s.io/queue-name": "lq"}
+    world.event(body)
+    world.deliver_job(active=1, ready=1)
+    suspended = world.stored(body)
+    suspended["spec"]["suspend"] = True
+    suspended["metadata"]["generation"] = 2
+    world.event(suspended)
+    stored = world.kube.get("Job", "ns", "run")
+    assert stored is not None and stored["spec"]["suspend"] is True
+    assert world.kube.calls["patch_job"] == 1 and world.kube.calls.get("patch_workload") is None
