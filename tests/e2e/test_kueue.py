@@ -119,6 +119,11 @@ def _job_uid(cluster: lc.Cluster, namespace: str, name: str) -> str:
     return str(job["metadata"]["uid"])
 
 
+def _workload_of(cluster: lc.Cluster, namespace: str, job_uid: str) -> dict[str, Any]:
+    (workload,) = cluster.get_json("workloads", "-n", namespace, "-l", f"kueue.x-k8s.io/job-uid={job_uid}")["items"]
+    return dict(workload)
+
+
 def _print_tables(cluster: lc.Cluster, namespace: str, when: str) -> None:
     """What a user sees, in the test's output (the issue note quotes it)."""
     for kind in ("ftj", "workloads"):
@@ -166,7 +171,7 @@ def test_a_multi_node_finetunejob_is_admitted_whole_or_not_at_all(
         f"insufficient unused quota for {AI100} in flavor {flavor}, 1 more needed"
     )
     job_uid = _job_uid(cluster, namespace, "pair")
-    (workload,) = cluster.get_json("workloads", "-n", namespace, "-l", f"kueue.x-k8s.io/job-uid={job_uid}")["items"]
+    workload = _workload_of(cluster, namespace, job_uid)
     assert [p["count"] for p in workload["spec"]["podSets"]] == [2]
     assert cluster.pods(namespace, "job-name=pair") == []  # no rank starts alone
     cluster.kubectl("delete", "ftj", "one", "-n", namespace)
@@ -226,8 +231,7 @@ def test_a_deactivated_workload_says_it_will_not_run_until_reactivated(
     cluster.apply(_queued("paused"), namespace=namespace)
     wait_phase(cluster, namespace, "paused", "Running", running)
     job_uid = _job_uid(cluster, namespace, "paused")
-    (workload,) = cluster.get_json("workloads", "-n", namespace, "-l", f"kueue.x-k8s.io/job-uid={job_uid}")["items"]
-    name = workload["metadata"]["name"]
+    name = _workload_of(cluster, namespace, job_uid)["metadata"]["name"]
     cluster.kubectl("patch", "workload", name, "-n", namespace, "--type=merge", "-p", '{"spec":{"active":false}}')
     off = _wait_reason(cluster, namespace, "paused", "Deactivated", running)
     _print_tables(cluster, namespace, "workload deactivated")
@@ -241,11 +245,6 @@ def test_a_deactivated_workload_says_it_will_not_run_until_reactivated(
     cluster.release_namespace(namespace)
     wait_phase(cluster, namespace, "paused", "Succeeded", running)
     assert _job_uid(cluster, namespace, "paused") == job_uid
-
-
-def _workload_of(cluster: lc.Cluster, namespace: str, job_uid: str) -> dict[str, Any]:
-    (workload,) = cluster.get_json("workloads", "-n", namespace, "-l", f"kueue.x-k8s.io/job-uid={job_uid}")["items"]
-    return dict(workload)
 
 
 def test_a_users_suspend_deactivates_the_workload_and_resume_reactivates_it(

@@ -23,7 +23,7 @@ from kubernetes.client.exceptions import ApiException
 from finetune_operator.api.base import GROUP, PLURAL, VERSION, suspend_annotation
 from finetune_operator.observe.following import LogTail, log_tail
 from finetune_operator.observe.pods import slim_body
-from finetune_operator.observe.queue import JOB_UID_LABEL
+from finetune_operator.observe.queue import JOB_UID_LABEL, WORKLOADS
 from finetune_operator.observe.times import timestamp
 
 COMPONENT = "finetune-operator"  # the "From" of its Events
@@ -207,10 +207,9 @@ class Kube:
         await self._call(
             "patch_workload",
             self.custom.patch_namespaced_custom_object,
-            "kueue.x-k8s.io",
-            "v1beta2",
+            *WORKLOADS[:2],
             namespace,
-            "workloads",
+            WORKLOADS[2],
             name,
             {"spec": {"active": active}},
         )
@@ -285,10 +284,9 @@ class Kube:
             found = await self._call(
                 "list_workloads",
                 self.custom.list_namespaced_custom_object,
-                "kueue.x-k8s.io",
-                "v1beta2",
+                *WORKLOADS[:2],
                 namespace,
-                "workloads",
+                WORKLOADS[2],
                 label_selector=f"{JOB_UID_LABEL}={job_uid}",
             )
         except ApiException as error:

@@ -50,7 +50,6 @@ async def reconcile_pass(ctl: PassContext, body: dict[str, Any], job: dict[str, 
 class Seen:
     """What a pass sees before its children step."""
 
-    body: dict[str, Any]
     current: FineTuneJobStatus
     plan: Plan
     job: dict[str, Any] | None
@@ -92,7 +91,7 @@ async def observe(ctl: PassContext, body: dict[str, Any], job: dict[str, Any] | 
     the_plan = await _plan(ctl, body, remembered, needs_model)
     if the_plan is None:
         return None
-    return Seen(body, current, the_plan, job, ctl.views.pods(metadata["namespace"], metadata["name"], job))
+    return Seen(current, the_plan, job, ctl.views.pods(metadata["namespace"], metadata["name"], job))
 
 
 async def _plan(ctl: PassContext, body: dict[str, Any], remembered: Remembered, needs_model: bool) -> Plan | None:
@@ -153,13 +152,14 @@ async def _follow_suspend(ctl: PassContext, body: dict[str, Any], suspend: bool,
         return
     await ctl.kube.set_job_suspend(body["metadata"]["namespace"], job["metadata"]["name"], suspend)
     job.setdefault("spec", {})["suspend"] = suspend
+    await _suspend_told(ctl, body, job, suspend, f"passed to Job {job['metadata']['name']}")
+
+
+async def _suspend_told(ctl: PassContext, body: dict[str, Any], job: dict[str, Any], suspend: bool, how: str) -> None:
+    """The request recorded on this pass's view of the Job (as the patch recorded it), and told."""
     job["metadata"]["annotations"] = {**(job["metadata"].get("annotations") or {}), **suspend_annotation(suspend)}
-    await ctl.post(
-        body,
-        "Normal",
-        "Suspended" if suspend else "Resumed",
-        f"spec.suspend is now {'true' if suspend else 'false'}: passed to Job {job['metadata']['name']}",
-    )
+    word = "true" if suspend else "false"
+    await ctl.post(body, "Normal", "Suspended" if suspend else "Resumed", f"spec.suspend is now {word}: {how}")
 
 
 async def _follow_suspend_in_queue(
@@ -189,14 +189,8 @@ async def _follow_suspend_in_queue(
     remembered.job.workload_inactive = suspend
     if asked != suspend:
         await ctl.kube.set_job_requested_suspend(namespace, job["metadata"]["name"], suspend)
-        job["metadata"]["annotations"] = {**(job["metadata"].get("annotations") or {}), **suspend_annotation(suspend)}
         done = "deactivated" if suspend else "reactivated"
-        await ctl.post(
-            body,
-            "Normal",
-            "Suspended" if suspend else "Resumed",
-            f"spec.suspend is now {'true' if suspend else 'false'}: {done} Workload {name} in its queue",
-        )
+        await _suspend_told(ctl, body, job, suspend, f"{done} Workload {name} in its queue")
     return True
 
 

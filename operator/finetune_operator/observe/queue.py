@@ -10,6 +10,7 @@ from typing import Any
 from finetune_operator.api.status import MAX_EVICTIONS, Eviction
 
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+WORKLOADS = ("kueue.x-k8s.io", "v1beta2", "workloads")  # group, version, plural
 JOB_UID_LABEL = "kueue.x-k8s.io/job-uid"  # Kueue's label on the Workload of a Job
 MESSAGE_LIMIT = 1024
 # Why Kueue took a training back: reasons of our own for the two a user meets most; the others
