@@ -21,8 +21,9 @@ def _free_port() -> int:
 class OperatorProcess:
     """`finetune-operator run` against a cluster, with its log in a file."""
 
-    def __init__(self, kubeconfig: Path, log_dir: Path, extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(self, kubeconfig: Path, log_dir: Path, extra_args: tuple[str, ...] = (), dev: bool = True) -> None:
         self.kubeconfig = kubeconfig
+        self.dev = dev  # --dev: debug logs (tests); benchmarks run it as deployed
         self.log_dir = log_dir
         self.extra_args = extra_args
         self.process: subprocess.Popen[bytes] | None = None
@@ -41,7 +42,15 @@ class OperatorProcess:
         health = f"http://127.0.0.1:{port}/healthz"
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1"}
         self.metrics_port = _free_port()
-        command = [sys.executable, "-m", "finetune_operator.cli", "run", "--dev", "--liveness", health]
+        command = [
+            sys.executable,
+            "-m",
+            "finetune_operator.cli",
+            "run",
+            *(["--dev"] if self.dev else []),
+            "--liveness",
+            health,
+        ]
         command += ["--metrics-port", str(self.metrics_port)]
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen([*command, *self.extra_args], stdout=log, stderr=subprocess.STDOUT, env=env)

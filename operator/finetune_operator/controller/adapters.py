@@ -1,6 +1,6 @@
 """kopf's side: thin handlers that pass watch events to the Controller.
 
-Only low-level handlers (`on.event`, `index`) are used: kopf then keeps no diff-base or progress
+Only low-level handlers (`on.event`) are used: kopf then keeps no diff-base or progress
 annotations on the user's object and adds no finalizer, so GitOps tools see no drift and a delete
 never hangs while the operator is down. Handlers are registered on a registry made for one
 Controller (no import-time registration, no module-level state).
@@ -9,24 +9,40 @@ Controller (no import-time registration, no module-level state).
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, cast
 
 import kopf
 
-from finetune_operator.api.base import GROUP, LABEL_NAME, PLURAL, VERSION
-from finetune_operator.controller.context import Views
+from finetune_operator.api.base import GROUP, PLURAL, VERSION
 from finetune_operator.controller.controller import Controller
 from finetune_operator.controller.kube import COMPONENT
+from finetune_operator.controller.watched import ChildIndex, Key, owner_key
 from finetune_operator.observe.pods import slim_job, slim_pod, thin_body
 
 FTJ = (GROUP, VERSION, PLURAL)
 LIST_PAGE = 50
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """No diff-base: the low-level handlers read no diff, yet kopf builds one for every event (a deep
+    copy of the whole object, a Job's pod template, kubectl's last-applied copy) unless it is empty.
+    Nothing is ever stored on the object."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Iterable[kopf.FieldSpec] | None = None) -> kopf.BodyEssence:
+        return cast(kopf.BodyEssence, {})
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 def configure(settings: kopf.OperatorSettings, controller: Controller) -> None:
     # Handler bookkeeping, should any ever be needed, goes to status, never to annotations.
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
-    settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(field="status.kopf.diffbase")
+    settings.persistence.diffbase_storage = NoDiffBase()
     # A watch that the network silently drops is re-established instead of waiting forever.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
@@ -51,16 +67,13 @@ def configure(settings: kopf.OperatorSettings, controller: Controller) -> None:
 def registry_for(controller: Controller) -> kopf.OperatorRegistry:
     """kopf's handlers, bound to this controller."""
     registry = kopf.OperatorRegistry()
+    watched = controller.watched
 
-    @kopf.on.startup(id="start", registry=registry)  # type: ignore[arg-type]  # indices come as keywords
-    async def start(
-        settings: kopf.OperatorSettings,
-        jobs_by_owner: kopf.Index[Any, Any],
-        pods_by_owner: kopf.Index[Any, Any],
-        **_: Any,
-    ) -> None:
+    # Retried soon, not after kopf's default minute: nothing is watched until the children are listed.
+    @kopf.on.startup(id="start", backoff=2, registry=registry)
+    async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure(settings, controller)
-        await controller.start(Views(jobs_by_owner, pods_by_owner))
+        await controller.start()
 
     # kopf's own login handlers live on its default registry; this registry needs its own.
     @kopf.on.login(id="login", registry=registry)
@@ -71,24 +84,36 @@ def registry_for(controller: Controller) -> kopf.OperatorRegistry:
     async def stop(**_: Any) -> None:
         await controller.stop()
 
-    # Explicit ids: kopf names handlers by qualified name, and indices reach handlers as keywords.
-    # (No index of FineTuneJobs: the controller keeps the bodies of the live ones itself.)
-    @kopf.index("batch", "v1", "jobs", labels={LABEL_NAME: kopf.PRESENT}, id="jobs_by_owner", registry=registry)
-    async def jobs_by_owner(body: kopf.Body, namespace: str | None, **_: Any) -> dict[Any, Any]:
-        """The Jobs the operator made, by (namespace, FineTuneJob name): read from the watch, never polled."""
-        return {(namespace, body["metadata"]["labels"][LABEL_NAME]): slim_job(body)}
+    # The children are kept in the controller's own index (watched.py), not kopf's. Unlabelled
+    # objects are let through only when the index holds them (their label was removed: they leave it).
+    def labelled_or_known(index: ChildIndex) -> Callable[..., bool]:
+        def check(body: kopf.Body, **_: Any) -> bool:
+            return owner_key(body) is not None or index.knows(body["metadata"]["uid"])
 
-    @kopf.index("", "v1", "pods", labels={LABEL_NAME: kopf.PRESENT}, id="pods_by_owner", registry=registry)
-    async def pods_by_owner(body: kopf.Body, namespace: str | None, **_: Any) -> dict[Any, Any]:
-        """Training pods by (namespace, FineTuneJob name), slimmed to what progress reading needs."""
-        return {(namespace, body["metadata"]["labels"][LABEL_NAME]): slim_pod(dict(body))}
+        return check
+
+    def keep(index: ChildIndex, event: kopf.RawEvent, body: kopf.Body, child: dict[str, Any]) -> Key | None:
+        """The child kept in (or removed from) the index; its owner's key while it is one of ours."""
+        key, uid = owner_key(body), body["metadata"]["uid"]
+        if key is None or event.get("type") == "DELETED":
+            index.drop(uid)
+        else:
+            index.put(key, uid, child)
+        return key
+
+    @kopf.on.event("", "v1", "pods", when=labelled_or_known(watched.pods), id="pod_changed", registry=registry)
+    async def pod_changed(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        keep(watched.pods, event, body, slim_pod(dict(body)))
 
     @kopf.on.event(*FTJ, id="finetunejob_changed", registry=registry)
     async def finetunejob_changed(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         controller.dispatch(event.get("type"), thin_body(body))
 
-    @kopf.on.event("batch", "v1", "jobs", labels={LABEL_NAME: kopf.PRESENT}, id="job_changed", registry=registry)
+    @kopf.on.event("batch", "v1", "jobs", when=labelled_or_known(watched.jobs), id="job_changed", registry=registry)
     async def job_changed(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-        await controller.on_job(event.get("type"), slim_job(body), body["metadata"]["labels"][LABEL_NAME])
+        job = slim_job(body)
+        key = keep(watched.jobs, event, body, job)
+        if key is not None:
+            await controller.on_job(event.get("type"), job, key[1])
 
     return registry

@@ -29,7 +29,7 @@ from finetune_operator.observe.status import Verdict, has_pods
 from finetune_operator.observe.times import backoff, parse_timestamp, timestamp
 from finetune_operator.render import manifests, multinode
 from finetune_operator.render.objects import config_map_name
-from finetune_operator.render.plan import Plan
+from finetune_operator.render.plan import Facts, Plan
 
 WAIT_FOR_PREVIOUS_SECONDS = 2.0
 MAX_RECHECK_SECONDS = 60.0
@@ -145,6 +145,8 @@ async def ensure_config_map(
     if remembered.job.config_map_seen or (not remembered.job.config_map_due and _pod_started(ctl, body, job)):
         remembered.job.config_map_seen = True
         return Outcome(job)
+    if config_map_can_wait(job, remembered, plan.facts):
+        return Outcome(job)
     assert plan.ftj is not None
     if multinode.is_multi_node(plan.ftj) and not remembered.job.service_seen:
         waiting = await _ensure_service(ctl, body, plan, job, remembered)
@@ -166,6 +168,14 @@ async def ensure_config_map(
         return Outcome(None, blocked=_conflict(f"a ConfigMap named {name}"))
     remembered.job.config_map_seen, remembered.job.config_map_due = True, False
     return Outcome(job)
+
+
+def config_map_can_wait(job: dict[str, Any], remembered: Remembered, facts: Facts | None) -> bool:
+    """A Job held suspended as its FineTuneJob asks, and not made by this process: no pod needs its
+    ConfigMap before it resumes, and the pass that resumes it looks first. (After a restart, a thousand
+    suspended FineTuneJobs then cost no read and no rendering.)"""
+    held = bool((job.get("spec") or {}).get("suspend"))
+    return held and facts is not None and facts.suspend and not remembered.job.config_map_due
 
 
 async def _create_for_job(

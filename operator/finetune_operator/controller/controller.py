@@ -17,10 +17,12 @@ from finetune_operator.api.status import TERMINAL_PHASES
 from finetune_operator.controller.context import Key, Settings, Views
 from finetune_operator.controller.following import follow_logs
 from finetune_operator.controller.kube import NamespaceTerminating
+from finetune_operator.controller.lanes import Lanes, is_new_work
 from finetune_operator.controller.memory import Memory, Unposted
 from finetune_operator.controller.metrics import Metrics
 from finetune_operator.controller.ports import Clock, KubePort, Timers
 from finetune_operator.controller.reconciler import reconcile_pass
+from finetune_operator.controller.watched import Watched
 from finetune_operator.observe.attempts import attempt_of
 from finetune_operator.observe.owners import owns
 from finetune_operator.observe.peering import is_active
@@ -54,6 +56,7 @@ class Controller:
         clock: Clock | None = None,
         timers: Timers | None = None,
         peering: Peering | None = None,
+        namespaces: tuple[str, ...] = (),
     ) -> None:
         self.kube = kube
         self.settings = settings or Settings()
@@ -62,10 +65,15 @@ class Controller:
         self.timers = timers or Timers()
         self.peering = peering
         self.memory = Memory()
-        self.views = Views()
+        self.namespaces = namespaces  # empty: every namespace
+        self.watched = Watched()
+        self.views = Views(self.watched.jobs, self.watched.pods)
         self.active = True
         self.loop_task: asyncio.Task[None] | None = None
-        self.passes = asyncio.Semaphore(PASS_LIMIT)
+        self.passes = Lanes(PASS_LIMIT)
+        # FineTuneJobs whose pass waits for a slot (True: in the lane of new work): a later event of
+        # the same object adds no pass, and a Job's event leaves it to that pass.
+        self.due: dict[Key, bool] = {}
 
     # -- events from kopf ---------------------------------------------------------------------
 
@@ -75,15 +83,20 @@ class Controller:
 
     def dispatch(self, event_type: str | None, body: dict[str, Any]) -> None:
         """A FineTuneJob event from the watch: noted now, its pass run in a task of its own (at most
-        `pass_limit` at once), so that the watch's copy of the object, of any size, is let go at once
+        `PASS_LIMIT` at once, new work first), so that the watch's copy of the object, of any size, is let go at once
         instead of waiting with every other object's for its turn (thousands at a start)."""
-        if self._noted(event_type, body):
-            metadata = body["metadata"]
-            self.timers.spawn(self._limited_pass(metadata["namespace"], metadata["name"]))
+        if not self._noted(event_type, body):
+            return
+        key, urgent = (body["metadata"]["namespace"], body["metadata"]["name"]), is_new_work(body)
+        if key in self.due and (self.due[key] or not urgent):
+            return  # its pass waits for a slot: it will read this body, the latest by then
+        self.due[key] = urgent
+        self.timers.spawn(self._limited_pass(key, urgent))
 
-    async def _limited_pass(self, namespace: str, name: str) -> None:
-        async with self.passes:
-            body = self.memory.body(namespace, name)  # the latest the watch brought, by now
+    async def _limited_pass(self, key: Key, urgent: bool) -> None:
+        async with self.passes.slot(urgent):
+            self.due.pop(key, None)
+            body = self.memory.body(*key)  # the latest the watch brought, by now
             if body is not None:
                 await self.reconcile(body, self.views.job(body))
 
@@ -103,7 +116,8 @@ class Controller:
         return True
 
     async def on_job(self, event_type: str | None, job: dict[str, Any], owner_name: str) -> None:
-        owner = self.memory.body(job["metadata"]["namespace"], owner_name)
+        key = (job["metadata"]["namespace"], owner_name)
+        owner = self.memory.body(*key)
         if owner is None or not owns(owner, job):
             return
         current = self.views.job(owner)
@@ -112,12 +126,13 @@ class Controller:
         remembered = self.memory.of(owner["metadata"]["uid"])
         if event_type == "DELETED":
             remembered.job_gone()
-            await self.reconcile(owner, None)
-            return
-        if job == remembered.job.seen:
+        elif job == remembered.job.seen:
             return  # nothing the controller reads has changed (kopf also sends other updates)
-        remembered.job.seen = job
-        await self.reconcile(owner, job)
+        else:
+            remembered.job.seen = job
+        if key in self.due:
+            return  # its FineTuneJob's pass waits for a slot, and will see the Job as the watch has it
+        await self.reconcile(owner, None if event_type == "DELETED" else job)
 
     def forget(self, uid: str, key: Key | None = None) -> None:
         self.memory.forget(uid, key)
@@ -219,6 +234,8 @@ class Controller:
         active = all(is_active(peers, peering.identity, peering.priority, now) for peers in views)
         if active != self.active:
             logger.info("this replica is now %s", "active" if active else "standing by")
+            if active and not await self._listed_children():
+                return  # still standing by: the next check tries again
             if not active:
                 # Another replica acts from now on: what this one remembers (its last writes, its
                 # timers) will be stale. kopf pauses the watches, and lists every object anew when
@@ -232,10 +249,22 @@ class Controller:
 
     # -- start and stop ---------------------------------------------------------------------------
 
-    async def start(self, views: Views) -> None:
-        self.views = views
+    async def start(self) -> None:
+        """Before kopf's watches start: the children as they are now, so that no pass sees a partial view."""
         await self.check_active()
+        if self.active:  # (a standby replica lists them when it becomes the active one)
+            await self.watched.list_all(self.kube, self.namespaces)
         self.loop_task = asyncio.create_task(follow_logs(self))
+
+    async def _listed_children(self) -> bool:
+        """The children listed anew, for a replica that becomes the active one: those deleted while
+        kopf's watches were paused sent no event."""
+        try:
+            await self.watched.list_all(self.kube, self.namespaces)
+        except Exception as error:
+            logger.info("could not list the children: %s", error)
+            return False
+        return True
 
     async def stop(self) -> None:
         if self.loop_task is not None:

@@ -14,7 +14,7 @@ import asyncio
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import kubernetes
 import pydantic
@@ -26,8 +26,12 @@ from finetune_operator.observe.pods import slim_body
 from finetune_operator.observe.queue import JOB_UID_LABEL, WORKLOADS
 from finetune_operator.observe.times import timestamp
 
+T = TypeVar("T")
+
 COMPONENT = "finetune-operator"  # the "From" of its Events
 EVENT_MESSAGE_LIMIT = 1024
+# Children listed per request at a start: a page of slim Jobs is small; the raw page is the cost.
+LIST_PAGE = 200
 
 
 class Conflict(Exception):
@@ -294,6 +298,36 @@ class Kube:
                 return None
             raise
         return [item for item in found.get("items") or [] if isinstance(item, dict)]
+
+    async def list_labelled(
+        self, kind: str, namespace: str | None, label: str, entry: Callable[[dict[str, Any]], T]
+    ) -> list[T]:
+        """Every Job or pod ("jobs", "pods") with this label, in pages, each item made an entry as it is read:
+        the raw JSON of a page is let go before the next is read (never the whole list at once)."""
+        listing = {
+            ("jobs", False): self.batch.list_namespaced_job,
+            ("jobs", True): self.batch.list_job_for_all_namespaces,
+            ("pods", False): self.core.list_namespaced_pod,
+            ("pods", True): self.core.list_pod_for_all_namespaces,
+        }[(kind, namespace is None)]
+        where = () if namespace is None else (namespace,)
+        found: list[T] = []
+        token: str | None = None
+        while True:
+            page = await self._call(
+                f"list_{kind}",
+                listing,
+                *where,
+                label_selector=label,
+                limit=LIST_PAGE,
+                _continue=token,
+                _preload_content=False,
+            )
+            said = json.loads(page.data)
+            found.extend(entry(item) for item in said.get("items") or [])
+            token = (said.get("metadata") or {}).get("continue") or None
+            if token is None:
+                return found
 
     async def read_peers(self, peering: str, namespace: str | None) -> dict[str, Any]:
         """The peers kopf keeps in a (Cluster)KopfPeering's status; empty if the object is missing."""

@@ -7,9 +7,11 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Hashable
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from finetune_operator.observe.following import LogTail
+
+T = TypeVar("T")
 
 
 class KubePort(Protocol):
@@ -41,6 +43,9 @@ class KubePort(Protocol):
     async def read_peers(self, peering: str, namespace: str | None) -> dict[str, Any]: ...
     async def delete_finetunejob(self, namespace: str, name: str, uid: str) -> None: ...
     async def read_finetunejob(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+    async def list_labelled(
+        self, kind: str, namespace: str | None, label: str, entry: Callable[[dict[str, Any]], T]
+    ) -> list[T]: ...
 
 
 class Clock:

@@ -87,18 +87,22 @@ async def observe(ctl: PassContext, body: dict[str, Any], job: dict[str, Any] | 
     else:
         remembered.job.created = None  # the watch has it: its view is the newer one
     terminal = current.phase in TERMINAL_PHASES
-    needs_model = not terminal and (job is None or not remembered.job.config_map_seen)
-    the_plan = await _plan(ctl, body, remembered, needs_model)
+    cached = remembered.plan
+    waits = job is not None and cached is not None and children.config_map_can_wait(job, remembered, cached.facts)
+    needs_model = not terminal and (job is None or not (remembered.job.config_map_seen or waits))
+    the_plan = await _plan(ctl, body, remembered, needs_model, render=not terminal and job is None)
     if the_plan is None:
         return None
     return Seen(current, the_plan, job, ctl.views.pods(metadata["namespace"], metadata["name"], job))
 
 
-async def _plan(ctl: PassContext, body: dict[str, Any], remembered: Remembered, needs_model: bool) -> Plan | None:
+async def _plan(
+    ctl: PassContext, body: dict[str, Any], remembered: Remembered, needs_model: bool, render: bool
+) -> Plan | None:
     """The plan of this generation, made once (per generation and labels, which the children copy) off
-    the event loop; a pass that may make children gets one with its model and its children rendered,
-    from the spec the watch kept (a small one) or read again (a large one is not kept: thin_body). None
-    if the object is gone."""
+    the event loop; a pass that may make children gets one with its model (and, when the Job is to be
+    made, its children rendered), from the spec the watch kept (a small one) or read again (a large one
+    is not kept: thin_body). None if the object is gone."""
     metadata = body["metadata"]
     key = (metadata.get("generation"), metadata.get("labels"))
     cached = remembered.plan
@@ -108,7 +112,7 @@ async def _plan(ctl: PassContext, body: dict[str, Any], remembered: Remembered, 
     if full is None or full["metadata"].get("uid") != metadata.get("uid"):
         return None
     allowed = Powers(ctl.settings.allow_privileged, ctl.settings.allow_any_toleration)
-    made = await asyncio.to_thread(plan, full, allowed)
+    made = await asyncio.to_thread(plan, full, allowed, render)
     if full is not body and full["metadata"].get("generation") != metadata.get("generation"):
         key = (full["metadata"].get("generation"), full["metadata"].get("labels"))  # read newer than the event
     remembered.plan, remembered.plan_key = made, key

@@ -87,7 +87,9 @@ def run(options: Options) -> None:
     peering = None
     if options.peering is not None:
         peering = Peering(options.peering, tuple(options.namespaces), identity, priority, options.peering_lifetime)
-    controller = Controller(kube, settings=options.settings, metrics=metrics, peering=peering)
+    controller = Controller(
+        kube, settings=options.settings, metrics=metrics, peering=peering, namespaces=tuple(options.namespaces)
+    )
     metrics.add_finetunejob_gauges(controller.phases, controller.trainings)
     if options.metrics is not None:
         prometheus_client.start_http_server(options.metrics[1], addr=options.metrics[0])

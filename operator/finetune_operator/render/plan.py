@@ -96,7 +96,9 @@ class Powers:
     any_toleration: bool = False  # --allow-any-toleration
 
 
-def plan(body: dict[str, Any], allowed: Powers) -> Plan:
+def plan(body: dict[str, Any], allowed: Powers, render_children: bool = True) -> Plan:
+    """The plan; its children rendered only when asked (they are about to be made): the plan of an
+    object whose children exist needs the model and its facts, not a rendering that would be dropped."""
     try:
         ftj = load_finetunejob(body)
         powers = privileges(ftj.spec.security_context)
@@ -105,9 +107,11 @@ def plan(body: dict[str, Any], allowed: Powers) -> Plan:
         anywhere = tolerates_everything(ftj.spec.tolerations)
         if anywhere and not allowed.any_toleration:
             return Plan(problems=[f"spec.tolerations: {msg.tolerates_everything(anywhere)}"])
+        note = model_path_note(ftj.spec.model, ftj.spec.env_config.path_settings)
+        if not render_children:
+            return Plan(ftj=ftj, model_note=note, facts=Facts.of(ftj))
         # Everything it makes renders: no surprise when the children are made.
         made = {child["kind"]: child for child in render(ftj)}
-        note = model_path_note(ftj.spec.model, ftj.spec.env_config.path_settings)
         rendered = Rendered(made["Job"], made["ConfigMap"])
         return Plan(ftj=ftj, model_note=note, facts=Facts.of(ftj), rendered=rendered)
     except InvalidFineTuneJob as error:

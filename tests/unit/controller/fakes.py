@@ -9,7 +9,7 @@ import copy
 import itertools
 from collections.abc import Awaitable, Callable, Hashable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from finetune_operator.api.base import LABEL_NAME
 from finetune_operator.controller.context import Settings, Views
@@ -22,6 +22,7 @@ from finetune_operator.observe.times import timestamp
 
 T0 = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 _uids = itertools.count(1)
+T = TypeVar("T")
 
 
 def new_uid() -> str:
@@ -35,6 +36,7 @@ class FakeKube:
         self.clock = clock
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.calls: collections.Counter[str] = collections.Counter()
+        self.call_order: list[str] = []
         self.events: list[tuple[str, str, str, str]] = []  # (object name, type, reason, message)
         self.event_times: list[datetime] = []
         self.statuses: list[dict[str, Any]] = []  # the stored status after each patch
@@ -63,6 +65,7 @@ class FakeKube:
 
     def _call(self, operation: str) -> None:
         self.calls[operation] += 1
+        self.call_order.append(operation)
         if self.failures[operation]:
             raise self.failures[operation].pop(0)
 
@@ -197,6 +200,18 @@ class FakeKube:
         if body is None:
             return None
         return {**copy.deepcopy(body), "status": copy.deepcopy(self.stored_status.get((namespace, name), {}))}
+
+    async def list_labelled(
+        self, kind: str, namespace: str | None, label: str, entry: Callable[[dict[str, Any]], T]
+    ) -> list[T]:
+        """Jobs or pods stored with the label (pods are those a test put in `objects` as kind Pod)."""
+        self._call(f"list_{kind}")
+        wanted = {"jobs": "Job", "pods": "Pod"}[kind]
+        return [
+            entry(copy.deepcopy(obj))
+            for (stored_kind, ns, _), obj in sorted(self.objects.items())
+            if stored_kind == wanted and namespace in (None, ns) and label in (obj["metadata"].get("labels") or {})
+        ]
 
     def writes(self) -> dict[str, int]:
         return {k: v for k, v in self.calls.items() if k.startswith(("create_", "patch_", "delete_"))}

@@ -131,7 +131,6 @@ def test_watch_events_are_noted_at_once_and_their_passes_run_at_most_pass_limit_
         from finetune_operator.controller.ports import Timers
 
         controller.timers = Timers()
-        controller.passes = asyncio.Semaphore(PASS_LIMIT)
         for body in bodies:
             controller.dispatch("ADDED", body)
         assert all(controller.memory.body("ns", b["metadata"]["name"]) is b for b in bodies)

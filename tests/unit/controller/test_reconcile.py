@@ -162,6 +162,30 @@ def test_after_a_restart_a_missing_configmap_is_made_and_a_present_one_is_not() 
     assert job["metadata"]["uid"] == world.kube.get("Job", "ns", "run")["metadata"]["uid"]
 
 
+def test_after_a_restart_a_suspended_jobs_configmap_is_looked_at_only_when_it_resumes() -> None:
+    """A thousand suspended FineTuneJobs after a restart cost no read and no rendering: no pod needs a
+    ConfigMap before its Job resumes, and the pass that resumes it makes a missing one first."""
+    world = World()
+    body = world.add({**LIGHT, "suspend": True})
+    world.event(body)
+    world.deliver_job(active=0)
+    for key in [k for k in world.kube.objects if k[0] == "ConfigMap"]:
+        del world.kube.objects[key]  # the crash came between the two creates
+    world.controller.memory.forget(body["metadata"]["uid"])  # a new process
+    world.kube.calls.clear()
+    world.kube.call_order.clear()
+    world.run(world.controller.on_finetunejob("ADDED", world.stored(body)))
+    assert dict(world.kube.calls) == {}
+    assert world.controller.memory.of(body["metadata"]["uid"]).plan.rendered is None  # type: ignore[union-attr]
+    resumed = world.edit(body, suspend=False)
+    world.run(world.controller.on_finetunejob("MODIFIED", resumed))
+    assert [c for c in world.kube.call_order if c in ("read_configmap", "create_configmap", "patch_job")] == [
+        "read_configmap",
+        "create_configmap",
+        "patch_job",
+    ]
+
+
 def test_a_privileged_trainer_is_refused_unless_the_operator_allows_it() -> None:
     spec = {**LIGHT, "securityContext": {"privileged": True}}
     world = World()

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 from finetune_operator.api.crd import crd
 from finetune_operator.api.status import Metric, TrainerStatus
 from finetune_operator.controller import run as run_module
-from finetune_operator.controller.adapters import configure, registry_for
+from finetune_operator.controller.adapters import NoDiffBase, configure, registry_for
 from finetune_operator.controller.context import Settings, Views
 from finetune_operator.controller.controller import Controller, Peering
 from finetune_operator.controller.following import gather_bounded
@@ -197,7 +197,12 @@ def test_kopf_keeps_its_bookkeeping_in_status_and_its_watches_bounded() -> None:
     configure(settings, Controller(World().kube))
     progress, diffbase = settings.persistence.progress_storage, settings.persistence.diffbase_storage
     assert isinstance(progress, kopf.StatusProgressStorage) and progress._field == ("status", "kopf", "progress")
-    assert isinstance(diffbase, kopf.StatusDiffBaseStorage) and diffbase._field == ("status", "kopf", "diffbase")
+    assert isinstance(diffbase, NoDiffBase)
+    job = kopf.Body({"metadata": {"name": "j"}, "spec": {"template": {"spec": {"containers": [{"name": "x"}]}}}})
+    assert (diffbase.build(body=job), diffbase.fetch(body=job)) == ({}, None)
+    patch = kopf.Patch()
+    diffbase.store(body=job, patch=patch, essence=diffbase.build(body=job))
+    assert dict(patch) == {}
     assert (settings.watching.server_timeout, settings.watching.client_timeout) == (300, 330)
     assert settings.queueing.idle_timeout == 0.5
     assert settings.watching.connect_timeout == 10
@@ -353,7 +358,7 @@ def test_the_log_loop_reads_every_interval_and_asks_for_a_pass() -> None:
     writes = world.kube.calls["patch_status"]
 
     async def scenario() -> None:
-        await world.controller.start(world.controller.views)
+        await world.controller.start()
         await _until(lambda: world.kube.calls["read_pod_log"] >= 2)
         task = world.controller.loop_task
         await world.controller.stop()
@@ -375,7 +380,7 @@ def test_a_standby_replicas_log_loop_reads_nothing() -> None:
     world.kube.peers = {"other": {"priority": 9, "lastseen": world.clock.now().isoformat(), "lifetime": 30}}
 
     async def scenario() -> None:
-        await world.controller.start(world.controller.views)
+        await world.controller.start()
         await _until(lambda: world.kube.calls["read_peering"] >= 3)  # at the start, then each turn
         await world.controller.stop()
 
