@@ -150,6 +150,50 @@ def test_namespaced_install_acts_only_in_its_namespaces(
         operator.stop()
 
 
+def test_two_shards_on_disjoint_namespaces_never_touch_each_others_objects(
+    cluster: lc.Cluster, install: Installer, tmp_path: Path
+) -> None:
+    """Sharding as the chart supports it: one release per set of namespaces, each with its own
+    ServiceAccount, Roles, peering and admission binding. Each shard's operator runs its own FineTuneJobs
+    and knows nothing of the other's, and could not act on them if it tried."""
+    spaces = {"a": [cluster.create_namespace(), cluster.create_namespace()], "b": [cluster.create_namespace()]}
+    releases, operators = {}, {}
+    try:
+        for shard, namespaces in spaces.items():
+            releases[shard] = install(f"watchNamespaces={{{','.join(namespaces)}}}", "replicaCount=1")
+            kubeconfig = service_account_kubeconfig(
+                cluster, releases[shard].namespace, releases[shard].account, tmp_path / f"{shard}.kubeconfig"
+            )
+            watch = [arg for namespace in namespaces for arg in ("--namespace", namespace)]
+            operators[shard] = run_as(releases[shard], kubeconfig, tmp_path / shard, *watch)
+        for namespaces in spaces.values():
+            for namespace in namespaces:
+                cluster.apply(finetunejob(LIGHT, name="sharded"), namespace=namespace)
+        for shard, namespaces in spaces.items():
+            for namespace in namespaces:
+                wait_phase(cluster, namespace, "sharded", "Succeeded", operators[shard])
+        for shard, other in (("a", "b"), ("b", "a")):
+            operator = operators[shard]
+            assert operator.known_finetunejobs() == len(spaces[shard])
+            assert_no_refusal(operator)
+            log = operator.log_path.read_text(errors="replace")
+            assert not [namespace for namespace in spaces[other] if namespace in log], log[-4000:]
+            kubeconfig = tmp_path / f"{shard}.kubeconfig"
+            for namespace in spaces[other]:
+                assert not releases[shard].can_i(kubeconfig, "create", "jobs", "-n", namespace)
+                assert not releases[shard].can_i(kubeconfig, "list", "finetunejobs", "-n", namespace)
+        # Each shard's admission policy checks its own namespaces only (not every FineTuneJob twice).
+        for shard, namespaces in spaces.items():
+            name = f"{releases[shard].name}-finetune-operator-references"
+            binding = cluster.get_json("validatingadmissionpolicybinding", name)
+            assert binding is not None
+            selector = binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"]
+            assert selector == [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": namespaces}]
+    finally:
+        for operator in operators.values():
+            operator.stop()
+
+
 def test_plain_manifests_install_as_they_are(cluster: lc.Cluster, crd: None) -> None:
     manifests = ROOT / "deploy" / "manifests"
     # As the README says: the CRDs first (a CRD and its objects cannot go in one kubectl apply), then all.

@@ -61,11 +61,28 @@ def own_identity() -> str:
     return f"{base}/{os.getpid()}/{int(time.time())}"
 
 
+def routine_success(record: logging.LogRecord) -> bool:
+    """kopf's INFO line for each watch event handled ("Handler 'job_changed' succeeded."): thousands at
+    a start, one per event after it, and nothing an operator of the operator reads. Failures stay."""
+    if record.name != "kopf.objects" or record.levelno != logging.INFO:
+        return False
+    message = record.getMessage()
+    return message.startswith("Handler '") and message.endswith("' succeeded.")
+
+
+class QuietRoutine(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not routine_success(record)
+
+
 def run(options: Options) -> None:
     logging.basicConfig(
         level=logging.DEBUG if options.dev else logging.INFO,
         format=DEV_FORMAT if options.dev else "%(levelname)s %(name)s %(message)s",
     )
+    kopf_objects = logging.getLogger("kopf.objects")
+    if not options.dev and not any(isinstance(each, QuietRoutine) for each in kopf_objects.filters):
+        kopf_objects.addFilter(QuietRoutine())
     metrics = Metrics(prometheus_client.REGISTRY)
     kube = Kube.from_environment(count=metrics.count_request)
     if options.install_crd:

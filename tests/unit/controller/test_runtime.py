@@ -102,6 +102,8 @@ def test_run_standalone_cluster_wide(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = Settings(log_interval=3.0)
     run_module.run(run_module.Options(settings=settings))
     assert process.logging == [{"level": logging.INFO, "format": "%(levelname)s %(name)s %(message)s"}]
+    quiet = [each for each in logging.getLogger("kopf.objects").filters if isinstance(each, run_module.QuietRoutine)]
+    assert len(quiet) == 1
     (controller,) = process.controllers
     identity = f"operator-0/{os.getpid()}/1000"
     priority = 2**53 - 1 - 1_000_750
@@ -773,3 +775,21 @@ def test_a_namespace_being_deleted_ends_the_pass_and_its_events_quietly(caplog: 
     remembered = world.controller.memory.of(uid)
     assert (remembered.failures, remembered.unposted) == (0, [])
     assert [r.getMessage() for r in caplog.records] == ["ns/run: its namespace is being deleted"]
+
+
+@pytest.mark.parametrize(
+    ("name", "level", "message", "routine"),
+    [
+        ("kopf.objects", logging.INFO, "Handler 'job_changed' succeeded.", True),
+        ("kopf.objects", logging.INFO, "Handler 'finetunejob_changed' succeeded.", True),
+        ("kopf.objects", logging.ERROR, "Handler 'job_changed' failed with an exception. Will ignore.", False),
+        ("kopf.objects", logging.WARNING, "Handler 'job_changed' succeeded.", False),
+        ("kopf.objects", logging.INFO, "Indexer 'x' succeeded, or something new", False),
+        ("kopf.activities.startup", logging.INFO, "Handler 'start' succeeded.", False),
+    ],
+)
+def test_only_kopfs_routine_success_lines_are_left_out_of_the_log(
+    name: str, level: int, message: str, routine: bool
+) -> None:
+    record = logging.LogRecord(name, level, __file__, 1, message, None, None)
+    assert run_module.routine_success(record) is routine

@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from finetune_operator.api.base import RANK_PLACEHOLDER
 from finetune_operator.api.resource import FineTuneJob, load_finetunejob
-from finetune_operator.render import entrypoint, manifests
+from finetune_operator.render import configs, entrypoint, manifests
 from finetune_operator.render import plan as plan_module
 from finetune_operator.render.configs import dump_yaml
 from finetune_operator.render.manifests import DEFAULT_SECURITY_CONTEXT, privileges, security_context
@@ -307,3 +309,34 @@ def test_the_rank_placeholder_in_envconfig_is_refused() -> None:
     assert problem.endswith(
         f"envConfig cannot contain {RANK_PLACEHOLDER}: the operator writes each rank's number in its place"
     )
+
+
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+        max_leaves=12,
+    )
+)
+@settings(max_examples=300, database=None, deadline=None)
+def test_libyamls_writer_and_the_python_one_write_what_reads_back_the_same(data: Any) -> None:
+    """The fast writer (libyaml) is used for text without odd line breaks: what it writes reads back,
+    with the trainer's PyYAML, as the data it was given, as the Python writer's does. (Their bytes may
+    differ in style, e.g. an empty key: the golden files hold the bytes of real FineTuneJobs.)"""
+    document = {"k": data}
+    if configs._has_odd_breaks(document):
+        return
+    fast = yaml.dump(
+        document, Dumper=configs._FastDumper, sort_keys=False, default_flow_style=False, allow_unicode=True, width=4096
+    )
+    slow = yaml.dump(
+        document, Dumper=configs._Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True, width=4096
+    )
+    assert yaml.safe_load(fast) == yaml.safe_load(slow) == document
+    assert configs.dump_yaml(document) == fast
+
+
+def test_the_fast_writer_is_chosen_only_without_odd_line_breaks() -> None:
+    assert configs._has_odd_breaks({"a": ["x", {"b": "y\u2028"}]})
+    assert configs._has_odd_breaks({"a\x85": 1})
+    assert not configs._has_odd_breaks({"a": ["x", {"b": "y\n", "c": 1.5, "d": None}]})
