@@ -132,7 +132,8 @@ class Controller:
             remembered.job.seen = job
         if key in self.due:
             return  # its FineTuneJob's pass waits for a slot, and will see the Job as the watch has it
-        await self.reconcile(owner, None if event_type == "DELETED" else job)
+        async with self.passes.slot(False):  # thousands of Jobs listed at a start: a bounded number at once
+            await self.reconcile(owner, None if event_type == "DELETED" else job)
 
     def forget(self, uid: str, key: Key | None = None) -> None:
         self.memory.forget(uid, key)
@@ -147,6 +148,8 @@ class Controller:
             return
         uid = metadata["uid"]
         remembered = self.memory.of(uid)
+        if job is not None:
+            remembered.job.seen = job  # its watch event, when it comes (a start lists every Job), adds no pass
         async with remembered.lock:
             started = self.clock.monotonic()
             try:

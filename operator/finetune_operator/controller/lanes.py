@@ -31,7 +31,8 @@ class Lanes:
         self.waiting: dict[bool, deque[asyncio.Future[None]]] = {True: deque(), False: deque()}
 
     def queued(self, urgent: bool) -> int:
-        return sum(not waiter.done() for waiter in self.waiting[urgent])
+        """Waiters in this lane."""
+        return len(self.waiting[urgent])
 
     @asynccontextmanager
     async def slot(self, urgent: bool) -> AsyncIterator[None]:
@@ -42,7 +43,7 @@ class Lanes:
             self._leave()
 
     async def _enter(self, urgent: bool) -> None:
-        if self.free > 0 and not self.queued(True) and not self.queued(False):
+        if self.free > 0 and not self.waiting[True] and not self.waiting[False]:
             self.free -= 1
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -52,14 +53,14 @@ class Lanes:
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
                 self._leave()  # handed a slot in the same turn it was cancelled: pass it on
+            else:
+                self.waiting[urgent].remove(waiter)  # (rare: a lane holds only waiters that wait)
             raise
 
     def _leave(self) -> None:
         for lane in (True, False):
             queue = self.waiting[lane]
-            while queue:
-                waiter = queue.popleft()
-                if not waiter.done():
-                    waiter.set_result(None)  # the slot goes straight to it
-                    return
+            if queue:
+                queue.popleft().set_result(None)  # the slot goes straight to it
+                return
         self.free += 1

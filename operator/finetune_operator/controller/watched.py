@@ -36,6 +36,11 @@ class ChildIndex(Mapping[Key, list[dict[str, Any]]]):
     def __len__(self) -> int:
         return len(self._by_owner)
 
+    def get(self, key: Key, default: Any = None) -> Any:
+        """(Mapping's own get raises and catches a KeyError for every FineTuneJob without pods.)"""
+        children = self._by_owner.get(key)
+        return default if children is None else list(children.values())
+
     def knows(self, uid: str) -> bool:
         return uid in self._owner_of
 
