@@ -87,9 +87,12 @@ class Controller:
         instead of waiting with every other object's for its turn (thousands at a start)."""
         if not self._noted(event_type, body):
             return
-        key, urgent = (body["metadata"]["namespace"], body["metadata"]["name"]), is_new_work(body)
+        self._pass_due((body["metadata"]["namespace"], body["metadata"]["name"]), is_new_work(body))
+
+    def _pass_due(self, key: Key, urgent: bool) -> None:
+        """A pass for this FineTuneJob, in a task that holds only its key until a slot is free."""
         if key in self.due and (self.due[key] or not urgent):
-            return  # its pass waits for a slot: it will read this body, the latest by then
+            return  # its pass waits for a slot: it will read the latest body and Job by then
         self.due[key] = urgent
         self.timers.spawn(self._limited_pass(key, urgent))
 
@@ -132,8 +135,9 @@ class Controller:
             remembered.job.seen = job
         if key in self.due:
             return  # its FineTuneJob's pass waits for a slot, and will see the Job as the watch has it
-        async with self.passes.slot(False):  # thousands of Jobs listed at a start: a bounded number at once
-            await self.reconcile(owner, None if event_type == "DELETED" else job)
+        # At once, not in a lane: in a burst a deferred pass keeps the Job as created (the whole rendered
+        # Job) until it runs: 1,000 FineTuneJobs created at once held 240 MB instead of 150.
+        await self.reconcile(owner, None if event_type == "DELETED" else job)
 
     def forget(self, uid: str, key: Key | None = None) -> None:
         self.memory.forget(uid, key)

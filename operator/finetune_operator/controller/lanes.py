@@ -30,6 +30,10 @@ class Lanes:
         self.free = limit
         self.waiting: dict[bool, deque[asyncio.Future[None]]] = {True: deque(), False: deque()}
 
+    def idle(self) -> bool:
+        """A slot is free and no one waits: an entry now would not wait."""
+        return self.free > 0 and not self.waiting[True] and not self.waiting[False]
+
     def queued(self, urgent: bool) -> int:
         """Waiters in this lane."""
         return len(self.waiting[urgent])
@@ -43,7 +47,7 @@ class Lanes:
             self._leave()
 
     async def _enter(self, urgent: bool) -> None:
-        if self.free > 0 and not self.waiting[True] and not self.waiting[False]:
+        if self.idle():
             self.free -= 1
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
