@@ -353,7 +353,7 @@ def seeded(recorded: Checkpoints | None, max_iter: int | None) -> Progress | Non
     if recorded is None or recorded.last_time is None:
         return None
     try:
-        newest = datetime.fromisoformat(recorded.last_time.removesuffix("Z"))
+        newest = datetime.fromisoformat(recorded.last_time)  # its Z: UTC, as log_time wrote it
     except ValueError:
         return None
     return Progress(max_iter=max_iter, checkpoints=recorded.count, newest_save=newest.replace(tzinfo=None))

@@ -296,6 +296,7 @@ def test_a_stall_shows_after_n_quiet_reads_once_and_clears_at_the_next_progress(
     resumed = _progressing("True", "ProgressResumed", "the training log shows progress again")
     assert progress_seen(followed, True, 3, 15.0, 3, NOW) == resumed
     assert (stalled(followed), followed.quiet_reads, followed.progressing) == (False, 0, resumed)
+    assert progress_seen(followed, True, 3, 15.0, 3, NOW) is None  # resumed already: nothing more to tell
     # Quiet again: counted from the progress, shown again after three more.
     assert [progress_seen(followed, False, 3, 15.0, 3, NOW) is None for _ in range(3)] == [True, True, False]
 

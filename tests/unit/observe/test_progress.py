@@ -108,6 +108,10 @@ def test_checkpoint_saves_are_counted_with_the_last_ones_time_and_duration() -> 
     # Read again (a tail overlaps the one before): not counted again.
     assert parse_log(SAVES, both) == both
     assert trainer_status(parse_log(""), None).checkpoints is None
+    assert trainer_status(Progress(checkpoints=2), None).checkpoints == Checkpoints(count=2)  # made, not parsed
+    # Of two durations, the newer one by its time, whatever order the reads bring them in.
+    later = "[2026-10-01 08:01:50.000000] [Save Model_Checkpoint][time spent]:20.0\n"
+    assert parse_log(_until(SAVES, "[time spent]"), parse_log(later)).last_save_seconds == "20.0"
     # A time spent that is no number, and an untimed start (an echo), are ignored.
     odd = "[2026-10-01 08:01:40.500000] [Save Model_Checkpoint][time spent]:soon\n[Save Model_Checkpoint][Start]\n"
     assert parse_log(odd) == Progress()

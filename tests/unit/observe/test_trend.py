@@ -24,6 +24,8 @@ def test_a_new_step_adds_a_point_and_the_same_step_replaces_its_loss() -> None:
     assert history == [LossPoint(step=1, loss="3.5"), LossPoint(step=4, loss="2.25")]
     # A loss logged before the step's END: the newest point is that step's, with the newer loss.
     assert with_point(history, 4, "2.0") == [LossPoint(step=1, loss="3.5"), LossPoint(step=4, loss="2.0")]
+    longer = with_point(history, 6, "1.5")
+    assert with_point(longer, 6, "1.25") == [*longer[:2], LossPoint(step=6, loss="1.25")]
     assert with_point(history, 4, "2.25") is history  # the same read again changes nothing
     assert with_point(history, 3, "9.0") is history  # an older step (a stale read) neither
 

@@ -60,6 +60,23 @@ def test_a_pods_running_time_is_its_containers_from_first_start_to_last_end() ->
     assert running_time(pod(100, 900, "Succeeded"), now) == (T + timedelta(seconds=100), now)
 
 
+def test_a_pod_runs_while_any_container_runs_and_its_odd_times_are_ignored() -> None:
+    now = T + timedelta(seconds=500)
+    # The model copy ended, the trainer runs: running until now, not until the copy's end.
+    copying_done = pod(100, loader=40)
+    assert running_time(copying_done, now) == (T + timedelta(seconds=40), now)
+    # A time that is no time (the kubelet's, not trusted blindly) does not hide the others.
+    odd = pod(100, loader=40)
+    odd["status"]["initContainerStatuses"][0]["state"]["terminated"]["startedAt"] = "soon"
+    assert running_time(odd, now) == (T + timedelta(seconds=100), now)
+    # A Succeeded pod whose status still shows a running container (the kubelet reports one before the
+    # other) ran until its last end.
+    ended = pod(100, 400, "Succeeded")
+    ended["status"]["initContainerStatuses"] = [{"name": "x", "state": {"running": {"startedAt": _at(100)}}}]
+    assert running_time(ended, now) == (T + timedelta(seconds=100), T + timedelta(seconds=400))
+    assert running_time({"metadata": {}}, now) is None
+
+
 def test_every_rank_and_every_attempt_counts_times_its_request() -> None:
     # Attempt 1 (two ranks) failed after 300 s and 250 s; attempt 2's two ranks run for 100 s by now.
     pods = [pod(0, 300, "Failed"), pod(50, 300, "Failed"), pod(600), pod(620)]
@@ -83,6 +100,9 @@ def test_a_count_adds_only_the_time_since_the_last_one() -> None:
 
 def test_nothing_is_counted_before_a_pod_starts_or_for_a_training_without_accelerators() -> None:
     assert accrue(None, [pod(None, phase="Pending")], AI100, T) is None
+    # A rank still pending beside one that runs: the running one counts.
+    both = accrue(None, [pod(None, phase="Pending"), pod(0)], AI100, T + timedelta(seconds=10))
+    assert both == usage(10, vgpu=20, ai100=10)
     assert accrue(None, [pod(0)], {}, T + timedelta(seconds=60)) is None
     recorded = usage(60, ai100=60)
     assert accrue(recorded, [pod(0)], {}, T + timedelta(seconds=120)) is recorded
