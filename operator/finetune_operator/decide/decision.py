@@ -6,6 +6,7 @@ answer was lost (stored all the same) is told by the next pass, before anything 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -179,7 +180,8 @@ def _queue_wait(snap: Snapshot, status: FineTuneJobStatus, ran: bool | None) -> 
         return None  # back from a retried pod: no queue wait
     since = snap.created
     if status.evictions:
-        since = max(since, parse_timestamp(status.evictions[-1].time))
+        with contextlib.suppress(ValueError):  # Kueue's time, unreadable: from creation
+            since = max(since, parse_timestamp(status.evictions[-1].time))
     return max(0.0, (snap.now - since).total_seconds())
 
 
