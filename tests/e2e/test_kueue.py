@@ -202,6 +202,9 @@ def test_a_preempted_finetunejob_says_by_whom_keeps_its_job_and_attempt_and_succ
         preempted = _wait_reason(cluster, namespace, "low", "Preempted", running)
         wait_phase(cluster, namespace, "high", "Running", running)
         _print_tables(cluster, namespace, "low preempted by high")
+        # Each one's wait for its queue, from creation to Running, once: low's and high's.
+        waits = running.samples()[f'finetune_operator_queue_wait_seconds_count{{namespace="{namespace}"}}']
+        assert waits == 2, waits
         message = condition(preempted, "Suspended")["message"]
         assert message.startswith("evicted by Kueue (Preempted): Preempted to accommodate a workload"), message
         assert "due to prioritization in the ClusterQueue" in message, message

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from e2e import localcluster as lc
+from finetune_operator.observe.times import parse_timestamp
 from tests.e2e.helpers import LIGHT, condition, ftj_events, get_ftj, wait_phase
 from tests.e2e.operator_process import OperatorProcess
 from tests.rule_cases import finetunejob
@@ -99,7 +100,11 @@ def test_two_ranks_are_wired_and_rank_zero_tells_the_progress(
     local_cluster: lc.Cluster, held: str, running: OperatorProcess, tmp_path: Path
 ) -> None:
     cluster, namespace = local_cluster, held
-    cluster.apply(finetunejob(_two_nodes(), name="pair"), namespace=namespace)
+    one_ai100 = {"cpu": "10m", "phison.com/ai100": "1"}
+    cluster.apply(
+        finetunejob(_two_nodes(resources={"requests": one_ai100, "limits": one_ai100}), name="pair"),
+        namespace=namespace,
+    )
     ranks = _wait_ranks(cluster, namespace, "pair", 2)
     # rank 0's log is halfway; rank 1's says nothing of progress: the status follows rank 0.
     halfway = tmp_path / "rank-0.log"
@@ -131,6 +136,16 @@ def test_two_ranks_are_wired_and_rank_zero_tells_the_progress(
     assert (ftj["status"]["phase"], ftj["status"]["nodes"]) == ("Running", "2/2")
     table = cluster.kubectl("get", "ftj", "pair", "-n", namespace).stdout.splitlines()
     assert table[1].split()[1:3] == ["Running", "2/2"]
+    # GPU-hours by hand: each rank's phison.com/ai100 from its start to the time counted, summed.
+    usage = ftj["status"]["usage"]
+    until = parse_timestamp(usage["countedUntil"])
+    starts = [
+        parse_timestamp(p["status"]["containerStatuses"][0]["state"]["running"]["startedAt"])
+        for p in cluster.get_json("pods", "-n", namespace)["items"]
+    ]
+    held_seconds = sum(int((until - start).total_seconds()) for start in starts)
+    assert len(starts) == 2 and held_seconds > 0
+    assert usage["acceleratorSeconds"] == [{"resource": "phison.com/ai100", "seconds": held_seconds}]
     cluster.release_namespace(namespace)
     done = wait_phase(cluster, namespace, "pair", "Succeeded", running)
     assert (done["status"]["nodes"], done["status"]["attempt"], done["status"]["failedAttempts"]) == ("2/2", 1, 0)

@@ -54,7 +54,7 @@ def test_basic_example_runs_to_succeeded(cluster: lc.Cluster, namespace: str, ru
     assert condition(ftj, "Succeeded")["reason"] == "TrainingComplete"
     assert condition(ftj, "Stalled")["status"] == "False"
     table = cluster.kubectl("get", "finetunejobs", "-n", namespace).stdout
-    assert table.split("\n")[0].split() == ["NAME", "PHASE", "NODES", "PROGRESS", "LOSS", "ETA", "AGE"]
+    assert table.split("\n")[0].split() == ["NAME", "PHASE", "NODES", "PROGRESS", "LOSS", "ETA", "TREND", "AGE"]
     assert table.split("\n")[1].split()[:2] == [name, "Succeeded"]
     events = ftj_events(cluster, namespace, name)
     assert {"JobCreated", "TrainingComplete"} <= set(events), events

@@ -7,11 +7,14 @@ from pathlib import Path
 from typing import Any
 
 from e2e import localcluster as lc
+from finetune_operator.observe.times import parse_timestamp
 from tests.e2e.helpers import LIGHT, phase_of, wait_phase
 from tests.e2e.operator_process import OperatorProcess
 from tests.rule_cases import finetunejob
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "logs"
+AI100 = {"cpu": "10m", "phison.com/ai100": "1"}
+ONE_AI100 = {**LIGHT, "resources": {"requests": AI100, "limits": AI100}}
 
 
 def _trainer(cluster: lc.Cluster, namespace: str, name: str) -> dict[str, Any]:
@@ -50,7 +53,7 @@ def test_progress_moves_while_the_log_grows(
     log.write_text("")
     local_cluster.fake_logs(namespace, log)
     local_cluster.hold_namespace(namespace)
-    local_cluster.apply(finetunejob(LIGHT, name="grows"), namespace=namespace)
+    local_cluster.apply(finetunejob(ONE_AI100, name="grows"), namespace=namespace)
     wait_phase(local_cluster, namespace, "grows", "Running", running)
 
     text = (FIXTURES / "two-epochs-capped.log").read_text()
@@ -67,8 +70,23 @@ def test_progress_moves_while_the_log_grows(
     assert trainer["estimatedRemainingSeconds"] == 30
     table = local_cluster.kubectl("get", "ftj", "grows", "-n", namespace, "--no-headers").stdout.split()
     assert table[1:6] == ["Running", "1/1", "50", "8.0", "30s"]
+    # The loss so far, drawn: the history's last point is this step's, every point one bar.
+    assert trainer["lossHistory"][-1] == {"step": 3, "loss": "8.0"}
+    assert table[6] == trainer["lossTrend"] and len(table[6]) == len(trainer["lossHistory"])
+    # The pod's accelerator-seconds, by hand: one phison.com/ai100 from its start to the time counted.
+    ftj = local_cluster.get_json("finetunejob", "grows", "-n", namespace)
+    usage = ftj["status"]["usage"]
+    (pod,) = local_cluster.get_json("pods", "-n", namespace)["items"]
+    started = parse_timestamp(pod["status"]["containerStatuses"][0]["state"]["running"]["startedAt"])
+    held = int((parse_timestamp(usage["countedUntil"]) - started).total_seconds())
+    assert held > 0 and usage["acceleratorSeconds"] == [{"resource": "phison.com/ai100", "seconds": held}]
     job = f'{{name="grows",namespace="{namespace}"}}'
     scraped = running.samples()
+    ai100 = f'namespace="{namespace}",resource="phison.com/ai100"'
+    assert scraped[f'finetune_operator_training_accelerator_seconds{{name="grows",{ai100}}}'] == held
+    assert scraped[f"finetune_operator_accelerator_seconds_total{{{ai100}}}"] == held
+    assert scraped[f'finetune_operator_finetunejob_phase{{name="grows",namespace="{namespace}",phase="Running"}}'] == 1
+    assert scraped[f"finetune_operator_training_stalled{job}"] == 0
     assert scraped[f"finetune_operator_training_progress_percent{job}"] == 50.0
     assert scraped[f"finetune_operator_training_loss{job}"] == 8.0
     assert (
@@ -90,6 +108,9 @@ def test_progress_moves_while_the_log_grows(
     events = {e["reason"]: e["message"] for e in local_cluster.events(namespace)}
     assert "TrainingStarted" in events
     assert "final loss 6.125 at step 6" in events["TrainingComplete"]
+    assert trainer["checkpoints"] == {"count": 1, "lastTime": "2026-10-01T08:01:30.000000Z"}
+    assert trainer["lossHistory"][-1] == {"step": 6, "loss": "6.125"} and trainer["lossTrend"][-1] == "▁"
+    assert ftj["status"]["usage"]["acceleratorSeconds"][0]["seconds"] >= held
     # A finished training has no progress gauges any more; it counts as Succeeded.
     scraped = running.samples()
     assert f"finetune_operator_training_progress_percent{job}" not in scraped

@@ -107,7 +107,7 @@ def run(options: Options) -> None:
     controller = Controller(
         kube, settings=options.settings, metrics=metrics, peering=peering, namespaces=tuple(options.namespaces)
     )
-    metrics.add_finetunejob_gauges(controller.phases, controller.trainings)
+    metrics.add_finetunejob_gauges(controller.phases, controller.trainings, controller.records, controller.stalled)
     if options.metrics is not None:
         prometheus_client.start_http_server(options.metrics[1], addr=options.metrics[0])
     kopf.run(
