@@ -127,6 +127,7 @@ def command_run(args: argparse.Namespace, out: TextIO) -> None:
                 metrics=(args.metrics_address, args.metrics_port) if args.metrics_port else None,
                 settings=Settings(
                     log_interval=args.log_interval,
+                    stall_intervals=args.stall_intervals,
                     allow_privileged=args.allow_privileged,
                     allow_any_toleration=args.allow_any_toleration,
                 ),
@@ -134,6 +135,16 @@ def command_run(args: argparse.Namespace, out: TextIO) -> None:
         )
     except CrdMissing as error:
         raise UsageError(str(error)) from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more: {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -167,6 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run_cmd.add_argument(
         "--log-interval", type=float, default=15.0, help="seconds between reads of a running training's log"
+    )
+    run_cmd.add_argument(
+        "--stall-intervals",
+        type=_positive_int,
+        default=60,
+        help="log reads in a row without new progress before a running training is Progressing=False (default 60)",
     )
     run_cmd.add_argument(
         "--allow-privileged",

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from finetune_operator.api.crd import crd_yaml
-from finetune_operator.cli import main
+from finetune_operator.cli import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -200,3 +200,13 @@ def test_usage_errors_exit_2() -> None:
     result = _cli("render")
     assert result.returncode == 2
     assert "-f/--filename" in result.stderr
+
+
+def test_the_stall_is_a_whole_number_of_log_reads(capsys: pytest.CaptureFixture[str]) -> None:
+    assert build_parser().parse_args(["run"]).stall_intervals == 60
+    assert build_parser().parse_args(["run", "--stall-intervals", "4"]).stall_intervals == 4
+    for bad, said in (("0", "must be 1 or more: 0"), ("2.5", "not a whole number: '2.5'")):
+        with pytest.raises(SystemExit) as stopped:
+            build_parser().parse_args(["run", "--stall-intervals", bad])
+        assert stopped.value.code == 2
+        assert capsys.readouterr().err.splitlines()[-1].endswith(f"argument --stall-intervals: {said}")

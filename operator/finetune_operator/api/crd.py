@@ -47,6 +47,12 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "jsonPath": ".status.trainerStatus.estimatedRemainingTime",
         "description": "Estimated time to the end of training.",
     },
+    {
+        "name": "Trend",
+        "type": "string",
+        "jsonPath": ".status.trainerStatus.lossTrend",
+        "description": "The loss over the run, as a sparkline (lowest ▁, highest █).",
+    },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     {
         "name": "Output",

@@ -57,6 +57,8 @@ REASONS: dict[str, Reason] = {
         ("PodsCreated", "any", "PodCreateFailed is over: the Job has its pod"),
         ("LogReadFailed", "any", "LogUnreadable: the training log cannot be read (progress is not updated)"),
         ("LogRead", "any", "LogUnreadable is over: the log is readable again"),
+        ("NoProgress", "any", "Progressing=False: the log shows no new progress for a while (the run goes on)"),
+        ("ProgressResumed", "any", "Progressing=True: the log shows progress again after NoProgress"),
         ("ModelNameOrPathElsewhere", "any", "ModelPathMismatch: expConfig names another model than spec.model"),
         ("TTLExpired", "any", "CleanedUp: the TTL ran out and the children were deleted"),
         ("AsExpected", "any", "a condition that is False: nothing to tell"),

@@ -26,7 +26,7 @@ class Condition(ApiModel):
 
     type: Annotated[str, StringConstraints(max_length=316)] = Field(
         description=(
-            "Running, Suspended, Succeeded, Failed, Stalled, Reconciling, PodCreateFailed, LogUnreadable, "
+            "Running, Suspended, Succeeded, Failed, Stalled, Reconciling, PodCreateFailed, LogUnreadable, Progressing, "
             "ModelPathMismatch or CleanedUp."
         )
     )
@@ -50,6 +50,28 @@ class Metric(ApiModel):
     value: Annotated[str, StringConstraints(max_length=64)] = Field(description="The value, as a string.")
 
 
+MAX_LOSS_POINTS = 32
+
+
+class LossPoint(ApiModel):
+    """The loss the trainer logged, at a step."""
+
+    step: int = Field(ge=0, description="Completed steps when the loss was read.")
+    loss: Annotated[str, StringConstraints(max_length=64)] = Field(description="The loss, as the trainer wrote it.")
+
+
+class Checkpoints(ApiModel):
+    """The trainer's `[Save Model_Checkpoint]` saves, from its log."""
+
+    count: int = Field(ge=0, description="Saves started so far in this run.")
+    last_time: Timestamp | None = Field(
+        None, description="When the last save started, by the trainer's clock as its log writes it (taken as UTC)."
+    )
+    last_duration_seconds: Annotated[str, StringConstraints(max_length=32)] | None = Field(
+        None, description="How long the last finished save took, in seconds, as the trainer logged it."
+    )
+
+
 class TrainerStatus(ApiModel):
     """Training progress read from the trainer's log."""
 
@@ -66,6 +88,17 @@ class TrainerStatus(ApiModel):
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
     last_updated_time: Timestamp | None = Field(None, description="When this progress was last read.")
+    loss_history: Annotated[list[LossPoint], Field(max_length=MAX_LOSS_POINTS)] | None = Field(
+        None,
+        description=(
+            f"The loss over the run, at most {MAX_LOSS_POINTS} points spread over the steps (older points are "
+            "dropped where they lie closest together), oldest first."
+        ),
+    )
+    loss_trend: Annotated[str, StringConstraints(max_length=MAX_LOSS_POINTS)] | None = Field(
+        None, description="lossHistory drawn as a sparkline, such as ▇▅▄▃▂ (the TREND column); × for nan or inf."
+    )
+    checkpoints: Checkpoints | None = Field(None, description="The trainer's model checkpoint saves.")
 
     def metric_values(self) -> dict[str, str]:
         """The latest value of each metric, by name."""
@@ -94,6 +127,29 @@ class Eviction(ApiModel):
     message: Annotated[str, StringConstraints(max_length=1024)] = Field(
         "", description="Kueue's words, such as which workload it made room for."
     )
+
+
+class AcceleratorSeconds(ApiModel):
+    """Time an extended resource (an accelerator) was held by the training's pods."""
+
+    resource: Annotated[str, StringConstraints(max_length=316)] = Field(
+        description="The extended resource, such as phison.com/ai100 or otterscale.com/vgpu."
+    )
+    seconds: int = Field(ge=0, description="Sum over the pods of their running time times their request.")
+
+
+class Usage(ApiModel):
+    """What the training's pods held, over all attempts and ranks."""
+
+    accelerator_seconds: Annotated[list[AcceleratorSeconds], Field(max_length=32)] = Field(
+        default_factory=list,
+        description="Accelerator-seconds by extended resource (divide by 3600 for GPU-hours).",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["resource"]},
+    )
+    counted_until: Timestamp = Field(description="The pods' running time is counted up to this moment.")
+
+    def seconds(self) -> dict[str, int]:
+        return {item.resource: item.seconds for item in self.accelerator_seconds}
 
 
 class FineTuneJobStatus(ApiModel):
@@ -144,4 +200,7 @@ class FineTuneJobStatus(ApiModel):
     evictions: Annotated[list[Eviction], Field(max_length=MAX_EVICTIONS)] | None = Field(
         None,
         description=f"The queue's evictions of the training (Kueue), the last {MAX_EVICTIONS}, newest last.",
+    )
+    usage: Usage | None = Field(
+        None, description="Accelerator-seconds the training's pods held (counted when the status is written anyway)."
     )

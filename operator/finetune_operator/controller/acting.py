@@ -18,7 +18,11 @@ logger = logging.getLogger("finetune_operator")
 async def act(ctl: PassContext, body: dict[str, Any], snap: Snapshot, decision: Decision) -> None:
     remembered = ctl.memory.of(snap.uid)
     if not await _clean_up(ctl, body, snap, decision):
-        return  # the FineTuneJob itself was deleted (ttlPolicy: DeleteFineTuneJob)
+        # The FineTuneJob itself was deleted (ttlPolicy: DeleteFineTuneJob): a failure seen by this pass
+        # is counted all the same, its record is gone.
+        if ctl.metrics is not None:
+            ctl.metrics.record_written(snap.namespace, {}, decision.failed, None)
+        return
     _remember(remembered, snap, decision)
     await _write_status(ctl, body, remembered, snap, decision)
     if snap.change is not None:
@@ -79,8 +83,19 @@ async def _write_status(
             remembered.untold = decision.event
             raise
         remembered.written = decision.written
+        _count_written(ctl, remembered, snap, decision)
     if decision.event is not None:
         await tell(ctl, body, remembered, decision.event)
+
+
+def _count_written(ctl: PassContext, remembered: Remembered, snap: Snapshot, decision: Decision) -> None:
+    """What the write just recorded, counted once: by the write, so never again after a restart."""
+    if decision.status.phase == "Running":
+        remembered.ran = True
+    elif decision.status.phase == "Queued":
+        remembered.ran = False  # taken back by its queue: the next Running ends a wait again
+    if ctl.metrics is not None:
+        ctl.metrics.record_written(snap.namespace, decision.accrued, decision.failed, decision.queue_wait)
 
 
 async def tell(ctl: PassContext, body: dict[str, Any], remembered: Remembered, event: Told) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from finetune_operator.controller.memory import Memory
+from finetune_operator.controller.metrics import Metrics
 from finetune_operator.controller.ports import Clock, KubePort, Timers
 from finetune_operator.observe.attempts import attempt_of
 from finetune_operator.observe.owners import owns
@@ -30,6 +31,8 @@ class Settings:
     # How often the Workload of a Job its queue holds is read again: Kueue's words change (a quota frees
     # up, a preemption) without anything the operator watches changing.
     queue_recheck: float = 10.0
+    # Reads of a running training's log in a row without new progress before Progressing=False (NoProgress).
+    stall_intervals: int = 60
 
 
 class Views:
@@ -67,6 +70,7 @@ class PassContext(Protocol):
     memory: Memory
     views: Views
     active: bool
+    metrics: Metrics | None
 
     async def check_active(self) -> None: ...
     async def post(self, owner: dict[str, Any], kind: str, reason: str, message: str) -> None: ...

@@ -18,10 +18,11 @@ from finetune_operator.controller.context import Key, Settings, Views
 from finetune_operator.controller.following import follow_logs
 from finetune_operator.controller.kube import NamespaceTerminating
 from finetune_operator.controller.memory import Memory, Unposted
-from finetune_operator.controller.metrics import Metrics
+from finetune_operator.controller.metrics import Metrics, Record, record_of
 from finetune_operator.controller.ports import Clock, KubePort, Timers
 from finetune_operator.controller.reconciler import reconcile_pass
 from finetune_operator.observe.attempts import attempt_of
+from finetune_operator.observe.following import stalled
 from finetune_operator.observe.owners import owns
 from finetune_operator.observe.peering import is_active
 from finetune_operator.observe.times import backoff
@@ -250,6 +251,25 @@ class Controller:
         if not self.active:
             return {}
         return {(f.namespace, f.name): f.latest for f in self.memory.followed() if f.latest is not None}
+
+    def stalled(self) -> dict[Key, bool]:
+        if not self.active:
+            return {}
+        return {(f.namespace, f.name): stalled(f) for f in self.memory.followed()}
+
+    def records(self) -> list[Record]:
+        """The FineTuneJobs not yet cleaned up, with their status as this process last wrote it (else stored)."""
+        if not self.active:
+            return []
+        found = []
+        for (namespace, name), body in list(self.memory.bodies.items()):
+            remembered = self.memory.get(body["metadata"]["uid"])
+            written = remembered.written if remembered is not None else None
+            status = written if written is not None else body.get("status")
+            status = status if isinstance(status, dict) else {}
+            phase = remembered.phase if remembered is not None and remembered.phase else status.get("phase")
+            found.append(record_of(namespace, name, phase, status))
+        return found
 
 
 def event_name(owner_name: str) -> str:

@@ -20,6 +20,7 @@ from finetune_operator.observe.following import (
     TAIL_LINES,
     Followed,
     fold,
+    progress_seen,
     readable_again,
     unreadable_condition,
 )
@@ -69,6 +70,10 @@ async def read_progress(ctl: PassContext, followed: Followed, final: bool) -> bo
         # must never hold back the phase, which the Job and the termination message decide.
         logger.exception("the log of %s/%s could not be read as a trainer log", followed.namespace, followed.name)
         return changed
+    if not final:  # the loop's reads, one per interval, measure a stall
+        settings = ctl.settings
+        stall = progress_seen(followed, folded, settings.stall_intervals, settings.log_interval, 0, ctl.clock.now())
+        changed = changed or stall is not None
     return folded or changed
 
 

@@ -69,6 +69,7 @@ class Remembered:
     event_failures: int = 0
     plan: Plan | None = None  # the plan of the spec it was made from (its facts only, between passes)
     plan_key: Any = None  # (generation, labels) of that spec: the plan is made again when either changes
+    ran: bool | None = None  # Running written since it was made or last queued (None: not known yet)
 
     def job_gone(self) -> None:
         """The attempt's Job was deleted, or the next attempt's replaces it: nothing known of it stays

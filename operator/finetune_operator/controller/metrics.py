@@ -8,7 +8,8 @@ scrape never calls the Kubernetes API.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import prometheus_client
@@ -19,8 +20,48 @@ from finetune_operator.api.status import PHASES, TrainerStatus
 
 CONTROLLER = "finetunejob"
 RECONCILE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# From an idle cluster's seconds to a busy queue's day.
+QUEUE_WAIT_BUCKETS = (
+    1.0,
+    5.0,
+    15.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+    1800.0,
+    3600.0,
+    7200.0,
+    14400.0,
+    43200.0,
+    86400.0,
+)
 
-Trainings = Callable[[], Mapping[tuple[str, str], TrainerStatus]]
+Key = tuple[str, str]
+Trainings = Callable[[], Mapping[Key, TrainerStatus]]
+
+
+@dataclass(frozen=True)
+class Record:
+    """A FineTuneJob not yet cleaned up, as its status stands in memory."""
+
+    namespace: str
+    name: str
+    phase: str | None
+    usage: Mapping[str, int]  # accelerator-seconds by resource (status.usage)
+
+
+def record_of(namespace: str, name: str, phase: str | None, status: Mapping[str, Any]) -> Record:
+    """The record of a status as written (a dict: the scrape reads what the passes keep, never validates)."""
+    usage = status.get("usage")
+    found = usage.get("acceleratorSeconds") if isinstance(usage, dict) else None
+    seconds = {
+        str(item.get("resource")): item.get("seconds")
+        for item in (found if isinstance(found, list) else [])
+        if isinstance(item, dict)
+    }
+    return Record(namespace, name, phase, {k: v for k, v in seconds.items() if isinstance(v, int)})
 
 
 class Metrics:
@@ -60,6 +101,39 @@ class Metrics:
             registry=registry,
         )
 
+        # Counted by the status write that records them (observe/usage.py, decide/decision.py): a restart
+        # starts the counters at 0 (Prometheus reads that as a reset) and counts only what it writes from
+        # then on, beyond what the status already held; so no second is counted twice, whatever dies when.
+        self.accelerator_seconds = prometheus_client.Counter(
+            "finetune_operator_accelerator_seconds",
+            "Accelerator-seconds the trainings' pods held, by extended resource (as written to status.usage).",
+            ["namespace", "resource"],
+            registry=registry,
+        )
+        self.failures = prometheus_client.Counter(
+            "finetune_operator_failures",
+            "FineTuneJobs that went Failed, by reason (counted by the status write that records it).",
+            ["namespace", "reason"],
+            registry=registry,
+        )
+        self.queue_wait = prometheus_client.Histogram(
+            "finetune_operator_queue_wait_seconds",
+            "Seconds from a FineTuneJob's creation, or its last eviction by its queue, to Running.",
+            ["namespace"],
+            buckets=QUEUE_WAIT_BUCKETS,
+            registry=registry,
+        )
+
+    def record_written(
+        self, namespace: str, accrued: Mapping[str, int], failed: str | None, queue_wait: float | None
+    ) -> None:
+        for resource, seconds in accrued.items():
+            self.accelerator_seconds.labels(namespace=namespace, resource=resource).inc(seconds)
+        if failed is not None:
+            self.failures.labels(namespace=namespace, reason=failed).inc()
+        if queue_wait is not None:
+            self.queue_wait.labels(namespace=namespace).observe(queue_wait)
+
     def count_request(self, operation: str) -> None:
         self.api_requests.labels(operation=operation).inc()
 
@@ -79,8 +153,14 @@ class Metrics:
             if sample.name == "controller_runtime_reconcile_total"
         )
 
-    def add_finetunejob_gauges(self, phases: Callable[[], Mapping[str, str]], trainings: Trainings) -> None:
-        self.registry.register(FineTuneJobCollector(phases, trainings))
+    def add_finetunejob_gauges(
+        self,
+        phases: Callable[[], Mapping[str, str]],
+        trainings: Trainings,
+        records: Callable[[], Iterable[Record]] = list,
+        stalled: Callable[[], Mapping[Key, bool]] = dict,
+    ) -> None:
+        self.registry.register(FineTuneJobCollector(phases, trainings, records, stalled))
 
 
 def _metric_values(status: TrainerStatus) -> dict[str, float]:
@@ -99,9 +179,17 @@ class FineTuneJobCollector(Collector):
     `phases` and `trainings` are read from the scrape thread: they return copies, never live views.
     """
 
-    def __init__(self, phases: Callable[[], Mapping[str, str]], trainings: Trainings) -> None:
+    def __init__(
+        self,
+        phases: Callable[[], Mapping[str, str]],
+        trainings: Trainings,
+        records: Callable[[], Iterable[Record]] = list,
+        stalled: Callable[[], Mapping[Key, bool]] = dict,
+    ) -> None:
         self.phases = phases
         self.trainings = trainings
+        self.records = records
+        self.stalled = stalled
 
     def collect(self) -> Iterator[Any]:
         by_phase = GaugeMetricFamily(
@@ -137,3 +225,57 @@ class FineTuneJobCollector(Collector):
             if status.estimated_remaining_seconds is not None:
                 remaining.add_metric([namespace, name], status.estimated_remaining_seconds)
         yield from (progress, loss, tokens, remaining)
+        yield from self._checkpoints()
+        yield from self._records()
+
+    def _checkpoints(self) -> Iterator[Any]:
+        labels = ["namespace", "name"]
+        saves = GaugeMetricFamily(
+            "finetune_operator_training_checkpoints", "Model checkpoint saves the trainer logged.", labels=labels
+        )
+        last = GaugeMetricFamily(
+            "finetune_operator_training_last_checkpoint_duration_seconds",
+            "How long the trainer's last finished checkpoint save took.",
+            labels=labels,
+        )
+        stalled = GaugeMetricFamily(
+            "finetune_operator_training_stalled",
+            "1 while a running training's log shows no new progress (condition Progressing=False), else 0.",
+            labels=labels,
+        )
+        for (namespace, name), status in sorted(self.trainings().items()):
+            saved = status.checkpoints
+            if saved is None:
+                continue
+            saves.add_metric([namespace, name], saved.count)
+            seconds = _number(saved.last_duration_seconds)
+            if seconds is not None:
+                last.add_metric([namespace, name], seconds)
+        for (namespace, name), stall in sorted(self.stalled().items()):
+            stalled.add_metric([namespace, name], 1 if stall else 0)
+        yield from (saves, last, stalled)
+
+    def _records(self) -> Iterator[Any]:
+        phase = GaugeMetricFamily(
+            "finetune_operator_finetunejob_phase",
+            "1 for the phase of each FineTuneJob not yet cleaned up.",
+            labels=["namespace", "name", "phase"],
+        )
+        usage = GaugeMetricFamily(
+            "finetune_operator_training_accelerator_seconds",
+            "Accelerator-seconds a FineTuneJob's pods held so far, by extended resource (its status.usage).",
+            labels=["namespace", "name", "resource"],
+        )
+        for record in sorted(self.records(), key=lambda r: (r.namespace, r.name)):
+            if record.phase is not None:
+                phase.add_metric([record.namespace, record.name, record.phase], 1)
+            for resource, seconds in sorted(record.usage.items()):
+                usage.add_metric([record.namespace, record.name, resource], seconds)
+        yield from (phase, usage)
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        return None if text is None else float(text)
+    except ValueError:
+        return None

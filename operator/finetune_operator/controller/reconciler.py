@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import pydantic
@@ -27,7 +28,7 @@ from finetune_operator.decide.decision import Recall, Snapshot, decide, new_foll
 from finetune_operator.observe.attempts import Attempts, is_kept
 from finetune_operator.observe.queue import newest_workload, queue_name
 from finetune_operator.observe.status import Verdict, job_verdict
-from finetune_operator.observe.times import backoff
+from finetune_operator.observe.times import backoff, parse_timestamp
 from finetune_operator.render.plan import Plan, Powers, plan
 
 # Kueue makes a Job's Workload right after the Job; a queue label with no Kueue to read it is looked for
@@ -42,7 +43,9 @@ async def reconcile_pass(ctl: PassContext, body: dict[str, Any], job: dict[str, 
     step = children_step(seen.plan.facts, seen.terminal, seen.job, seen.attempts, seen.pods)
     snap = await observe_after(ctl, body, await carry_out(ctl, body, seen, step))
     remembered = ctl.memory.of(snap.uid)
-    recall = Recall(remembered.written, remembered.told_phase, remembered.untold, remembered.followed is not None)
+    recall = Recall(
+        remembered.written, remembered.told_phase, remembered.untold, remembered.followed is not None, remembered.ran
+    )
     await act(ctl, body, snap, decide(snap, recall))
 
 
@@ -234,7 +237,24 @@ async def observe_after(ctl: PassContext, body: dict[str, Any], made: Made) -> S
         job_result=result,
         followed=remembered.followed,
         workload=workload,
+        usage_pods=_pods_of_every_attempt(ctl, body, job),
+        created=_created(metadata),
     )
+
+
+def _pods_of_every_attempt(ctl: PassContext, body: dict[str, Any], job: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The pods of each of the FineTuneJob's Jobs the watch holds (a failed attempt's kept one too)."""
+    metadata = body["metadata"]
+    jobs = {j["metadata"]["uid"]: j for j in [*ctl.views.jobs(body), *([job] if job is not None else [])]}
+    return [pod for j in jobs.values() for pod in ctl.views.pods(metadata["namespace"], metadata["name"], j)]
+
+
+def _created(metadata: dict[str, Any]) -> datetime | None:
+    text = metadata.get("creationTimestamp")
+    try:
+        return parse_timestamp(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
 
 
 async def _workload(ctl: PassContext, body: dict[str, Any], job: dict[str, Any]) -> dict[str, Any] | None:

@@ -88,7 +88,7 @@ def run(options: Options) -> None:
     if options.peering is not None:
         peering = Peering(options.peering, tuple(options.namespaces), identity, priority, options.peering_lifetime)
     controller = Controller(kube, settings=options.settings, metrics=metrics, peering=peering)
-    metrics.add_finetunejob_gauges(controller.phases, controller.trainings)
+    metrics.add_finetunejob_gauges(controller.phases, controller.trainings, controller.records, controller.stalled)
     if options.metrics is not None:
         prometheus_client.start_http_server(options.metrics[1], addr=options.metrics[0])
     kopf.run(

@@ -10,14 +10,14 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from finetune_operator.api.status import NORMAL_PHASES, TERMINAL_PHASES, Condition, FineTuneJobStatus
+from finetune_operator.api.status import NORMAL_PHASES, TERMINAL_PHASES, Condition, FineTuneJobStatus, Usage
 from finetune_operator.decide.attempts import AttemptChange
 from finetune_operator.observe.attempts import Attempts
-from finetune_operator.observe.following import Followed, first_step_seen
+from finetune_operator.observe.following import PROGRESSING, Followed, first_step_seen
 from finetune_operator.observe.merge_patch import merge_patch
 from finetune_operator.observe.outcome import pushed, trainer_verdict
 from finetune_operator.observe.pods import newest_phase, waiting_on
-from finetune_operator.observe.progress import format_duration
+from finetune_operator.observe.progress import format_duration, seeded
 from finetune_operator.observe.queue import DEACTIVATED, EVICTED, PREEMPTED
 from finetune_operator.observe.status import (
     MODEL_PATH_MISMATCH,
@@ -29,6 +29,7 @@ from finetune_operator.observe.status import (
 )
 from finetune_operator.observe.times import parse_timestamp
 from finetune_operator.observe.ttl import Retention, cleanup_deadline
+from finetune_operator.observe.usage import accrue, added
 from finetune_operator.render.objects import attempt_job_name
 from finetune_operator.render.plan import Plan
 
@@ -69,6 +70,8 @@ class Snapshot:
     job_result: Verdict | None = None  # job_verdict(job, ranks): computed once per pass
     workload: dict[str, Any] | None = None  # Kueue's Workload of a Job its queue holds
     followed: Followed | None = None  # the log, when it is followed (read, never changed, by decide)
+    usage_pods: list[dict[str, Any]] = field(default_factory=list)  # the pods of every attempt's Job
+    created: datetime | None = None  # the FineTuneJob's creationTimestamp
 
     @property
     def terminal(self) -> bool:
@@ -87,6 +90,9 @@ class Recall:
     told_phase: str | None = None  # the phase the Events have told
     untold: Told | None = None  # decided by a pass whose status write raised
     following: bool = False  # the log is followed already
+    # The training ran since it was made or last evicted (None: not known, after a restart): its next
+    # Running ends no wait in a queue.
+    ran: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +118,11 @@ class Decision:
     unfollow: bool = False  # stop (finished, suspended)
     training_started: bool = False  # the first finished step was seen: TrainingStarted
     after: list[Event] = field(default_factory=list)  # Events posted after the write
+    # Counted in the metrics once the status write that records them succeeded (never on a restart:
+    # each is the difference between the status as recorded and as written).
+    accrued: dict[str, int] = field(default_factory=dict)  # accelerator-seconds this write adds
+    failed: str | None = None  # the reason of a Failed phase this write records
+    queue_wait: float | None = None  # seconds from creation (or the last eviction) to this Running
 
 
 def decide(snap: Snapshot, recall: Recall) -> Decision:
@@ -121,7 +132,11 @@ def decide(snap: Snapshot, recall: Recall) -> Decision:
     followed = snap.followed
     if followed is not None and followed.latest is not None and not snap.terminal:
         status = status.model_copy(update={"trainer_status": followed.latest})
-    wanted, before = status_dict(status), status_dict(snap.current)
+    before = status_dict(snap.current)
+    if status_dict(status) != before and not snap.terminal:
+        # Counted only when the status is written anyway: the usage never adds a write of its own.
+        status = status.model_copy(update={"usage": _usage(snap)})
+    wanted = status_dict(status)
     writes = wanted != before and recall.written != wanted
     told = snap.change.event if snap.change is not None and writes else None
     return Decision(
@@ -139,7 +154,33 @@ def decide(snap: Snapshot, recall: Recall) -> Decision:
         unfollow=status.phase in TERMINAL_PHASES or status.phase == "Suspended",
         training_started=followed is not None and status.phase == "Running" and first_step_seen(followed),
         after=_after(snap, status),
+        accrued=added(snap.current.usage, status.usage) if writes else {},
+        failed=why.reason if writes and status.phase == "Failed" and snap.current.phase != "Failed" else None,
+        queue_wait=_queue_wait(snap, status, recall.ran) if writes else None,
     )
+
+
+def _usage(snap: Snapshot) -> Usage | None:
+    per_pod = dict(snap.plan.facts.accelerators) if snap.plan.facts is not None else {}
+    return accrue(snap.current.usage, snap.usage_pods, per_pod, snap.now)
+
+
+def ran_before(current: FineTuneJobStatus) -> bool:
+    """Whether the training ran since it was made or last evicted, as far as the status tells (after a
+    restart): running now, or its log was read and no queue took it back since."""
+    return current.phase == "Running" or (current.trainer_status is not None and not current.evictions)
+
+
+def _queue_wait(snap: Snapshot, status: FineTuneJobStatus, ran: bool | None) -> float | None:
+    """Seconds from creation, or from the last eviction, to the first Running after it."""
+    if status.phase != "Running" or snap.current.phase == "Running" or snap.created is None:
+        return None
+    if ran if ran is not None else ran_before(snap.current):
+        return None  # back from a retried pod: no queue wait
+    since = snap.created
+    if status.evictions:
+        since = max(since, parse_timestamp(status.evictions[-1].time))
+    return max(0.0, (snap.now - since).total_seconds())
 
 
 def status_dict(status: FineTuneJobStatus) -> dict[str, Any]:
@@ -184,6 +225,8 @@ def _extra_conditions(snap: Snapshot) -> list[Condition]:
         extra.append(snap.pod_condition)
     if snap.followed is not None and snap.followed.condition is not None:
         extra.append(snap.followed.condition)
+    if snap.followed is not None and snap.followed.progressing is not None and not snap.terminal:
+        extra.append(snap.followed.progressing)
     note = snap.plan.model_note
     if note is not None:
         extra.append(model_path_condition(snap.current, note, snap.generation, snap.now))
@@ -224,6 +267,9 @@ def new_followed(namespace: str, name: str, max_iter: int, current: FineTuneJobS
     values = current.trainer_status.metric_values() if current.trainer_status else {}
     followed.started_announced = values.get("step", "0") != "0"
     followed.latest = current.trainer_status
+    # The saves counted so far are not counted again when the log's tail is read anew.
+    followed.progress = seeded(current.trainer_status.checkpoints if current.trainer_status else None, max_iter)
+    followed.progressing = next((c for c in current.conditions if c.type == PROGRESSING), None)
     return followed
 
 
@@ -234,7 +280,16 @@ def _after(snap: Snapshot, status: FineTuneJobStatus) -> list[Event]:
         events.append(("Warning", MODEL_PATH_MISMATCH, note))
     if status.output is not None and snap.current.output is None:
         events.append(("Normal", "OutputPushed", f"pushed the fine-tuned model to {status.output.reference}"))
+    progressing = _condition_of(status, PROGRESSING)
+    told = _condition_of(snap.current, PROGRESSING)
+    if progressing is not None and (told is None or told.status != progressing.status):
+        kind = "Normal" if progressing.status == "True" else "Warning"
+        events.append((kind, progressing.reason, progressing.message))
     return events
+
+
+def _condition_of(status: FineTuneJobStatus, kind: str) -> Condition | None:
+    return next((c for c in status.conditions if c.type == kind), None)
 
 
 def _queued_for(snap: Snapshot) -> str | None:

@@ -15,12 +15,14 @@ from typing import Any, Literal
 
 from finetune_operator.api.status import Condition, TrainerStatus
 from finetune_operator.observe.log_values import strip_ansi
-from finetune_operator.observe.progress import Progress, parse_log, trainer_status
+from finetune_operator.observe.progress import Progress, format_duration, parse_log, trainer_status
 from finetune_operator.observe.times import timestamp
+from finetune_operator.observe.trend import sparkline, with_point
 
 TAIL_LINES = 400
 LIMIT_BYTES = 256 * 1024
 UNREADABLE_AFTER = 4  # failed reads in a row before the condition shows
+PROGRESSING = "Progressing"
 # What of the log's end survives the cleanup of a failed run, in its Failed condition.
 KEPT_LINES = 20
 KEPT_LINE_CHARS = 200
@@ -61,6 +63,8 @@ class Followed:
     condition: Condition | None = None
     started_announced: bool = False
     last_lines: list[str] = field(default_factory=list)
+    quiet_reads: int = 0  # reads in a row that found no new progress
+    progressing: Condition | None = None  # set from the first stall on (none before: nothing to tell)
 
     @property
     def verdict(self) -> str:
@@ -81,11 +85,62 @@ def fold(followed: Followed, text: str, now: datetime, final: bool = False) -> b
     """
     followed.progress = parse_log(text, followed.progress, max_iter=followed.max_iter, final=final)
     followed.last_lines = last_lines(text)
-    candidate = trainer_status(followed.progress, timestamp(now))
+    candidate = with_trend(trainer_status(followed.progress, timestamp(now)), followed.progress, followed.latest)
     if comparable(candidate) == comparable(followed.latest):
         return False
     followed.latest = candidate
     return True
+
+
+def with_trend(status: TrainerStatus, progress: Progress, previous: TrainerStatus | None) -> TrainerStatus:
+    """The status with the loss history (the previous one's, with this read's loss) and its sparkline."""
+    history = list(previous.loss_history or []) if previous is not None else []
+    if progress.loss is not None:
+        history = with_point(history, progress.steps, progress.loss.value)
+    if not history:
+        return status
+    trend = sparkline([point.loss for point in history])
+    return status.model_copy(update={"loss_history": history, "loss_trend": trend})
+
+
+def progress_seen(
+    followed: Followed, progressed: bool, limit: int, interval: float, generation: int, now: datetime
+) -> Condition | None:
+    """After one read of the log loop: Progressing=False (NoProgress) once `limit` reads in a row found no
+    new progress, True (ProgressResumed) at the next that does; the condition when it changes, else None.
+    A stall never fails the run: the trainer may be saving, or waiting on a slow disk."""
+    if progressed:
+        followed.quiet_reads = 0
+        if followed.progressing is None or followed.progressing.status == "True":
+            return None
+        resumed = "the training log shows progress again"
+        followed.progressing = _progress_condition("True", "ProgressResumed", resumed, generation, now)
+        return followed.progressing
+    followed.quiet_reads += 1
+    stalled = followed.progressing is not None and followed.progressing.status == "False"
+    if followed.quiet_reads < limit or stalled:
+        return None
+    quiet = format_duration(round(limit * interval))
+    message = f"the training log showed no new progress in {limit} reads ({quiet}); the training goes on"
+    followed.progressing = _progress_condition("False", "NoProgress", message, generation, now)
+    return followed.progressing
+
+
+def stalled(followed: Followed) -> bool:
+    return followed.progressing is not None and followed.progressing.status == "False"
+
+
+def _progress_condition(
+    status: Literal["True", "False"], reason: str, message: str, generation: int, now: datetime
+) -> Condition:
+    return Condition(
+        type=PROGRESSING,
+        status=status,
+        observed_generation=generation,
+        last_transition_time=timestamp(now),
+        reason=reason,
+        message=message,
+    )
 
 
 def last_lines(text: str) -> list[str]:

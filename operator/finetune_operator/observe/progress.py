@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal, Protocol, TypeVar
 
-from finetune_operator.api.status import Metric, TrainerStatus
+from finetune_operator.api.status import Checkpoints, Metric, TrainerStatus
 from finetune_operator.observe import log_values
 from finetune_operator.observe.log_values import COMPLETE, MAX_REMAINING_SECONDS, strip_ansi
 
@@ -91,6 +91,19 @@ class Progress:
     tokens_per_second: Mark | None = None
     verdict: LogVerdict = "running"
     evidence: str | None = None
+    # Checkpoint saves: a save is counted when its START is later than any seen before, so a line read
+    # again (overlapping tails) is never counted twice; a restart seeds both from the status.
+    checkpoints: int = 0
+    newest_save: datetime | None = None
+    save_spent: Mark | None = None  # the newest `[time spent]` of a save
+
+    @property
+    def last_save_seconds(self) -> str | None:
+        """How long the newest save took, once it has finished (its time spent logged after its start)."""
+        spent, start = self.save_spent, self.newest_save
+        if spent is None or (start is not None and spent.at < start):
+            return None
+        return spent.value
 
     @property
     def total_steps(self) -> int | None:
@@ -204,6 +217,14 @@ def _timed_line(state: Progress, at: datetime, body: str) -> Progress:
         if (tokens := log_values.throughput(match[1])) is None:
             return state
         return replace(state, tokens_per_second=_newest(state.tokens_per_second, Mark(tokens, at)))
+    if log_values.SAVE_START.search(body):
+        if state.newest_save is not None and at <= state.newest_save:
+            return state
+        return replace(state, checkpoints=state.checkpoints + 1, newest_save=at)
+    if match := log_values.SAVE_SPENT.search(body):
+        if (spent := log_values.throughput(match[1])) is None:
+            return state
+        return replace(state, save_spent=_newest(state.save_spent, Mark(spent, at)))
     if match := log_values.EPOCH_BEGIN.search(body):
         total_epochs = log_values.count(match[2])
         return state if total_epochs is None else replace(state, total_epochs=total_epochs)
@@ -305,4 +326,34 @@ def trainer_status(progress: Progress, updated_at: str | None) -> TrainerStatus:
         estimated_remaining_time=None if remaining is None else format_duration(remaining),
         metrics=[Metric(name=name, value=value) for name, value in values.items() if value is not None],
         last_updated_time=updated_at,
+        checkpoints=checkpoints(progress),
     )
+
+
+def checkpoints(progress: Progress) -> Checkpoints | None:
+    """The saves so far (None before the first)."""
+    if not progress.checkpoints:
+        return None
+    saved = progress.newest_save
+    return Checkpoints(
+        count=progress.checkpoints,
+        last_time=None if saved is None else log_time(saved),
+        last_duration_seconds=progress.last_save_seconds,
+    )
+
+
+def log_time(at: datetime) -> str:
+    """A log time in status: the trainer's clock writes no zone; it is taken as UTC, to the microsecond
+    (so that a restart, seeding the newest save from it, compares it exactly with the log's lines)."""
+    return f"{at:%Y-%m-%dT%H:%M:%S.%f}Z"
+
+
+def seeded(recorded: Checkpoints | None, max_iter: int | None) -> Progress | None:
+    """Where a restart picks a log up: the saves counted before (re-read lines are not counted again)."""
+    if recorded is None or recorded.last_time is None:
+        return None
+    try:
+        newest = datetime.fromisoformat(recorded.last_time.removesuffix("Z"))
+    except ValueError:
+        return None
+    return Progress(max_iter=max_iter, checkpoints=recorded.count, newest_save=newest.replace(tzinfo=None))

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from finetune_operator.api import messages as msg
+from finetune_operator.api.quantity import is_extended_resource, parse_quantity
 from finetune_operator.api.resource import FineTuneJob, InvalidFineTuneJob, load_finetunejob
 from finetune_operator.api.spec import model_path_note
 from finetune_operator.render.manifests import privileges, render, tolerates_everything
@@ -31,6 +32,8 @@ class Facts:
     ttl_policy: str
     max_iter: int
     push_repository: str | None
+    # What each pod (each rank) requests of every extended resource (an accelerator), for the usage.
+    accelerators: tuple[tuple[str, int], ...] = ()
 
     @classmethod
     def of(cls, ftj: FineTuneJob) -> Facts:
@@ -45,7 +48,17 @@ class Facts:
             ttl_policy=spec.ttl_policy,
             max_iter=spec.exp_config.run_settings.max_iter,
             push_repository=image.repository if image is not None else None,
+            accelerators=accelerators(spec.resources.requests, spec.resources.limits),
         )
+
+
+def accelerators(requests: dict[str, int | str], limits: dict[str, int | str]) -> tuple[tuple[str, int], ...]:
+    """Extended resources a pod requests, by name (a limit alone is the request too, as Kubernetes
+    defaults it; the models allow whole amounts only, equal where both are given)."""
+    given = {**limits, **requests}
+    return tuple(
+        sorted((name, int(parse_quantity(value))) for name, value in given.items() if is_extended_resource(name))
+    )
 
 
 @dataclass(frozen=True)

@@ -79,11 +79,12 @@ def test_names_status_and_columns() -> None:
         "Progress",
         "Loss",
         "ETA",
+        "Trend",
         "Age",
         "Output",
     ]
     # Output, pinned by digest, is long: `kubectl get -o wide` only.
-    assert [c.get("priority", 0) for c in version["additionalPrinterColumns"]] == [0, 0, 0, 0, 0, 0, 1]
+    assert [c.get("priority", 0) for c in version["additionalPrinterColumns"]] == [0, 0, 0, 0, 0, 0, 0, 1]
     assert all("conditions" not in c["jsonPath"] for c in version["additionalPrinterColumns"])
 
 

@@ -20,7 +20,14 @@ ROOT = Path(__file__).resolve().parents[3]
 PACKAGE = Path(finetune_operator.__file__).parent  # where it is imported from (mutation testing copies it)
 # Where each maker of a status or condition takes its reason: (function, positional index).
 CAMEL = re.compile(r"(?:[A-Z][a-z]+){2,}")
-REASON_ARGUMENT = {"Verdict": 1, "_log_condition": 1, "_pod_condition": 1, "_condition": 2, "_waiting": 1}
+REASON_ARGUMENT = {
+    "Verdict": 1,
+    "_log_condition": 1,
+    "_progress_condition": 1,
+    "_pod_condition": 1,
+    "_condition": 2,
+    "_waiting": 1,
+}
 
 
 def _name(node: ast.expr) -> str | None:

@@ -738,6 +738,20 @@ def test_metric_help_texts_as_prometheus_shows_them() -> None:
         "# HELP finetune_operator_training_loss Latest training loss in the log.",
         "# HELP finetune_operator_training_tokens_per_second Latest training throughput in the log.",
         "# HELP finetune_operator_training_remaining_seconds Estimated seconds to the end of training.",
+        "# HELP finetune_operator_accelerator_seconds_total Accelerator-seconds the trainings' pods held, by extended "
+        "resource (as written to status.usage).",
+        "# HELP finetune_operator_failures_total FineTuneJobs that went Failed, by reason (counted by the status write "
+        "that records it).",
+        "# HELP finetune_operator_queue_wait_seconds Seconds from a FineTuneJob's creation, or its last eviction by "
+        "its queue, to Running.",
+        "# HELP finetune_operator_training_checkpoints Model checkpoint saves the trainer logged.",
+        "# HELP finetune_operator_training_last_checkpoint_duration_seconds How long the trainer's last finished "
+        "checkpoint save took.",
+        "# HELP finetune_operator_training_stalled 1 while a running training's log shows no new progress (condition "
+        "Progressing=False), else 0.",
+        "# HELP finetune_operator_finetunejob_phase 1 for the phase of each FineTuneJob not yet cleaned up.",
+        "# HELP finetune_operator_training_accelerator_seconds Accelerator-seconds a FineTuneJob's pods held so far, "
+        "by extended resource (its status.usage).",
     }
     assert registry.get_sample_value("leader_election_master_status", {"name": "p"}) == 1
 

@@ -5,16 +5,23 @@ Events after the write). Exact values; the controller's tests prove the same thr
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
 import pytest
 
-from finetune_operator.api.status import Condition, FineTuneJobStatus
+from finetune_operator.api.status import (
+    AcceleratorSeconds,
+    Condition,
+    Eviction,
+    FineTuneJobStatus,
+    TrainerStatus,
+    Usage,
+)
 from finetune_operator.decide.attempts import AttemptChange
 from finetune_operator.decide.decision import Cleanup, Decision, Recall, Told, decide, status_dict, summary
 from finetune_operator.observe.attempts import Attempts
-from finetune_operator.observe.following import Followed, fold
+from finetune_operator.observe.following import Followed, fold, progress_seen
 from finetune_operator.observe.status import MODEL_PATH_MISMATCH, Verdict
 from finetune_operator.render.plan import Plan
 from tests.unit.decide.builders import NOW, T0, T1, job, plan, pod, snapshot
@@ -24,6 +31,7 @@ NO_JOB = ["conditions", "nodes", "observedGeneration", "phase"]
 BASE = sorted([*NO_JOB, "jobName"])
 RUNNING = sorted([*BASE, "startTime"])
 ENDED = sorted([*RUNNING, "completionTime"])
+STALLED = sorted(["conditions", "jobName", "nodes", "observedGeneration", "startTime", "trainerStatus"])
 ATTEMPTS = sorted([*NO_JOB, "attempt", "failedAttempts"])
 DIGEST = "sha256:" + "a" * 64
 NOTE = "spec.model is mounted at /models/m, but modelNameOrPath says /other"
@@ -43,6 +51,9 @@ def features(decision: Decision) -> dict[str, Any]:
         "unfollow": decision.unfollow,
         "started": decision.training_started,
         "after": [reason for _, reason, _ in decision.after],
+        "accrued": decision.accrued,
+        "failed": decision.failed,
+        "queue_wait": decision.queue_wait,
     }
 
 
@@ -59,6 +70,9 @@ def expect(phase: str, event: tuple[str, str] | None, patch: list[str] | None, *
         "unfollow": phase in ("Succeeded", "Failed", "Suspended"),
         "started": False,
         "after": [],
+        "accrued": {},
+        "failed": None,
+        "queue_wait": None,
     }
     return {**values, **given}
 
@@ -78,6 +92,25 @@ def followed(steps: int = 0, announced: bool = False) -> Followed:
     return seen
 
 
+AI100 = (("otterscale.com/vgpu", 2), ("phison.com/ai100", 1))
+HELD = pod(containerStatuses=[{"name": "trainer", "state": {"running": {"startedAt": T0}}}])  # an hour by NOW
+MADE = NOW - timedelta(minutes=61)
+EVICTED = Eviction(time="2026-12-05T11:30:00Z", reason="Preempted")
+
+
+def stalled(steps: int = 1, resumed: bool = False) -> Followed:
+    """A followed log whose reads found no progress (Progressing=False), or progress after that."""
+    seen = followed(steps=steps, announced=True)
+    progress_seen(seen, False, 1, 15.0, 1, NOW)
+    if resumed:
+        progress_seen(seen, True, 1, 15.0, 1, NOW)
+    return seen
+
+
+def progressing(status: Literal["True", "False"]) -> Condition:
+    return Condition(type="Progressing", status=status, reason="x", message="y", last_transition_time=T0)
+
+
 RETRY = AttemptChange(
     job("failed", ranks=2), Attempts(2, 1), Verdict("Pending", "Retrying", "attempt 1 failed: rank 1 ..."),
     ("Warning", "Retrying", "attempt 1 failed: rank 1 ...; starting attempt 2 of all 2 ranks"), keep=True,
@@ -87,7 +120,8 @@ STALE = AttemptChange(job("held", attempt=1), Attempts(2, 0), Verdict("Pending",
 CASES: list[tuple[str, dict[str, Any], Recall, dict[str, Any]]] = [
     ("an invalid spec fails at once; no TTL runs for it (no facts)",
      {"plan": Plan(problems=["spec.numGpus: must be at least 1"])}, Recall(),
-     expect("Failed", ("Warning", "InvalidSpec"), sorted([*NO_JOB, "completionTime"]), cancel=False)),
+     expect("Failed", ("Warning", "InvalidSpec"), sorted([*NO_JOB, "completionTime"]), cancel=False,
+            failed="InvalidSpec")),
     ("a Job just made: Pending", {"job": job("created")}, Recall(), expect("Pending", ("Normal", "JobCreated"), BASE)),
     ("the pass that made it failed to tell it: told first, then nothing more",
      {"job": job("created")}, Recall(untold=Told("Pending", "Normal", "JobCreated", "Pending: created Job ft")),
@@ -129,7 +163,7 @@ CASES: list[tuple[str, dict[str, Any], Recall, dict[str, Any]]] = [
     ("TTL up, ttlPolicy DeleteFineTuneJob: the FineTuneJob goes",
      {"job": job("failed"), "plan": plan(ttl_seconds_after_failure=0, ttl_policy="DeleteFineTuneJob")},
      Recall(told_phase="Running"),
-     expect("Failed", ("Warning", "BackoffLimitExceeded"), ENDED, cancel=False,
+     expect("Failed", ("Warning", "BackoffLimitExceeded"), ENDED, cancel=False, failed="BackoffLimitExceeded",
             cleanup=Cleanup([("ft", "job-1")], True, "deleting the FineTuneJob (ttlPolicy: DeleteFineTuneJob)"))),
     ("a finished FineTuneJob whose Job is gone stays as it was",
      {"current": succeeded_status(observed_generation=1)}, Recall(told_phase="Succeeded"),
@@ -149,7 +183,7 @@ CASES: list[tuple[str, dict[str, Any], Recall, dict[str, Any]]] = [
      expect("Pending", ("Normal", "NameConflict"), NO_JOB)),
     ("a child the API server refuses: Failed, InvalidSpec",
      {"refused": "the Job is invalid: spec.template: too long"}, Recall(),
-     expect("Failed", ("Warning", "InvalidSpec"), sorted([*NO_JOB, "completionTime"]))),
+     expect("Failed", ("Warning", "InvalidSpec"), sorted([*NO_JOB, "completionTime"]), failed="InvalidSpec")),
     ("modelNameOrPath disagrees with spec.model: a condition, and its Event once",
      {"job": job("created"), "plan": replace(plan(), model_note=NOTE)}, Recall(told_phase="Pending"),
      expect("Pending", None, BASE, after=[MODEL_PATH_MISMATCH])),
@@ -179,6 +213,41 @@ CASES: list[tuple[str, dict[str, Any], Recall, dict[str, Any]]] = [
       "current": FineTuneJobStatus(conditions=[Condition(type=MODEL_PATH_MISMATCH, status="True", reason="x",
                                                          message="y", last_transition_time=T0)])},
      Recall(told_phase="Pending"), expect("Pending", None, BASE)),
+    ("a pod holding accelerators starts Running: its hour counted in the phase's write, and the wait from creation",
+     {"job": job("running"), "pods": [HELD], "usage_pods": [HELD], "plan": plan(accelerators=AI100),
+      "created": MADE, "current": FineTuneJobStatus(phase="Pending")}, Recall(told_phase="Pending"),
+     expect("Running", ("Normal", "PodsRunning"), sorted([*RUNNING, "usage"]), follow=True,
+            accrued={"otterscale.com/vgpu": 7200, "phison.com/ai100": 3600}, queue_wait=3660.0)),
+    ("a pod that requests no accelerator: no usage",
+     {"job": job("running"), "pods": [HELD], "usage_pods": [HELD], "created": MADE,
+      "current": FineTuneJobStatus(phase="Pending")}, Recall(told_phase="Pending"),
+     expect("Running", ("Normal", "PodsRunning"), RUNNING, follow=True, queue_wait=3660.0)),
+    ("Running again after a retried pod (this process saw it run): no queue wait",
+     {"job": job("running"), "pods": [pod()], "created": MADE, "current": FineTuneJobStatus(phase="Pending")},
+     Recall(told_phase="Pending", ran=True), expect("Running", ("Normal", "PodsRunning"), RUNNING, follow=True)),
+    ("Running again after a restart, its log read before: no queue wait",
+     {"job": job("running"), "pods": [pod()], "created": MADE,
+      "current": FineTuneJobStatus(phase="Pending", trainer_status=TrainerStatus(progress_percentage=5))},
+     Recall(told_phase="Pending"), expect("Running", ("Normal", "PodsRunning"), RUNNING, follow=True)),
+    ("Running after an eviction by its queue: the wait counts from the eviction",
+     {"job": job("running"), "pods": [pod()], "created": MADE,
+      "current": FineTuneJobStatus(phase="Queued", evictions=[EVICTED],
+                                   trainer_status=TrainerStatus(progress_percentage=5))},
+     Recall(told_phase="Queued", ran=False),
+     expect("Running", ("Normal", "PodsRunning"), RUNNING, follow=True, queue_wait=1800.0)),
+    ("the log stalled: Progressing=False written, and a NoProgress Warning after it",
+     {"job": job("running"), "pods": [pod()], "followed": stalled(), "current": FineTuneJobStatus(phase="Running")},
+     Recall(told_phase="Running", following=True),
+     expect("Running", None, STALLED, after=["NoProgress"])),
+    ("Progressing=False recorded already: not told again",
+     {"job": job("running"), "pods": [pod()], "followed": stalled(),
+      "current": FineTuneJobStatus(phase="Running", conditions=[progressing("False")])},
+     Recall(told_phase="Running", following=True), expect("Running", None, STALLED)),
+    ("progress again: Progressing=True, ProgressResumed told",
+     {"job": job("running"), "pods": [pod()], "followed": stalled(resumed=True),
+      "current": FineTuneJobStatus(phase="Running", conditions=[progressing("False")])},
+     Recall(told_phase="Running", following=True),
+     expect("Running", None, STALLED, after=["ProgressResumed"])),
     ("another condition recorded: the mismatch is told",
      {"job": job("created"), "plan": replace(plan(), model_note=NOTE),
       "current": FineTuneJobStatus(conditions=[Condition(type="Running", status="False", reason="x",
@@ -349,3 +418,73 @@ def test_a_training_its_queue_holds_is_queued_in_kueues_words_and_told_as_they_c
     assert off.event is not None and (off.event.kind, off.event.reason) == ("Warning", "Deactivated")
     reconciling = next(c for c in off.status.conditions if c.type == "Reconciling")
     assert (reconciling.status, reconciling.reason) == ("False", "Queued")
+
+
+def test_the_usage_rides_on_writes_due_anyway_and_never_makes_one_of_its_own() -> None:
+    given: dict[str, Any] = {
+        "job": job("running"),
+        "pods": [HELD],
+        "usage_pods": [HELD],
+        "plan": plan(accelerators=AI100),
+    }
+    first = decide(snapshot(**given, current=FineTuneJobStatus(phase="Pending")), Recall())
+    assert first.status.usage == Usage(
+        accelerator_seconds=[
+            AcceleratorSeconds(resource="otterscale.com/vgpu", seconds=7200),
+            AcceleratorSeconds(resource="phison.com/ai100", seconds=3600),
+        ],
+        counted_until="2026-12-05T12:00:00Z",
+    )
+    later = NOW + timedelta(minutes=10)
+    running = Recall(told_phase="Running", following=True)
+    quiet = decide(snapshot(**given, current=first.status, now=later), running)
+    assert (quiet.patch, quiet.accrued, quiet.status.usage) == (None, {}, first.status.usage)
+    # The next progress write counts the ten minutes since, and only them.
+    moved = decide(snapshot(**given, current=first.status, now=later, followed=followed(2, announced=True)), running)
+    assert moved.accrued == {"otterscale.com/vgpu": 1200, "phison.com/ai100": 600}
+    assert moved.patch is not None and moved.patch["usage"] == {
+        "acceleratorSeconds": [
+            {"resource": "otterscale.com/vgpu", "seconds": 8400},
+            {"resource": "phison.com/ai100", "seconds": 4200},
+        ],
+        "countedUntil": "2026-12-05T12:10:00Z",
+    }
+    # A finished record keeps the usage it ended with.
+    ended = first.status.model_copy(update={"phase": "Succeeded", "completion_time": T1})
+    assert decide(snapshot(**given, current=ended, now=later), running).status.usage == first.status.usage
+
+
+def test_a_stall_is_a_condition_and_a_warning_in_its_own_words() -> None:
+    decision = decide(
+        snapshot(job=job("running"), pods=[pod()], followed=stalled(), current=FineTuneJobStatus(phase="Running")),
+        Recall(told_phase="Running", following=True),
+    )
+    condition = next(c for c in decision.status.conditions if c.type == "Progressing")
+    words = "the training log showed no new progress in 1 reads (15s); the training goes on"
+    assert condition == Condition(
+        type="Progressing",
+        status="False",
+        observed_generation=1,
+        last_transition_time="2026-12-05T12:00:00Z",
+        reason="NoProgress",
+        message=words,
+    )
+    assert decision.after == [("Warning", "NoProgress", words)]
+    assert decision.status.phase == "Running"  # a stall never fails the run
+    # A finished run keeps what it recorded: the stall of a log no longer read is not told.
+    ended = FineTuneJobStatus(phase="Succeeded", start_time=T0, completion_time=T1)
+    assert decide(snapshot(current=ended, followed=stalled()), Recall(following=True)).after == []
+
+
+def test_the_followed_log_picks_up_the_recorded_saves_and_stall() -> None:
+    current = FineTuneJobStatus.model_validate(
+        {
+            "phase": "Running",
+            "conditions": [progressing("False").model_dump(by_alias=True)],
+            "trainerStatus": {"checkpoints": {"count": 3, "lastTime": "2026-12-05T11:00:01.250000Z"}},
+        }
+    )
+    started = decide(snapshot(job=job("running"), pods=[pod()], current=current), Recall()).follow
+    assert started is not None and started.progress is not None
+    assert (started.progress.checkpoints, started.progress.newest_save) == (3, datetime(2026, 12, 5, 11, 0, 1, 250000))
+    assert started.progressing == progressing("False")

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from finetune_operator.api.status import Condition, FineTuneJobStatus, Metric, TrainerStatus
+from finetune_operator.api.status import Condition, FineTuneJobStatus, LossPoint, Metric, TrainerStatus
 from finetune_operator.observe import log_values
 from finetune_operator.observe.following import (
     Followed,
@@ -16,7 +16,9 @@ from finetune_operator.observe.following import (
     first_step_due,
     fold,
     last_lines,
+    progress_seen,
     readable_again,
+    stalled,
     unreadable_condition,
 )
 from finetune_operator.observe.owners import controller_of, owns
@@ -211,6 +213,9 @@ def test_comparable_ignores_only_the_time() -> None:
         "estimated_remaining_seconds": None,
         "estimated_remaining_time": None,
         "metrics": [{"name": "step", "value": "1"}],
+        "loss_history": None,
+        "loss_trend": None,
+        "checkpoints": None,
     }
 
 
@@ -272,8 +277,65 @@ def test_a_read_that_works_resets_the_failures_even_without_a_condition() -> Non
     assert unreadable_condition(followed, "gone", 3, NOW) is None
 
 
+def _progressing(status: str, reason: str, message: str) -> Condition:
+    return Condition.model_validate(
+        {"type": "Progressing", "status": status, "observedGeneration": 3, "lastTransitionTime": "2026-11-28T12:00:00Z",
+         "reason": reason, "message": message}
+    )  # fmt: skip
+
+
+def test_a_stall_shows_after_n_quiet_reads_once_and_clears_at_the_next_progress() -> None:
+    followed = Followed("ns", "run", None)
+    assert progress_seen(followed, True, 3, 15.0, 3, NOW) is None  # progress, never stalled: nothing to tell
+    assert [progress_seen(followed, False, 3, 15.0, 3, NOW) for _ in range(2)] == [None, None]
+    assert not stalled(followed)
+    words = "the training log showed no new progress in 3 reads (45s); the training goes on"
+    assert progress_seen(followed, False, 3, 15.0, 3, NOW) == _progressing("False", "NoProgress", words)
+    assert stalled(followed) and followed.quiet_reads == 3
+    assert progress_seen(followed, False, 3, 15.0, 3, NOW) is None  # shown already
+    resumed = _progressing("True", "ProgressResumed", "the training log shows progress again")
+    assert progress_seen(followed, True, 3, 15.0, 3, NOW) == resumed
+    assert (stalled(followed), followed.quiet_reads, followed.progressing) == (False, 0, resumed)
+    # Quiet again: counted from the progress, shown again after three more.
+    assert [progress_seen(followed, False, 3, 15.0, 3, NOW) is None for _ in range(3)] == [True, True, False]
+
+
+def test_a_quiet_read_between_progress_starts_the_count_again() -> None:
+    followed = Followed("ns", "run", None)
+    for progressed in (False, False, True, False, False):
+        assert progress_seen(followed, progressed, 3, 1.0, 0, NOW) is None
+    assert followed.quiet_reads == 2
+
+
+def test_each_new_loss_adds_a_point_to_the_history_and_its_sparkline() -> None:
+    followed = Followed("ns", "run", None)
+    lines = [ONE_EPOCH]
+    for step, loss in enumerate(["9.5", "7.25", "8.0", "3.0"]):
+        lines += [
+            f"[2026-10-01 08:00:0{step}.000000] [PHISON START] Epoch: 0, Iteration: {step}",
+            f"[2026-10-01 08:00:0{step}.100000] [Loss]:{loss}",
+            f"[2026-10-01 08:00:0{step}.200000] [PHISON END] Iteration: {step}",
+        ]
+        assert fold(followed, "\n".join(lines) + "\n", NOW)
+    assert followed.latest is not None
+    assert followed.latest.loss_history == [
+        LossPoint(step=1, loss="9.5"),
+        LossPoint(step=2, loss="7.25"),
+        LossPoint(step=3, loss="8.0"),
+        LossPoint(step=4, loss="3.0"),
+    ]
+    assert followed.latest.loss_trend == "█▆▇▁"
+    # The same tail again: no new point, no write.
+    assert not fold(followed, "\n".join(lines) + "\n", NOW)
+    # A log without a loss yet: no history at all.
+    quiet = Followed("ns", "run", None)
+    fold(quiet, ONE_EPOCH + "\n", NOW)
+    assert quiet.latest is not None and (quiet.latest.loss_history, quiet.latest.loss_trend) == (None, None)
+
+
 AT = "[2026-10-01 08:00:00.000000]"
 AT_TIME = datetime(2026, 10, 1, 8, 0, 0)
+ONE_EPOCH = "[INFO] The current training schedule consists of 1 epochs with 8 iterations each."
 
 
 def test_of_lines_at_the_same_time_the_later_is_the_newest_and_the_earlier_the_oldest() -> None:

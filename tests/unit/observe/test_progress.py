@@ -12,8 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from finetune_operator.api.status import Condition, TrainerStatus
-from finetune_operator.observe.progress import Mark, Progress, format_duration, parse_log, strip_ansi, trainer_status
+from finetune_operator.api.status import Checkpoints, Condition, TrainerStatus
+from finetune_operator.observe.progress import (
+    Mark,
+    Progress,
+    format_duration,
+    parse_log,
+    seeded,
+    strip_ansi,
+    trainer_status,
+)
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "logs"
 SHARED = Path(__file__).resolve().parents[4] / "shared" / "fixtures" / "aidaptiv-logs"
@@ -74,6 +82,46 @@ def test_max_iter_given_by_the_spec_when_the_log_has_no_command_line() -> None:
 def test_last_step_is_99_percent_until_the_trainer_says_complete() -> None:
     progress = parse_log(_until(TWO_EPOCHS, "[Save Model_Checkpoint][Start]"))
     assert (progress.steps, progress.percentage, progress.verdict) == (6, 99, "running")
+
+
+SAVES = (
+    "[2026-10-01 08:01:30.000000] [Save Model_Checkpoint][Start]\n"
+    "[2026-10-01 08:01:40.500000] [Save Model_Checkpoint][time spent]:10.5\n"
+    "[2026-10-01 08:02:30.000000] [PHISON END] Iteration: 1\n"
+    "[2026-10-01 08:03:30.250000] [Save Model_Checkpoint][Start]\n"
+)
+
+
+def test_checkpoint_saves_are_counted_with_the_last_ones_time_and_duration() -> None:
+    assert trainer_status(parse_log(TWO_EPOCHS), None).checkpoints == Checkpoints(
+        count=1, last_time="2026-10-01T08:01:30.000000Z", last_duration_seconds=None
+    )
+    first = parse_log(_until(SAVES, "[time spent]"))
+    assert trainer_status(first, None).checkpoints == Checkpoints(
+        count=1, last_time="2026-10-01T08:01:30.000000Z", last_duration_seconds="10.5"
+    )
+    # The second save has begun: its time, and no duration until it has one (not the first one's).
+    both = parse_log(SAVES)
+    assert trainer_status(both, None).checkpoints == Checkpoints(
+        count=2, last_time="2026-10-01T08:03:30.250000Z", last_duration_seconds=None
+    )
+    # Read again (a tail overlaps the one before): not counted again.
+    assert parse_log(SAVES, both) == both
+    assert trainer_status(parse_log(""), None).checkpoints is None
+    # A time spent that is no number, and an untimed start (an echo), are ignored.
+    odd = "[2026-10-01 08:01:40.500000] [Save Model_Checkpoint][time spent]:soon\n[Save Model_Checkpoint][Start]\n"
+    assert parse_log(odd) == Progress()
+
+
+def test_a_restart_counts_on_from_the_saves_in_status() -> None:
+    recorded = trainer_status(parse_log(_until(SAVES, "[time spent]")), None).checkpoints
+    picked_up = seeded(recorded, 6)
+    assert picked_up == Progress(max_iter=6, checkpoints=1, newest_save=datetime(2026, 10, 1, 8, 1, 30))
+    # The tail read after the restart holds the first save again and the second one.
+    assert parse_log(SAVES, picked_up).checkpoints == 2
+    assert seeded(None, 6) is None
+    assert seeded(Checkpoints(count=4), 6) is None
+    assert seeded(Checkpoints(count=4, last_time="not a time"), 6) is None
 
 
 def test_crash_is_failed_with_the_exception_as_evidence() -> None:
@@ -341,6 +389,9 @@ def test_real_one_epoch_log() -> None:
     half = parse_log(_until(text, "[PHISON END] Iteration: 3"))
     assert (half.steps, half.percentage, half.remaining_seconds) == (4, 50, 84)
     assert half.loss is not None and half.loss.value == "9.421862602233887"
+    assert trainer_status(progress, None).checkpoints == Checkpoints(
+        count=1, last_time="2026-09-07T10:56:22.582559Z", last_duration_seconds="42.15941071510315"
+    )
 
 
 @needs_shared

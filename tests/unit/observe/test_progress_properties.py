@@ -53,6 +53,7 @@ bodies = st.one_of(
     st.builds("cmd=/usr/bin/python3 train.py --max_iter {}".format, counts),
     st.builds("Process 707 exits with return code = {}".format, counts),
     st.builds("torch.OutOfMemoryError: {}".format, st.text(max_size=30)),
+    st.builds("[Save Model_Checkpoint][time spent]:{}".format, reals),
     st.sampled_from(["[INFO] training complete!", "Process 707 exits successfully.", "[Save Model_Checkpoint][Start]"]),
     st.text(max_size=40),
 )
@@ -154,7 +155,11 @@ def training_logs(draw: st.DrawFn) -> tuple[list[str], int, int, bool]:
             out.append(f"{_stamp(at)} [INFO] Training efficiency: {draw(st.floats(0, 500))!r} (tokens/s)")
     if complete:
         at += draw(seconds)
-        out += [f"{_stamp(at)} [Save Model_Checkpoint][Start]", f"{_stamp(at)} [INFO] training complete!"]
+        out += [
+            f"{_stamp(at)} [Save Model_Checkpoint][Start]",
+            f"{_stamp(at)} [Save Model_Checkpoint][time spent]:{draw(st.floats(0, 100))!r}",
+            f"{_stamp(at)} [INFO] training complete!",
+        ]
     return out, done, total, complete
 
 
