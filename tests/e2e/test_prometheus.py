@@ -89,22 +89,26 @@ def test_prometheus_sees_the_training_progress_its_loss_fall_and_gpu_seconds_gro
     training = f'{{namespace="{namespace}",name="learns"}}'
     _wait_value(prometheus, f'finetune_operator_finetunejob_phase{{namespace="{namespace}",phase="Running"}}', 1)
 
+    used = f'finetune_operator_accelerator_seconds_total{{namespace="{namespace}",resource="{AI100}"}}'
+    gpu_seconds: list[float] = []  # the namespace's counter as each step is seen
     steps = _steps((FIXTURES / "two-epochs-capped.log").read_text())
     assert len(steps) == len(LOSSES)
     for text, loss in zip(steps, LOSSES, strict=True):
         lc.append_log(log, text)
         _wait_value(prometheus, f"finetune_operator_training_loss{training}", loss)
+        gpu_seconds.append(_value(prometheus, used) or 0.0)
     _wait_value(prometheus, f"finetune_operator_training_progress_percent{training}", 100)
 
-    # The loss Prometheus stored, second by second: each step's loss, in the log's order, falling.
-    (series,) = prometheus.query_range(f"finetune_operator_training_loss{training}", started, time.time())
+    # The loss Prometheus stored, second by second: each step's loss, in the log's order, falling. (The
+    # range ends a step past now: its last step then sees the sample the instant query above saw.)
+    (series,) = prometheus.query_range(f"finetune_operator_training_loss{training}", started, time.time() + 1)
     assert _distinct(series["values"]) == LOSSES
-    (series,) = prometheus.query_range(f"finetune_operator_training_progress_percent{training}", started, time.time())
-    assert _distinct(series["values"])[-1] == 100
-    # GPU-seconds of the namespace (chargeback) grow while the training holds its accelerator.
-    used = f'finetune_operator_accelerator_seconds_total{{namespace="{namespace}",resource="{AI100}"}}'
-    first = prometheus.wait_for(lambda: _value(prometheus, used), what=f"{used} > 0")
-    prometheus.wait_for(lambda: (_value(prometheus, used) or 0) > first, what=f"{used} growing past {first}")
+    progress = f"finetune_operator_training_progress_percent{training}"
+    (series,) = prometheus.query_range(progress, started, time.time() + 1)
+    assert _distinct(series["values"]) == [16, 33, 50, 66, 83, 100]  # floor(step / 6 steps)
+    # GPU-seconds of the namespace (chargeback) grow with the status writes while the training holds
+    # its accelerator (the operator counts them with a write that is due anyway: a new log line).
+    assert gpu_seconds == sorted(gpu_seconds) and gpu_seconds[-1] > gpu_seconds[0], gpu_seconds
 
     # What the dashboard and the rules query: declared by the real /metrics, and stored by Prometheus
     # wherever the operator served samples of it in this run.
@@ -126,8 +130,17 @@ def test_prometheus_sees_the_training_progress_its_loss_fall_and_gpu_seconds_gro
     } <= used_names() & stored
 
     local_cluster.release_namespace(namespace)
-    wait_phase(local_cluster, namespace, "learns", "Succeeded", running)
+    ftj = wait_phase(local_cluster, namespace, "learns", "Succeeded", running)
     _wait_value(prometheus, f'finetune_operator_finetunejob_phase{{namespace="{namespace}",phase="Succeeded"}}', 1)
+    # In the end, the counter and the training's gauge are what its status holds: GPU-hours to bill.
+    (held,) = ftj["status"]["usage"]["acceleratorSeconds"]
+    assert held["resource"] == AI100 and held["seconds"] >= gpu_seconds[-1]
+    _wait_value(prometheus, used, held["seconds"])
+    _wait_value(
+        prometheus,
+        f'finetune_operator_training_accelerator_seconds{{namespace="{namespace}",name="learns",resource="{AI100}"}}',
+        held["seconds"],
+    )
     # A training that succeeded never alerts as failed.
     assert not prometheus.query_range(
         f'ALERTS{{alertname="FineTuneJobFailed",namespace="{namespace}"}}', started, time.time()
