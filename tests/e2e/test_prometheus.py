@@ -98,6 +98,7 @@ def test_prometheus_sees_the_training_progress_its_loss_fall_and_gpu_seconds_gro
         _wait_value(prometheus, f"finetune_operator_training_loss{training}", loss)
         gpu_seconds.append(_value(prometheus, used) or 0.0)
     _wait_value(prometheus, f"finetune_operator_training_progress_percent{training}", 100)
+    _wait_value(prometheus, f"finetune_operator_training_checkpoints{training}", 1)  # the log's one save
 
     # The loss Prometheus stored, second by second: each step's loss, in the log's order, falling. (The
     # range ends a step past now: its last step then sees the sample the instant query above saw.)
@@ -123,6 +124,7 @@ def test_prometheus_sees_the_training_progress_its_loss_fall_and_gpu_seconds_gro
         "finetune_operator_training_loss",
         "finetune_operator_training_tokens_per_second",
         "finetune_operator_training_remaining_seconds",
+        "finetune_operator_training_checkpoints",
         "finetune_operator_accelerator_seconds_total",
         "finetune_operator_training_accelerator_seconds",
         "controller_runtime_reconcile_total",
@@ -142,9 +144,8 @@ def test_prometheus_sees_the_training_progress_its_loss_fall_and_gpu_seconds_gro
         held["seconds"],
     )
     # A training that succeeded never alerts as failed.
-    assert not prometheus.query_range(
-        f'ALERTS{{alertname="FineTuneJobFailed",namespace="{namespace}"}}', started, time.time()
-    )
+    never = f'ALERTS{{alertname="FineTuneJobFailed",namespace="{namespace}"}}'
+    assert prometheus.query_range(never, started, time.time()) == []
 
 
 def test_the_failed_training_alert_fires_for_the_failing_finetunejob(
