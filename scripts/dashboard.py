@@ -37,6 +37,17 @@ TRAINING = "{{namespace}}/{{name}}"
 Panel = timeseries.Panel | stat.Panel | bargauge.Panel | table.Panel
 
 
+def increase(selector: str, window: str) -> str:
+    """What a counter of the operator's added in ``window``, by series.
+
+    The operator's labelled counters appear at their first count (a namespace's first failure is a new
+    series at 1), and ``increase()`` reads a series' first sample as its start, not as a count: a
+    series new in the window counts with all it holds (it started at 0 within it), the others by
+    ``increase()``. ``* 1`` drops the name, so that ``or`` matches the series of both sides.
+    """
+    return f"(({selector} unless {selector} offset {window}) * 1 or increase({selector}[{window}]))"
+
+
 def query(expr: str, legend: str = "__auto", instant: bool = False, ref: str = "A") -> prom.Dataquery:
     made = prom.Dataquery().expr(expr).legend_format(legend).ref_id(ref).datasource(DATASOURCE)
     return made.instant() if instant else made.range()
@@ -102,7 +113,7 @@ def trainings_row() -> list[Panel]:
         "FineTuneJobs that went Failed in the time range, by namespace and reason (the Failed condition's).",
         "short",
         query(
-            f"sum by (namespace, reason) (increase(finetune_operator_failures_total{{{NS}}}[$__range]))",
+            f"sum by (namespace, reason) {increase(f'finetune_operator_failures_total{{{NS}}}', '$__range')}",
             "{{namespace}}: {{reason}}",
             instant=True,
         ),
@@ -114,7 +125,7 @@ def trainings_row() -> list[Panel]:
         *(
             query(
                 f"histogram_quantile({q}, sum by (le) "
-                f"(increase(finetune_operator_queue_wait_seconds_bucket{{{NS}}}[1h])))",
+                f"{increase(f'finetune_operator_queue_wait_seconds_bucket{{{NS}}}', '1h')})",
                 f"p{round(q * 100)}",
                 ref=ref,
             )
@@ -189,8 +200,8 @@ def usage_row() -> list[Panel]:
         "(pods' running time × their requests, across attempts and ranks).",
         "h",
         query(
-            f"sum by (namespace, resource) (increase(finetune_operator_accelerator_seconds_total{{{NS}}}"
-            "[$__range])) / 3600",
+            "sum by (namespace, resource) "
+            f"{increase(f'finetune_operator_accelerator_seconds_total{{{NS}}}', '$__range')} / 3600",
             "{{namespace}} {{resource}}",
             instant=True,
         ),

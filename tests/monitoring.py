@@ -66,8 +66,9 @@ def dashboard_queries() -> dict[str, str]:
     return queries
 
 
-def as_prometheus_sees_it(query: str) -> str:
-    for variable, value in GRAFANA_VARIABLES.items():
+def as_prometheus_sees_it(query: str, **picked: str) -> str:
+    """``query`` as Grafana sends it: its own variables filled, and the dashboard's as ``picked`` (else left in)."""
+    for variable, value in {**GRAFANA_VARIABLES, **{f"${name}": value for name, value in picked.items()}}.items():
         query = query.replace(variable, value)
     return query
 

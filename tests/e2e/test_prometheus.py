@@ -9,6 +9,7 @@ when the operator served samples of it.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,14 @@ from e2e.prometheus import Prometheus
 from e2e import localcluster as lc
 from tests.e2e.helpers import LIGHT, wait_phase
 from tests.e2e.operator_process import OperatorProcess
-from tests.monitoring import RULES_FILE, declared_names, used_names
+from tests.monitoring import (
+    RULES_FILE,
+    as_prometheus_sees_it,
+    dashboard_queries,
+    declared_names,
+    rule_queries,
+    used_names,
+)
 from tests.rule_cases import finetunejob
 from tests.toolchain import tool
 
@@ -53,6 +61,11 @@ def _value(prometheus: Prometheus, expr: str) -> float | None:
 
 def _wait_value(prometheus: Prometheus, expr: str, expected: float) -> None:
     prometheus.wait_for(lambda: _value(prometheus, expr) == expected or None, what=f"{expr} == {expected}")
+
+
+def _panel(prometheus: Prometheus, panel: str, namespace: str) -> list[dict[str, Any]]:
+    """The answer of a dashboard query ('<panel title> <refId>'), ``namespace`` and the operator's job picked."""
+    return prometheus.query(as_prometheus_sees_it(dashboard_queries()[panel], namespace=namespace, job=JOB))
 
 
 def _steps(text: str) -> list[str]:
@@ -111,6 +124,24 @@ def test_prometheus_sees_the_training_progress_its_loss_fall_and_gpu_seconds_gro
     # its accelerator (the operator counts them with a write that is due anyway: a new log line).
     assert gpu_seconds == sorted(gpu_seconds) and gpu_seconds[-1] > gpu_seconds[0], gpu_seconds
 
+    # Every query of the dashboard runs on the real Prometheus, the namespace and the job picked.
+    answers = {panel: _panel(prometheus, panel, namespace) for panel in dashboard_queries()}
+    # Empty only where this run has nothing to show: no failure, no save that ended (the log's one save
+    # has no end line), no peering, no reconcile error.
+    assert {panel for panel, answer in answers.items() if not answer} == {
+        "Failures by reason A",
+        "Last checkpoint save A",
+        "Leader A",
+        "Reconcile errors A",
+    }
+    (loss,) = answers["Loss A"]
+    assert (loss["metric"], loss["value"][1]) == ({"namespace": namespace, "name": "learns"}, "6.125")
+    # The training's one wait counts although its series is new (increase() alone would read it as 0).
+    assert all(math.isfinite(float(answer["value"][1])) for answer in answers["Queue wait A"])
+    # The shipped rules loaded and evaluate without error.
+    (group,) = prometheus.api("rules")["groups"]
+    assert {rule["name"]: rule["health"] for rule in group["rules"]} == dict.fromkeys(rule_queries(), "ok")
+
     # What the dashboard and the rules query: declared by the real /metrics, and stored by Prometheus
     # wherever the operator served samples of it in this run.
     exposition = running.metrics()
@@ -142,6 +173,11 @@ def test_prometheus_sees_the_training_progress_its_loss_fall_and_gpu_seconds_gro
         prometheus,
         f'finetune_operator_training_accelerator_seconds{{namespace="{namespace}",name="learns",resource="{AI100}"}}',
         held["seconds"],
+    )
+    (hours,) = _panel(prometheus, "GPU-hours by namespace A", namespace)
+    assert (hours["metric"], float(hours["value"][1])) == (
+        {"namespace": namespace, "resource": AI100},
+        held["seconds"] / 3600,
     )
     # A training that succeeded never alerts as failed.
     never = f'ALERTS{{alertname="FineTuneJobFailed",namespace="{namespace}"}}'
@@ -177,3 +213,6 @@ def test_the_failed_training_alert_fires_for_the_failing_finetunejob(
     assert alert["annotations"]["summary"] == f"FineTuneJob {namespace}/crashes failed"
     failures = f'finetune_operator_failures_total{{namespace="{namespace}",reason="TrainerReportedFailure"}}'
     _wait_value(prometheus, failures, 1)
+    # The dashboard counts the namespace's first failure (a counter series new in the time range).
+    (panel,) = _panel(prometheus, "Failures by reason A", namespace)
+    assert (panel["metric"], panel["value"][1]) == ({"namespace": namespace, "reason": "TrainerReportedFailure"}, "1")

@@ -17,6 +17,8 @@ from finetune_operator.controller.metrics import Metrics
 from tests.monitoring import (
     DASHBOARD_FILE,
     PROMETHEUS_OWN,
+    RULES_FILE,
+    as_prometheus_sees_it,
     dashboard_queries,
     declared_names,
     metric_names,
@@ -131,3 +133,39 @@ def test_a_metric_the_operator_does_not_export_is_caught() -> None:
     assert "finetune_operator_gpu_hours" not in _exported()
     with pytest.raises(ValueError):
         metric_names("sum by (namespace (finetune_operator_training_loss)")
+
+
+def test_a_counter_series_new_in_the_time_range_counts_with_all_it_holds(tmp_path: Path) -> None:
+    """The failures panel, by promtool: a namespace's first failures make a new series at 1, which
+    `increase()` alone would read as 0; an older series counts by its increase only."""
+    query = as_prometheus_sees_it(dashboard_queries()["Failures by reason A"], namespace=".*", **{"__range": "1h"})
+    first_failures = 'finetune_operator_failures_total{namespace="team-a",reason="TrainerReportedFailure"}'
+    old_failures = 'finetune_operator_failures_total{namespace="team-b",reason="OOMKilled"}'
+    unit_test = {
+        "rule_files": [str(RULES_FILE)],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    # team-a fails for the first time at 40m, again at 50m.
+                    {"series": first_failures, "values": "_x40 1x9 2x60"},
+                    # team-b failed 3 times before the hour up to 90m, never in it.
+                    {"series": old_failures, "values": "3x120"},
+                ],
+                "promql_expr_test": [
+                    {
+                        "expr": query,
+                        "eval_time": "90m",
+                        "exp_samples": [
+                            {"labels": '{namespace="team-a",reason="TrainerReportedFailure"}', "value": 2},
+                            {"labels": '{namespace="team-b",reason="OOMKilled"}', "value": 0},
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "failures.yaml"
+    path.write_text(yaml.safe_dump(unit_test))
+    assert run_tool("promtool", "test", "rules", str(path)).stdout.count("SUCCESS") == 1
