@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lint verify unit e2e test test-image bench crd manifests toolchain demo demo-down clean
+.PHONY: install lint verify unit e2e test test-image bench crd manifests monitoring toolchain demo demo-down clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,14 @@ crd: $(STAMP)
 	cp crds/finetune.aidaptiv.io_finetunejobs.yaml deploy/helm/finetune-operator/crds/
 
 # Regenerate deploy/manifests/ from the operator's Helm chart (a unit test fails while they are stale).
-manifests: $(STAMP) toolchain crd
+manifests: $(STAMP) toolchain crd monitoring
 	$(BIN)/python scripts/render_manifests.py --helm "$$(e2e/cluster bin-dir)/helm"
+
+# Regenerate the alert rules and the Grafana dashboard (deploy/monitoring/ and the chart's copies; unit
+# tests fail while they are stale).
+monitoring: $(STAMP)
+	$(BIN)/python scripts/alert_rules.py
+	$(BIN)/python scripts/dashboard.py
 
 toolchain:
 	e2e/cluster build

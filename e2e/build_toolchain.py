@@ -69,6 +69,8 @@ TOOL_MODULES: dict[str, tuple[str, str]] = {
     "kubelet-api": ("deviceplugin", "k8s.io/kubelet"),
     # The queue controller platform teams admit training with (tests/e2e/test_kueue.py).
     "kueue": ("kueue", "sigs.k8s.io/kueue"),
+    # promtool (the alert rules' unit tests) and the Prometheus server (tests/e2e/test_prometheus.py).
+    "prometheus": ("prometheus", "github.com/prometheus/prometheus"),
 }
 
 #: Tools the training container's push step calls that cannot be built here, and why (the tests
@@ -106,6 +108,8 @@ BINARIES: tuple[str, ...] = (
     "helm",
     "kstatus",
     "kueue",
+    "promtool",
+    "prometheus",
 )
 
 #: Binaries of the real node (kubelet, kube-proxy, containerd, CoreDNS, the fake device plugin); checked by
@@ -227,7 +231,32 @@ def targets() -> list[Target]:
     kueue_flags = (f"-X sigs.k8s.io/kueue/pkg/version.GitVersion={pinned['kueue']}",)
     return [
         *_cluster_targets(k8s_flags, kwok_flags, helm_flags, etcd_flags, kueue_flags),
+        *_prometheus_targets(pinned["prometheus"]),
         *_node_targets(pinned, k8s_flags),
+    ]
+
+
+#: Build tags of Prometheus: the static configs the tests scrape with need no service discovery
+#: (leaving the cloud SDKs out more than halves the build), and the web UI's assets are not
+#: embedded (the tests use the HTTP API only).
+PROMETHEUS_TAGS = ("netgo", "remove_all_sd")
+
+
+def prometheus_release(module_version: str) -> str:
+    """The release a Prometheus Go module version names: ``v0.316.0`` is Prometheus 3.16.0."""
+    match = re.fullmatch(r"v0\.(\d)(\d\d)\.(\d+)", module_version)
+    if match is None:
+        raise BuildError(f"not a Prometheus module version (v0.MNN.P): {module_version}")
+    major, minor, patch = match.groups()
+    return f"{major}.{int(minor)}.{patch}"
+
+
+def _prometheus_targets(module_version: str) -> list[Target]:
+    pkg = "github.com/prometheus/common/version"
+    flags = (f"-X {pkg}.Version={prometheus_release(module_version)}", f"-X {pkg}.Revision={module_version}")
+    return [
+        Target(name, "prometheus", f"github.com/prometheus/prometheus/cmd/{name}", flags, tags=PROMETHEUS_TAGS)
+        for name in ("promtool", "prometheus")
     ]
 
 
