@@ -150,7 +150,8 @@ def per_object(requests: dict[str, float], contender: Contender, objects: int) -
     counted = dict(requests)
     counted[mine] = counted.get(mine, 0.0) - objects
     counted = {key: value for key, value in counted.items() if value > 0}
-    by_request = {key: round(value / objects, 2) for key, value in sorted(counted.items())}
+    each = {key: round(value / objects, 2) for key, value in sorted(counted.items())}
+    by_request = {key: value for key, value in each.items() if value}  # not the other controllers' rare re-watches
     writes = sum(v for k, v in counted.items() if k.split()[0] in WRITE_VERBS)
     return {
         "total": round(sum(counted.values()) / objects, 2),
