@@ -124,7 +124,7 @@ class OperatorContender(Contender):
     def start(self, namespace: str) -> None:
         if self.process is None or self.namespace != namespace:
             args = ("--namespace", namespace, "--metrics-address", "127.0.0.1", "--log-interval", "15")
-            self.process = OperatorProcess(self.kubeconfig, self.workdir / namespace, args)
+            self.process = OperatorProcess(self.kubeconfig, self.workdir / namespace, args, dev=False)  # as deployed
             self.namespace = namespace
         self.process.start(timeout=120)
 

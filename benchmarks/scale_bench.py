@@ -174,7 +174,7 @@ def add_cleaned(api: Api, namespace: str, start: int, stop: int) -> None:
 
 def operator_in(cluster: lc.Cluster, namespace: str, workdir: Path) -> OperatorProcess:
     args = ("--namespace", namespace, "--metrics-address", "127.0.0.1", "--log-interval", "15")
-    process = OperatorProcess(cluster.kubeconfig, workdir, args)
+    process = OperatorProcess(cluster.kubeconfig, workdir, args, dev=False)  # as deployed: no debug logs
     process.start(timeout=120)
     return process
 
