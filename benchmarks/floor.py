@@ -2,6 +2,8 @@
 
 One watch on FineTuneJobs (the official client, as the operator uses), and on each ADDED one a
 ConfigMap and a Job created, one after the other; nothing else (no validation, no status, no retry).
+The Job is suspended as the FineTuneJob is, its pod asks for the FineTuneJob's ``resources``. Started
+again over existing FineTuneJobs it lists them all and finds their children there (409, passed over).
 Run as its own process, like the operator, so both pay the same interpreter and client costs:
 
   python benchmarks/floor.py --namespace NS   (KUBECONFIG from the environment)
@@ -18,7 +20,9 @@ import kubernetes
 GROUP, VERSION, PLURAL = "finetune.aidaptiv.io", "v1alpha1", "finetunejobs"
 
 
-def children(name: str, namespace: str, uid: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def children(
+    name: str, namespace: str, uid: str, spec: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     owner = [{"apiVersion": f"{GROUP}/{VERSION}", "kind": "FineTuneJob", "name": name, "uid": uid, "controller": True}]
     labels = {"finetune.aidaptiv.io/floor": name}
     config_map = {
@@ -27,13 +31,15 @@ def children(name: str, namespace: str, uid: str) -> tuple[dict[str, Any], dict[
         "metadata": {"name": f"{name}-config", "namespace": namespace, "labels": labels, "ownerReferences": owner},
         "data": {"exp_config.yaml": "process_settings: {num_gpus: 1}\n"},
     }
-    container = {"name": "trainer", "image": "aidaptiv", "resources": {"requests": {"cpu": "1m"}}}
+    spec = spec or {}
+    resources = spec.get("resources") or {"requests": {"cpu": "1m"}}
+    container = {"name": "trainer", "image": "aidaptiv", "resources": resources}
     job = {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {"name": name, "namespace": namespace, "labels": labels, "ownerReferences": owner},
         "spec": {
-            "suspend": True,  # the floor makes the objects; running them is not its work
+            "suspend": spec.get("suspend", True) is not False,  # running them is kwok's work, not the floor's
             "template": {"metadata": {"labels": labels}, "spec": {"restartPolicy": "Never", "containers": [container]}},
         },
     }
@@ -54,9 +60,13 @@ def main() -> int:
         if event["type"] != "ADDED":
             continue
         metadata = event["object"]["metadata"]
-        config_map, job = children(metadata["name"], namespace, metadata["uid"])
-        core.create_namespaced_config_map(namespace, config_map)
-        batch.create_namespaced_job(namespace, job)
+        config_map, job = children(metadata["name"], namespace, metadata["uid"], event["object"].get("spec"))
+        for create, body in ((core.create_namespaced_config_map, config_map), (batch.create_namespaced_job, job)):
+            try:
+                create(namespace, body)
+            except kubernetes.client.ApiException as error:
+                if error.status != 409:  # made before a restart: nothing to do
+                    raise
     return 0
 
 

@@ -1,22 +1,33 @@
-"""The operator at scale, beside the floor, on one local control plane: numbers, never pass/fail.
+"""The operator at scale, beside the peer and the floor, on one local control plane: numbers, never pass/fail.
 
-  python benchmarks/scale_bench.py [--steps 1000,2000,5000] [--burst 1000] [--reactions 40] [--runs 20]
+  python benchmarks/scale_bench.py [--reactions 40] [--running 20] [--rounds 3] [--burst 1000]
+                                   [--live 1000,5000] [--steps 1000,2000,5000] [--runs 20] [--idle 60]
+  python benchmarks/scale_bench.py --quick      # a few minutes: 200 live, small bursts, one round
 
-In one run, against one cluster (2 cores here), for the floor (benchmarks/floor.py: one watch, a
-ConfigMap and a Job per FineTuneJob, nothing else) and the operator, each a process of its own
-watching one namespace:
+In one run, against one cluster (2 cores here, kwok GPU nodes), side by side (benchmarks/side_by_side.py)
+for the floor (benchmarks/floor.py: one watch, a ConfigMap and a Job per FineTuneJob, nothing else), the
+operator (each a process of its own watching one namespace) and the peer a platform team would run
+instead (Kubeflow Trainer v2 + JobSet, e2e/peer.py: TrainJob -> JobSet -> Job), the same work for each:
 
-* reaction: seconds from creating a FineTuneJob to its Job appearing in a watch (p50, p95), one at
-  a time; the operator's as ratios to the floor's;
-* burst: N FineTuneJobs created at once (suspended: the objects, not kwok's pods, are the work) ->
-  the last Job seen; the operator's time as a ratio to the floor's;
+* reaction: seconds from creating an object to its Job appearing in a watch (p50, p95), one at a time,
+  and to its pod Running on a kwok GPU node (unsuspended, 1 ai100), in --rounds rounds alternating;
+* burst: N objects created at once (suspended: the objects, not kwok's pods, are the work) -> the last
+  Job seen; the API server's requests per object;
+* live: --live objects each with its (suspended) Job, created into a fresh process: RSS when done, its
+  peak meanwhile, the API server's requests per object; then SIGKILL and start again: seconds from the
+  start to a new object's Job, RSS once caught up, its peak;
+* ratios operator/peer and operator/floor of each.
+
+And for the operator alone, as before:
+
 * API calls of a single-node run, create -> Succeeded (the operator's own counters, per FineTuneJob);
-* memory (RSS) with 1,000 FineTuneJobs that have a Job and the rest finished and cleaned up (no Job
+* memory (RSS) with --with-job FineTuneJobs that have a Job and the rest finished and cleaned up (no Job
   left, as a busy platform keeps them), at each step of --steps, and its slope per cleaned-up one;
 * restart over the last step: writes made (should be none), time until every object was looked at,
-  time until a FineTuneJob created at start gets its Job; idle CPU over a minute.
+  time until a FineTuneJob created at start gets its Job; idle CPU over --idle seconds.
 
-Results go to benchmarks/results/scale-<date>.json and a picture to benchmarks/results/scale.png.
+Results go to benchmarks/results/<out>-<date>.json and a picture to benchmarks/results/<out>.png (--out:
+scale by default, the README's picture; scale-quick with --quick).
 """
 
 from __future__ import annotations
@@ -24,8 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -42,6 +51,10 @@ import urllib3
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import side_by_side as sbs  # noqa: E402
+from benchmarks.contenders import FloorContender, OperatorContender, PeerContender  # noqa: E402
+
+from e2e import build_toolchain  # noqa: E402
 from e2e import localcluster as lc  # noqa: E402
 from finetune_operator.api.status import FineTuneJobStatus  # noqa: E402
 from finetune_operator.observe.status import Observation, derive_status  # noqa: E402
@@ -51,7 +64,6 @@ GROUP, VERSION, PLURAL = "finetune.aidaptiv.io", "v1alpha1", "finetunejobs"
 CRD = ROOT / "crds" / "finetune.aidaptiv.io_finetunejobs.yaml"
 RESULTS = ROOT / "benchmarks" / "results"
 LIGHT = {"schedulerName": "", "resources": {"requests": {"cpu": "1m"}, "limits": {"cpu": "10m"}}}
-WITH_JOB = 1000  # FineTuneJobs that keep a (suspended) Job at every scale step
 WRITES = ("create_job", "create_configmap", "create_service", "patch_status", "patch_job", "delete_job")
 
 
@@ -110,47 +122,6 @@ class JobWatch:
         self.watch.stop()
 
 
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
-
-
-def reaction(api: Api, watch: JobWatch, namespace: str, prefix: str, count: int) -> dict[str, float]:
-    delays = []
-    for index in range(-1, count):  # -1: a warm-up, not counted (connections, first watch event)
-        name = f"{prefix}-react-{index}"
-        start = time.monotonic()
-        api.create(namespace, finetunejob(name, suspend=True, **LIGHT))
-        if index >= 0:
-            delays.append(watch.wait([name], 60) - start)
-        else:
-            watch.wait([name], 60)
-    return {"p50": round(statistics.median(delays), 4), "p95": round(percentile(delays, 0.95), 4)}
-
-
-def burst(api: Api, watch: JobWatch, namespace: str, prefix: str, count: int) -> float:
-    names = [f"{prefix}-burst-{index}" for index in range(count)]
-    start = time.monotonic()
-    api.create_many(namespace, [finetunejob(name, suspend=True, **LIGHT) for name in names])
-    return round(watch.wait(names) - start, 2)
-
-
-class Floor:
-    def __init__(self, kubeconfig: Path, namespace: str, log: Path) -> None:
-        env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
-        self.handle = log.open("w")
-        argv = [sys.executable, str(ROOT / "benchmarks" / "floor.py"), "--namespace", namespace]
-        self.process = subprocess.Popen(argv, stdout=self.handle, stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + 30
-        while "watching" not in log.read_text() and time.monotonic() < deadline:
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
-        self.handle.close()
-
-
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -203,7 +174,7 @@ def add_cleaned(api: Api, namespace: str, start: int, stop: int) -> None:
 
 def operator_in(cluster: lc.Cluster, namespace: str, workdir: Path) -> OperatorProcess:
     args = ("--namespace", namespace, "--metrics-address", "127.0.0.1", "--log-interval", "15")
-    process = OperatorProcess(cluster.kubeconfig, workdir, args)
+    process = OperatorProcess(cluster.kubeconfig, workdir, args, dev=False)  # as deployed: no debug logs
     process.start(timeout=120)
     return process
 
@@ -228,103 +199,129 @@ def single_node_runs(api: Api, cluster: lc.Cluster, workdir: Path, count: int) -
     return {op: round(value / count, 2) for op, value in sorted(made.items()) if op != "discover"}
 
 
+#: What --quick sets (anything given on the command line wins).
+QUICK = {
+    "reactions": 6, "running": 3, "rounds": 1, "burst": 100, "live": "200",
+    "steps": "200,400", "with_job": 200, "runs": 3, "idle": 10, "out": "scale-quick",
+}  # fmt: skip
+DEFAULTS = {
+    "reactions": 40, "running": 20, "rounds": 3, "burst": 1000, "live": "1000,5000",
+    "steps": "1000,2000,5000", "with_job": 1000, "runs": 20, "idle": 60, "out": "scale",
+}  # fmt: skip
+
+
+def arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=f"a short run for development: {QUICK}")
+    parser.add_argument("--reactions", type=int, help="create -> Job, one at a time, per contender (default 40)")
+    parser.add_argument("--running", type=int, help="create -> pod Running, per contender (default 20)")
+    parser.add_argument("--rounds", type=int, help="rounds the reactions are split into, alternating (default 3)")
+    parser.add_argument("--burst", type=int, help="objects created at once (default 1000)")
+    parser.add_argument("--live", help="live objects of the memory and restart runs (default 1000,5000)")
+    parser.add_argument("--steps", help="operator alone: FineTuneJobs in all at each step (default 1000,2000,5000)")
+    parser.add_argument("--with-job", type=int, help="operator alone: those of them with a Job (default 1000)")
+    parser.add_argument("--runs", type=int, help="operator alone: single-node runs counted for API calls (default 20)")
+    parser.add_argument("--idle", type=int, help="operator alone: seconds of idle CPU sampling (default 60)")
+    parser.add_argument(
+        "--out", help="results/<out>-<date>.json and results/<out>.png (default scale: the README's picture)"
+    )
+    args = parser.parse_args(argv)
+    for name, value in (QUICK if args.quick else DEFAULTS).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    return args
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", default="1000,2000,5000", help="FineTuneJobs in all at each memory step")
-    parser.add_argument("--burst", type=int, default=1000)
-    parser.add_argument("--reactions", type=int, default=40)
-    parser.add_argument("--runs", type=int, default=20, help="single-node runs counted for API calls")
-    parser.add_argument("--idle", type=int, default=60, help="seconds of idle CPU sampling")
-    args = parser.parse_args()
+    args = arguments()
     steps = [int(step) for step in args.steps.split(",")]
+    counts = [int(count) for count in args.live.split(",")]
     local = lc.LocalCluster(lc.ClusterConfig(name=f"bench-{os.getpid()}", run_duration="1s", start_delay="0s"))
     cluster = local.up()
-    report: dict[str, Any] = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "cores": os.cpu_count()}
+    report: dict[str, Any] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cores": os.cpu_count(),
+        "arguments": {k: v for k, v in vars(args).items()},
+        "peer_versions": {name: build_toolchain.versions()[name] for name in ("trainer", "jobset")},
+    }
     try:
         cluster.kubectl("apply", "--server-side", "-f", str(CRD))
         cluster.wait_established(f"{PLURAL}.{GROUP}")
         api = Api(cluster.kubeconfig)
         with tempfile.TemporaryDirectory() as tmp:
             workdir = Path(tmp)
-            progress("the floor and the operator: reaction and burst")
-            report |= compare_with_floor(api, cluster, workdir, args)
-            save(report, partial=True)
+            side_api = sbs.Api(cluster.kubeconfig)
+            peer = PeerContender(local)
+            peer.peer.install()
+            contenders = [
+                OperatorContender(cluster.kubeconfig, workdir / "operator"),
+                peer,
+                FloorContender(cluster.kubeconfig, workdir / "floor"),
+            ]
+            try:
+                progress("operator, peer and floor: reactions and burst")
+                report |= sbs.compare(
+                    side_api, cluster, contenders, args.reactions, args.running, args.burst, args.rounds
+                )
+                report["burst_finetunejobs"], report["reactions"] = args.burst, args.reactions
+                report["ratios_to_floor"] = sbs.ratios_of_speed(report, "floor")
+                report["ratios_to_peer"] = sbs.ratios_of_speed(report, "peer")
+                save(report, partial=True)
+                progress(f"operator, peer and floor: {counts} live")
+                report["live"] = sbs.live(side_api, cluster, contenders, counts)
+                save(report, partial=True)
+            finally:
+                peer.peer.stop()
             progress(f"{args.runs} single-node runs: API calls")
             report["single_node_run_api_calls_per_finetunejob"] = single_node_runs(api, cluster, workdir, args.runs)
             save(report, partial=True)
             progress(f"memory steps {steps}")
-            report["scale"] = scale_steps(api, cluster, workdir, steps, args.idle)
+            report["scale"] = scale_steps(api, cluster, workdir, steps, args.idle, args.with_job)
     finally:
         local.down()
     out = save(report, partial=False)
-    draw(report, RESULTS / "scale.png")
+    picture = RESULTS / f"{args.out}.png"
+    draw(report, picture)
     print(json.dumps(report, indent=2))
     print(table(report))
-    print(f"written: {out}, {RESULTS / 'scale.png'}")
+    print(f"written: {out}, {picture}")
     return 0
 
 
 def save(report: dict[str, Any], partial: bool) -> Path:
     """What is measured so far survives a later step that fails (a long run is not lost)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"scale-{report['date'][:10]}{'.partial' if partial else ''}.json"
+    out = RESULTS / f"{report['arguments']['out']}-{report['date'][:10]}{'.partial' if partial else ''}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     if not partial:
         out.with_name(f"{out.stem}.partial.json").unlink(missing_ok=True)
     return out
 
 
-def compare_with_floor(api: Api, cluster: lc.Cluster, workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    found: dict[str, Any] = {"burst_finetunejobs": args.burst, "reactions": args.reactions}
-    for who in ("floor", "operator"):
-        namespace = cluster.create_namespace()
-        watch = JobWatch(api, namespace)
-        runner: Any = (
-            Floor(cluster.kubeconfig, namespace, workdir / "floor.log")
-            if who == "floor"
-            else operator_in(cluster, namespace, workdir / "compare")
-        )
-        try:
-            found[who] = {
-                "reaction_seconds": reaction(api, watch, namespace, who, args.reactions),
-                "burst_seconds": burst(api, watch, namespace, who, args.burst),
-            }
-            if who == "operator":
-                found[who]["rss_mb_after_burst"] = rss_mb(runner.process.pid)
-        finally:
-            runner.stop()
-            watch.stop()
-    floor, ours = found["floor"], found["operator"]
-    found["ratios_to_floor"] = {
-        "reaction_p50": round(ours["reaction_seconds"]["p50"] / floor["reaction_seconds"]["p50"], 2),
-        "reaction_p95": round(ours["reaction_seconds"]["p95"] / floor["reaction_seconds"]["p95"], 2),
-        "burst": round(ours["burst_seconds"] / floor["burst_seconds"], 2),
-    }
-    return found
-
-
-def scale_steps(api: Api, cluster: lc.Cluster, workdir: Path, steps: list[int], idle: int) -> dict[str, Any]:
-    """RSS with 1,000 FineTuneJobs that have a Job and the rest cleaned up; the last step restarts twice."""
+def scale_steps(
+    api: Api, cluster: lc.Cluster, workdir: Path, steps: list[int], idle: int, with_job: int
+) -> dict[str, Any]:
+    """RSS with ``with_job`` FineTuneJobs that have a Job and the rest cleaned up; the last step restarts twice."""
     namespace = cluster.create_namespace()
     watch = JobWatch(api, namespace)
     operator = operator_in(cluster, namespace, workdir / "scale-0")
     time.sleep(5)  # started, its watches listed an empty namespace
     idle_rss = rss_mb(operator.process.pid)
-    names = [f"held-{index:04d}" for index in range(WITH_JOB)]
+    names = [f"held-{index:04d}" for index in range(with_job)]
     api.create_many(namespace, [finetunejob(name, suspend=True, **LIGHT) for name in names])
     watch.wait(names)
 
     def all_suspended() -> bool:
         listed = api.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]
-        return sum((i.get("status") or {}).get("phase") == "Suspended" for i in listed) == WITH_JOB
+        return sum((i.get("status") or {}).get("phase") == "Suspended" for i in listed) == with_job
 
     wait_for(all_suspended, 600, 0.5)  # its work done: the restarts below have nothing left to do
     operator.stop()
     rows, cleaned = [], 0
     for index, total in enumerate(steps):
-        progress(f"step {total}: adding {total - WITH_JOB - cleaned} cleaned-up FineTuneJobs")
-        add_cleaned(api, namespace, cleaned, total - WITH_JOB)
-        cleaned = total - WITH_JOB
+        progress(f"step {total}: adding {total - with_job - cleaned} cleaned-up FineTuneJobs")
+        add_cleaned(api, namespace, cleaned, total - with_job)
+        cleaned = total - with_job
         operator = operator_in(cluster, namespace, workdir / f"scale-{index + 1}")
         try:
             looked = wait_for(lambda process=operator, count=total: process.known_finetunejobs() >= count, 600)
@@ -354,74 +351,158 @@ def scale_steps(api: Api, cluster: lc.Cluster, workdir: Path, steps: list[int], 
     return {
         "rss_mb_idle": idle_rss,
         "steps": rows,
+        "with_job": with_job,
         "rss_kb_per_cleaned_up_finetunejob": round(slope, 2),
         "restart_new_finetunejob_gets_job_seconds": round(ready, 2),
     }
 
 
+def _pair(row: dict[str, Any], key: str) -> str:
+    return f"{row[key]['p50']} s / {row[key]['p95']} s"
+
+
+def _times(ratios: dict[str, Any], first: str, second: str | None = None) -> str:
+    shown = [ratios.get(first)] + ([ratios.get(second)] if second else [])
+    return " / ".join("–" if value is None else f"{value}×" for value in shown)
+
+
+def side_by_side_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
+    """Operator, peer and floor: the same work, with the ratios operator/peer and operator/floor."""
+    ours, peer, floor = report["operator"], report["peer"], report["floor"]
+    to_peer, to_floor = report["ratios_to_peer"], report["ratios_to_floor"]
+    rows: list[tuple[str, ...]] = [
+        (
+            "reaction, create → Job exists, p50 / p95",
+            _pair(ours, "reaction_seconds"),
+            _pair(peer, "reaction_seconds"),
+            _pair(floor, "reaction_seconds"),
+            _times(to_peer, "reaction_p50", "reaction_p95"),
+            _times(to_floor, "reaction_p50", "reaction_p95"),
+        ),
+        (
+            "reaction, create → pod Running (1 ai100, kwok), p50 / p95",
+            _pair(ours, "reaction_running_seconds"),
+            _pair(peer, "reaction_running_seconds"),
+            _pair(floor, "reaction_running_seconds"),
+            _times(to_peer, "running_p50", "running_p95"),
+            _times(to_floor, "running_p50", "running_p95"),
+        ),
+        (
+            f"burst of {report['burst_finetunejobs']:,} suspended created at once → all Jobs exist",
+            *(f"{row['burst_seconds']} s" for row in (ours, peer, floor)),
+            _times(to_peer, "burst"),
+            _times(to_floor, "burst"),
+        ),
+        (
+            "API server requests per object in the burst (all verbs)",
+            *(f"{row['burst_api_requests_per_object']['total']:g}" for row in (ours, peer, floor)),
+            _times(to_peer, "burst_api_requests_per_object"),
+            _times(to_floor, "burst_api_requests_per_object"),
+        ),
+    ]
+    for count, found in (report.get("live") or {}).items():
+        rows += live_rows(int(count), found)
+    return rows
+
+
+def live_rows(count: int, found: dict[str, Any]) -> list[tuple[str, ...]]:
+    names = ("operator", "peer", "floor")
+    to_peer, to_floor = found["ratios"].get("operator_to_peer", {}), found["ratios"].get("operator_to_floor", {})
+    wanted = [
+        (f"{count:,} live, each with its Job: created → all Jobs", "created_to_all_jobs_seconds", " s", None),
+        (f"RSS with {count:,} live (fresh process, work done)", "rss_mb", " MB", "rss_mb"),
+        (
+            f"start-up peak: max RSS while {count:,} are created",
+            "rss_mb_peak_while_created",
+            " MB",
+            "rss_mb_peak_while_created",
+        ),
+        (
+            f"RSS right after a restart with {count:,} live (caught up)",
+            "rss_mb_after_restart",
+            " MB",
+            "rss_mb_after_restart",
+        ),
+        (
+            f"killed and restarted with {count:,} live → a new object's Job",
+            "restart_new_object_job_seconds",
+            " s",
+            "restart_new_object_job_seconds",
+        ),
+    ]
+    rows = [
+        (
+            what,
+            *(f"{found[n][key]}{unit}" for n in names),
+            _times(to_peer, ratio) if ratio else "",
+            _times(to_floor, ratio) if ratio else "",
+        )
+        for what, key, unit, ratio in wanted
+    ]
+    rows.append(
+        (
+            f"API server requests per object, {count:,} created (all verbs / writes)",
+            *(
+                f"{found[n]['api_requests_per_object']['total']:g} / {found[n]['api_requests_per_object']['writes']:g}"
+                for n in names
+            ),
+            _times(to_peer, "api_requests_per_object"),
+            _times(to_floor, "api_requests_per_object"),
+        )
+    )
+    return rows
+
+
 def table(report: dict[str, Any]) -> str:
-    """The README's Performance table, from one run's report."""
-    floor, ours, ratio = report["floor"], report["operator"], report["ratios_to_floor"]
+    """The README's Performance tables, from one run's report: side by side, then the operator alone."""
+    header = ("what", "operator", "Trainer + JobSet", "floor", "operator / peer", "operator / floor")
+    side = [header, ("---",) * len(header), *side_by_side_rows(report)]
+    return "\n".join("| " + " | ".join(row) + " |" for row in side) + "\n\n" + operator_table(report)
+
+
+def operator_table(report: dict[str, Any]) -> str:
+    """The operator alone: its memory with finished FineTuneJobs, restart, idle CPU, API writes of a run."""
+    ours = report["operator"]
     scale = report["scale"]
     first, last = scale["steps"][0], scale["steps"][-1]
     calls = report["single_node_run_api_calls_per_finetunejob"]
     creates = sum(calls.get(op, 0) for op in ("create_job", "create_configmap", "create_service"))
     restart_writes = sum(n for step in scale["steps"] for n in step["writes"].values())
     rows = [
-        ("what", "operator", "floor", "ratio", "goal"),
-        ("---",) * 5,
+        ("what", "operator", "goal"),
+        ("---",) * 3,
+        (f"RSS after the burst of {report['burst_finetunejobs']:,}", f"{ours.get('rss_mb_after_burst', '–')} MB", ""),
         (
-            "reaction, create → Job exists, p50 / p95",
-            f"{ours['reaction_seconds']['p50']} s / {ours['reaction_seconds']['p95']} s",
-            f"{floor['reaction_seconds']['p50']} s / {floor['reaction_seconds']['p95']} s",
-            f"{ratio['reaction_p50']}× / {ratio['reaction_p95']}×",
-            "1.5× / 3×",
-        ),
-        (
-            f"burst of {report['burst_finetunejobs']:,} created at once → all Jobs exist",
-            f"{ours['burst_seconds']} s",
-            f"{floor['burst_seconds']} s",
-            f"{ratio['burst']}×",
-            "1.5×",
-        ),
-        (
-            f"RSS idle / {first['finetunejobs']:,} live / {last['finetunejobs']:,} "
+            f"RSS idle / {first['finetunejobs']:,} / {last['finetunejobs']:,} "
             f"({last['finetunejobs'] - last['cleaned_up']:,} live, {last['cleaned_up']:,} done)",
             f"{scale.get('rss_mb_idle', '–')} / {first['rss_mb']} / {last['rss_mb']} MB",
-            "",
-            "",
             "200 MB at 5,000",
         ),
         (
             f"RSS per finished, cleaned-up FineTuneJob (slope {first['finetunejobs']:,} → {last['finetunejobs']:,})",
             f"{scale['rss_kb_per_cleaned_up_finetunejob']} KB",
-            "",
-            "",
             "5 KB",
         ),
         (
             f"restart over {last['finetunejobs']:,}: writes / a new FineTuneJob gets its Job",
             f"{restart_writes:g} / {scale['restart_new_finetunejob_gets_job_seconds']} s",
-            "",
-            "",
             "none / 30 s",
         ),
         (
-            f"idle CPU with {last['finetunejobs']:,} FineTuneJobs (one minute)",
+            f"idle CPU with {last['finetunejobs']:,} FineTuneJobs",
             f"{last.get('idle_cpu_percent_of_one_core', '–')} % of a core",
-            "",
-            "",
             "< 1 %",
         ),
         (
             "API writes per single-node run, create → Succeeded",
             f"{calls.get('patch_status', 0):g} status patches + {creates:g} creates",
-            "",
-            "",
             "≤ 5 + 2",
         ),
     ]
     return "\n".join("| " + " | ".join(row) + " |" for row in rows)
+
+
+CONTENDERS = ("operator", "peer", "floor")
 
 
 def draw(report: dict[str, Any], path: Path) -> None:
@@ -430,33 +511,72 @@ def draw(report: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, (memory, speed) = plt.subplots(1, 2, figsize=(11, 4))
+    figure, (memory, live, speed) = plt.subplots(1, 3, figsize=(17, 4.5))
+    draw_operator_memory(memory, report)
+    draw_live(live, report)
+    draw_speed(speed, report)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def draw_operator_memory(axes: Any, report: dict[str, Any]) -> None:
     rows = report["scale"]["steps"]
     idle = [(0, report["scale"]["rss_mb_idle"])] if "rss_mb_idle" in report["scale"] else []
     points = idle + [(r["finetunejobs"], r["rss_mb"]) for r in rows]
-    memory.plot([x for x, _ in points], [y for _, y in points], marker="o", label="operator")
-    memory.axhline(200, color="grey", linestyle="--", label="goal: 200 MB at 5,000")
-    memory.legend(loc="lower right")
-    memory.set_xlabel(f"FineTuneJobs ({WITH_JOB} with a Job, the rest finished and cleaned up)")
-    memory.set_ylabel("operator RSS (MB)")
-    memory.set_ylim(bottom=0)
-    memory.set_title("Memory")
-    labels = ["reaction p50", "reaction p95", "burst"]
-    floor, ours = report["floor"], report["operator"]
-    values = {
-        "floor": [floor["reaction_seconds"]["p50"], floor["reaction_seconds"]["p95"], floor["burst_seconds"]],
-        "operator": [ours["reaction_seconds"]["p50"], ours["reaction_seconds"]["p95"], ours["burst_seconds"]],
-    }
-    width = 0.38
-    for offset, (who, heights) in enumerate(values.items()):
-        speed.bar([i + offset * width for i in range(3)], heights, width, label=who)
-    speed.set_xticks([i + width / 2 for i in range(3)], labels)
-    speed.set_yscale("log")
-    speed.set_ylabel("seconds (log)")
-    speed.set_title(f"Operator vs floor (burst of {report['burst_finetunejobs']} FineTuneJobs)")
-    speed.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    axes.plot([x for x, _ in points], [y for _, y in points], marker="o", label="operator")
+    axes.axhline(200, color="grey", linestyle="--", label="goal: 200 MB at 5,000")
+    axes.legend(loc="lower right")
+    axes.set_xlabel(
+        f"FineTuneJobs ({report['scale'].get('with_job', 1000)} with a Job, the rest finished and cleaned up)"
+    )
+    axes.set_ylabel("operator RSS (MB)")
+    axes.set_ylim(bottom=0)
+    axes.set_title("Operator memory with finished FineTuneJobs")
+
+
+def draw_live(axes: Any, report: dict[str, Any]) -> None:
+    """RSS with N live objects: fresh (its peak above it, hatched) and after a restart, side by side."""
+    counts = list(report.get("live") or {})
+    width = 0.13
+    for index, count in enumerate(counts):
+        found = report["live"][count]
+        for offset, who in enumerate(CONTENDERS):
+            x = index + (offset - 1) * 2.2 * width
+            row = found[who]
+            label = who if index == 0 else None
+            bar = axes.bar(x - width / 2, row["rss_mb"], width, color=f"C{offset}", label=label)
+            axes.bar(x - width / 2, row["rss_mb_peak_while_created"] - row["rss_mb"], width, bottom=row["rss_mb"],
+                     color=bar[0].get_facecolor(), alpha=0.35, hatch="//")  # fmt: skip
+            axes.bar(x + width / 2, row["rss_mb_after_restart"], width, color=f"C{offset}", alpha=0.6)
+    axes.set_xticks(range(len(counts)), [f"{int(c):,} live" for c in counts])
+    axes.set_ylabel("RSS (MB): fresh (+ peak hatched) | after restart (light)")
+    axes.set_title("Memory with live objects, each with its Job")
+    axes.legend()
+
+
+def draw_speed(axes: Any, report: dict[str, Any]) -> None:
+    live = report.get("live") or {}
+    largest = max(live, key=int) if live else None
+    labels = ["create → Job p50", "create → Job p95", "create → Running p50", f"burst {report['burst_finetunejobs']}"]
+    if largest:
+        labels.append(f"restart → Job ({int(largest):,} live)")
+    width = 0.27
+    for offset, who in enumerate(CONTENDERS):
+        row = report[who]
+        heights = [
+            row["reaction_seconds"]["p50"],
+            row["reaction_seconds"]["p95"],
+            row["reaction_running_seconds"]["p50"],
+            row["burst_seconds"],
+        ]
+        if largest:
+            heights.append(live[largest][who]["restart_new_object_job_seconds"])
+        axes.bar([i + (offset - 1) * width for i in range(len(heights))], heights, width, label=who, color=f"C{offset}")
+    axes.set_xticks(range(len(labels)), labels, rotation=20, ha="right")
+    axes.set_yscale("log")
+    axes.set_ylabel("seconds (log)")
+    axes.set_title("Operator, Trainer + JobSet, floor")
+    axes.legend()
 
 
 if __name__ == "__main__":

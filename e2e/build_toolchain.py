@@ -4,9 +4,10 @@
 Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok,
 helm and kstatus (a small verdict tool of our own, on sigs.k8s.io/cli-utils), and for the
 tests of the training container's push step crane and oci-registry (go-containerregistry's
-in-memory registry with optional basic auth, a small main of our own), with the Go
-toolchain on the machine, from the wrapper modules under ``e2e/toolchain/<name>/`` (their
-go.mod/go.sum pin every version).
+in-memory registry with optional basic auth, a small main of our own), Kueue's manager, and the
+peer of the benchmark, JobSet's and Kubeflow Trainer's managers (with their CRDs and webhook
+configurations copied from their modules), with the Go toolchain on the machine, from the
+wrapper modules under ``e2e/toolchain/<name>/`` (their go.mod/go.sum pin every version).
 
 Where the machine can run the real node (root, cgroup v1; see ``e2e/node_build.py``) it also
 builds the node's parts: kubelet, kube-proxy, containerd (with its runc shim and ctr), CoreDNS and our fake
@@ -71,6 +72,10 @@ TOOL_MODULES: dict[str, tuple[str, str]] = {
     "kueue": ("kueue", "sigs.k8s.io/kueue"),
     # promtool (the alert rules' unit tests) and the Prometheus server (tests/e2e/test_prometheus.py).
     "prometheus": ("prometheus", "github.com/prometheus/prometheus"),
+    # The peer a platform team would run instead (e2e/peer.py, benchmarks/scale_bench.py): Kubeflow
+    # Trainer's manager, and JobSet's, which Trainer's TrainJobs become.
+    "jobset": ("jobset", "sigs.k8s.io/jobset"),
+    "trainer": ("trainer", "github.com/kubeflow/trainer/v2"),
 }
 
 #: Tools the training container's push step calls that cannot be built here, and why (the tests
@@ -97,6 +102,13 @@ KUEUE_FILES: tuple[str, ...] = (
     "config/components/webhook/manifests.yaml",
 )
 
+#: The peer's files e2e/peer.py installs, copied from their modules next to the binaries: the CRDs and
+#: the webhook configurations of JobSet and of Kubeflow Trainer (wrapper -> paths in its module).
+PEER_FILES: dict[str, tuple[str, ...]] = {
+    "jobset": ("config/components/crd/bases", "config/components/webhook/manifests.yaml"),
+    "trainer": ("manifests/base/crds", "manifests/base/webhook/manifests.yaml"),
+}
+
 #: Binaries a cluster needs; ``ensure_toolchain`` checks for all of them.
 BINARIES: tuple[str, ...] = (
     "etcd",
@@ -110,6 +122,8 @@ BINARIES: tuple[str, ...] = (
     "kueue",
     "promtool",
     "prometheus",
+    "jobset",
+    "trainer-controller-manager",
 )
 
 #: Binaries of the real node (kubelet, kube-proxy, containerd, CoreDNS, the fake device plugin); checked by
@@ -232,6 +246,7 @@ def targets() -> list[Target]:
     return [
         *_cluster_targets(k8s_flags, kwok_flags, helm_flags, etcd_flags, kueue_flags),
         *_prometheus_targets(pinned["prometheus"]),
+        *_peer_targets(pinned),
         *_node_targets(pinned, k8s_flags),
     ]
 
@@ -283,6 +298,17 @@ def _cluster_targets(
             "go-containerregistry",
             "finetune-operator.local/e2e/toolchain/go-containerregistry/oci-registry",
             sources=("oci-registry/main.go",),
+        ),
+    ]
+
+
+def _peer_targets(pinned: dict[str, str]) -> list[Target]:
+    """JobSet's manager (its module's root package) and Kubeflow Trainer's (Trainer has no version stamp)."""
+    jobset_flags = (f"-X sigs.k8s.io/jobset/pkg/version.GitVersion={pinned['jobset']}",)
+    return [
+        Target("jobset", "jobset", "sigs.k8s.io/jobset", jobset_flags),
+        Target(
+            "trainer-controller-manager", "trainer", "github.com/kubeflow/trainer/v2/cmd/trainer-controller-manager"
         ),
     ]
 
@@ -458,17 +484,28 @@ def kueue_dir() -> Path:
 
 
 def _copy_kueue_files(go: str, logs: Path) -> str:
-    dest = kueue_dir()
-    if all((dest / Path(path).name).exists() for path in KUEUE_FILES):
+    return _copy_module_files(go, logs, "kueue", KUEUE_FILES, kueue_dir())
+
+
+def peer_dir(wrapper: str) -> Path:
+    """The files of one of the peer's modules (``PEER_FILES``), e.g. ``share/jobset-v0.11.1``."""
+    return share_dir() / f"{wrapper}-{versions()[wrapper]}"
+
+
+def _copy_module_files(go: str, logs: Path, wrapper: str, paths: Sequence[str], dest: Path) -> str:
+    """Copy files or directories of a wrapper's module into ``dest`` (by their last name)."""
+    if all((dest / Path(path).name).exists() for path in paths):
         return "cached"
-    src = _module_dir(go, "kueue-files", "kueue", "sigs.k8s.io/kueue", logs)
+    step = f"{wrapper}-files"
+    _, module = TOOL_MODULES[wrapper]
+    src = _module_dir(go, step, wrapper, module, logs)
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    for path in KUEUE_FILES:
+    for path in paths:
         found = src / path
         if not found.exists():
-            raise BuildError(f"step 'kueue-files' failed: {found} not found in the kueue module")
+            raise BuildError(f"step {step!r} failed: {found} not found in the {wrapper} module")
         if found.is_dir():
             shutil.copytree(found, tmp / found.name)
         else:
@@ -481,12 +518,15 @@ def _copy_kueue_files(go: str, logs: Path) -> str:
 
 
 def is_built() -> bool:
-    """True when every binary, the kwok CRDs and Kueue's files exist (stamps are not checked)."""
+    """True when every binary, the kwok CRDs, Kueue's and the peer's files exist (stamps are not checked)."""
     bins = bin_dir()
     return (
         all((bins / name).exists() for name in BINARIES)
         and all((share_dir() / "kwok-crds" / name).exists() for name in KWOK_CRDS)
         and all((kueue_dir() / Path(path).name).exists() for path in KUEUE_FILES)
+        and all(
+            (peer_dir(wrapper) / Path(path).name).exists() for wrapper, paths in PEER_FILES.items() for path in paths
+        )
     )
 
 
@@ -546,6 +586,10 @@ def build(only: Sequence[str] = (), node: bool | None = None) -> Path:
             start = time.monotonic()
             result = _copy_kueue_files(go, logs)
             log(f"kueue-files: {result} in {time.monotonic() - start:.1f}s")
+            for wrapper, paths in PEER_FILES.items():
+                start = time.monotonic()
+                result = _copy_module_files(go, logs, wrapper, paths, peer_dir(wrapper))
+                log(f"{wrapper}-files: {result} in {time.monotonic() - start:.1f}s")
         if node and not only:
             try:
                 node_build.build(share_dir(), logs, log)
