@@ -24,7 +24,7 @@ from finetune_operator.controller.memory import Remembered
 from finetune_operator.decide.decision import Told
 from finetune_operator.observe.attempts import attempt_of
 from finetune_operator.observe.owners import controller_of
-from finetune_operator.observe.pods import STARTED_PHASES
+from finetune_operator.observe.pods import STARTED_PHASES, slim_job
 from finetune_operator.observe.status import Verdict, has_pods
 from finetune_operator.observe.times import backoff, parse_timestamp, timestamp
 from finetune_operator.render import manifests, multinode
@@ -68,7 +68,9 @@ async def create(ctl: PassContext, body: dict[str, Any], plan: Plan, remembered:
     job_name = manifest["metadata"]["name"]
     job: dict[str, Any] | None
     try:
-        job = await ctl.kube.create_job(manifest)
+        # Kept slim, as the watch's copy will be: the whole rendered Job (23 KB, the entrypoint) would
+        # stay in memory until the watch delivers it, a thousand at once in a burst.
+        job = slim_job(await ctl.kube.create_job(manifest))
         _tell_created(remembered, job)
     except Refused as error:
         return Outcome(None, refused=f"the Job is invalid: {str(error)[:MESSAGE_LIMIT]}")
@@ -79,7 +81,7 @@ async def create(ctl: PassContext, body: dict[str, Any], plan: Plan, remembered:
             job = None  # gone meanwhile: the next pass creates it
             blocked = _waiting(f"Job {job_name}")
         elif owner_uid == uid and attempt_of(found) == attempt:
-            job = found  # ours: made by this operator before a restart
+            job = slim_job(found)  # ours: made by this operator before a restart
             blocked = None
         elif owner_uid == uid:
             job, blocked = None, _waiting(f"the Job of attempt {attempt_of(found)}", "WaitingForPreviousAttempt")

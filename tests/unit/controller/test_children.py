@@ -15,6 +15,7 @@ from finetune_operator.controller import children
 from finetune_operator.controller.children import Outcome
 from finetune_operator.controller.kube import Conflict, Refused
 from finetune_operator.controller.memory import Remembered
+from finetune_operator.observe.pods import slim_job
 from finetune_operator.observe.status import Verdict, job_verdict
 from finetune_operator.render.plan import Plan, Powers, plan
 from tests.unit.controller.fakes import World
@@ -74,8 +75,8 @@ def test_our_own_job_of_this_attempt_is_adopted_and_its_configmap_made() -> None
     case = Case()
     found = case.put("Job", "run", case.ours())
     outcome = case.create()
-    assert outcome == Outcome(found)
-    assert case.remembered.job.created == found
+    assert outcome == Outcome(slim_job(found))  # kept as the watch keeps it
+    assert case.remembered.job.created == slim_job(found)
     configmap = case.kube.get("ConfigMap", "ns", f"run-config-{case.uid[:8]}")
     assert configmap is not None and configmap["metadata"]["ownerReferences"][0]["uid"] == "Job-uid"
     assert case.delay("children") is None
@@ -87,7 +88,7 @@ def test_a_later_attempts_job_has_a_name_of_its_own_and_ours_found_there_is_adop
     second = f"run-a2-{case.uid[:5]}"
     found = case.put("Job", second, case.ours(), annotations={"finetune.aidaptiv.io/attempt": "2"})
     case.remembered.job.service_seen = True
-    assert case.create(attempt=2) == Outcome(found)
+    assert case.create(attempt=2) == Outcome(slim_job(found))
     assert case.kube.calls["read_job"] == 1  # the create met the name, the read found our own
 
 
