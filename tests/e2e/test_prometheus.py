@@ -127,13 +127,13 @@ def test_prometheus_sees_the_training_progress_its_loss_fall_and_gpu_seconds_gro
     # Every query of the dashboard runs on the real Prometheus, the namespace and the job picked.
     answers = {panel: _panel(prometheus, panel, namespace) for panel in dashboard_queries()}
     # Empty only where this run has nothing to show: no failure, no save that ended (the log's one save
-    # has no end line), no peering, no reconcile error.
-    assert {panel for panel, answer in answers.items() if not answer} == {
-        "Failures by reason A",
-        "Last checkpoint save A",
-        "Leader A",
-        "Reconcile errors A",
-    }
+    # has no end line), no peering, and no reconcile error unless the operator counted one. (It is the
+    # session's operator: an earlier test's faults may have made its errors counter, which has no
+    # namespace; the first CI rehearsal with this test met that.)
+    empty = {panel for panel, answer in answers.items() if not answer}
+    assert empty - {"Reconcile errors A"} == {"Failures by reason A", "Last checkpoint save A", "Leader A"}
+    if "controller_runtime_reconcile_errors_total{" not in running.metrics():
+        assert "Reconcile errors A" in empty
     (loss,) = answers["Loss A"]
     assert (loss["metric"], loss["value"][1]) == ({"namespace": namespace, "name": "learns"}, "6.125")
     # The training's one wait counts although its series is new (increase() alone would read it as 0).
