@@ -32,7 +32,7 @@ from . import build_toolchain, processes
 from .commands import Component
 from .common import ClusterError, log
 from .controlplane import LocalCluster
-from .pki import add_leaf
+from .pki import serving_certificate
 
 NAMESPACE = "kueue-system"
 #: Jobs of namespaces with this label go through Kueue's Job webhooks; other tests' Jobs never meet them.
@@ -183,14 +183,7 @@ class Kueue:
 
     def _certificates(self) -> Path:
         """The serving certificate of its webhooks and metrics: the cluster's CA, for 127.0.0.1."""
-        certs = self.home / "certs"
-        certs.mkdir(exist_ok=True)
-        if not (self.local.pki / "kueue.crt").exists():
-            add_leaf(self.local.pki, "kueue", "/CN=kueue-webhook", "serverAuth", "IP:127.0.0.1,DNS:localhost")
-        shutil.copyfile(self.local.pki / "kueue.crt", certs / "tls.crt")
-        shutil.copyfile(self.local.pki / "kueue.key", certs / "tls.key")
-        (certs / "tls.key").chmod(0o600)
-        return certs
+        return serving_certificate(self.local.pki, "kueue", self.home / "certs")
 
     def _shipped_crds(self) -> list[dict[str, Any]]:
         return [doc for path in sorted((self.files / "bases").glob("*.yaml")) for doc in _load_all(path)]

@@ -35,7 +35,7 @@ from .commands import Component
 from .common import ClusterError, log
 from .controlplane import LocalCluster
 from .handle import Cluster
-from .pki import add_leaf
+from .pki import serving_certificate
 
 TRAINER = "trainer.kubeflow.org"
 TRAINER_VERSION = f"{TRAINER}/v1alpha1"
@@ -212,14 +212,7 @@ class Peer:
 
     def _certificates(self) -> Path:
         """The serving certificate of both managers' webhooks: the cluster's CA, for 127.0.0.1."""
-        certs = self.home / "certs"
-        certs.mkdir(exist_ok=True)
-        if not (self.local.pki / "peer.crt").exists():
-            add_leaf(self.local.pki, "peer", "/CN=peer-webhook", "serverAuth", "IP:127.0.0.1,DNS:localhost")
-        shutil.copyfile(self.local.pki / "peer.crt", certs / "tls.crt")
-        shutil.copyfile(self.local.pki / "peer.key", certs / "tls.key")
-        (certs / "tls.key").chmod(0o600)
-        return certs
+        return serving_certificate(self.local.pki, "peer", self.home / "certs")
 
     def _apply(self, name: str, objects: list[dict[str, Any]]) -> None:
         path = self.home / f"{name}.json"

@@ -67,6 +67,19 @@ def _make_leaf(name: str, subject: str, usage: str, san: str | None, pki: Path) 
     )  # fmt: skip
 
 
+def serving_certificate(pki: Path, name: str, directory: Path) -> Path:
+    """A process's serving certificate for 127.0.0.1, signed by the cluster's CA (made once as
+    ``<name>.crt`` in ``pki``), copied as ``tls.crt``/``tls.key`` into ``directory`` (a webhook server's
+    certDir)."""
+    directory.mkdir(exist_ok=True)
+    if not (pki / f"{name}.crt").exists():
+        add_leaf(pki, name, f"/CN={name}-webhook", "serverAuth", "IP:127.0.0.1,DNS:localhost")
+    shutil.copyfile(pki / f"{name}.crt", directory / "tls.crt")
+    shutil.copyfile(pki / f"{name}.key", directory / "tls.key")
+    (directory / "tls.key").chmod(0o600)
+    return directory
+
+
 def add_leaf(pki: Path, name: str, subject: str, usage: str, san: str | None = None) -> None:
     """One more leaf certificate signed by the cluster's CA (``<name>.crt``/``<name>.key`` in ``pki``),
     e.g. the real node's kubelet: its client certificate and its serving certificate for its IP."""
